@@ -1,0 +1,259 @@
+"""Frozen, validated configs whose fields are either static (they pick the compiled
+program) or sweepable (numbers traced inside it), plus the fields every family shares.
+
+A family config is a frozen dataclass subclassing :class:`TrainConfig`; each field is
+declared with :func:`static`, :func:`sweepable` or :func:`seed_field`, which record its
+kind, its parser and its check in the field metadata. Construction validates every
+field and raises :class:`ConfigError` naming the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = [
+    "ConfigError",
+    "TrainConfig",
+    "static",
+    "sweepable",
+    "seed_field",
+    "positive_int",
+    "nonnegative_int",
+    "positive",
+    "nonnegative",
+    "in_interval",
+    "one_of",
+]
+
+
+class ConfigError(ValueError):
+    """Bad user input: names the field, the value given and what is allowed."""
+
+    def __init__(self, field: str, value: Any, allowed: str):
+        self.field, self.value, self.allowed = field, value, allowed
+        super().__init__(f"{field}={value!r}: {allowed}")
+
+
+# ----------------------------------------------------------------------------- checks
+# A check takes the parsed value and returns None when it is allowed, else a phrase
+# saying what is allowed.
+
+
+def positive_int(v):
+    return None if v > 0 else "must be a positive integer"
+
+
+def nonnegative_int(v):
+    return None if v >= 0 else "must be a non-negative integer"
+
+
+def positive(v):
+    return None if math.isfinite(v) and v > 0 else "must be a finite number > 0"
+
+
+def nonnegative(v):
+    return None if math.isfinite(v) and v >= 0 else "must be a finite number >= 0"
+
+
+def in_interval(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False):
+    left, right = ("(" if lo_open else "["), (")" if hi_open else "]")
+
+    def check(v):
+        ok = math.isfinite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+        return None if ok else f"must be in {left}{lo}, {hi}{right}"
+
+    return check
+
+
+def one_of(*choices: str):
+    def check(v):
+        return None if v in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+# ----------------------------------------------------------------------------- parsers
+# A parser turns a Python value or a command-line string into the field's type, raising
+# ValueError (turned into ConfigError) when it cannot.
+
+
+def _parse_int(v):
+    if isinstance(v, bool):
+        raise ValueError
+    if isinstance(v, str):
+        return int(v.strip().replace("_", ""))
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return int(v)
+    raise ValueError
+
+
+def _parse_float(v):
+    if isinstance(v, bool):
+        raise ValueError
+    if isinstance(v, str):
+        return float(v.strip())
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return float(v)
+    raise ValueError
+
+
+def _parse_str(v):
+    if not isinstance(v, str):
+        raise ValueError
+    return v.strip()
+
+
+def _parse_bool(v):
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, str) and v.strip().lower() in ("true", "1", "yes", "false", "0", "no"):
+        return v.strip().lower() in ("true", "1", "yes")
+    raise ValueError
+
+
+def _tuple_of(item_parser):
+    def parse(v):
+        if v is None or (isinstance(v, str) and v.strip().lower() in ("", "none")):
+            return ()
+        if isinstance(v, str):
+            v = [s for s in v.replace(";", ",").split(",") if s.strip()]
+        return tuple(item_parser(x) for x in v)
+
+    return parse
+
+
+def _optional(parser):
+    def parse(v):
+        if v is None or (isinstance(v, str) and v.strip().lower() in ("", "none")):
+            return None
+        return parser(v)
+
+    return parse
+
+
+_PARSERS = {
+    int: (_parse_int, "an integer"),
+    float: (_parse_float, "a number"),
+    str: (_parse_str, "a string"),
+    bool: (_parse_bool, "true or false"),
+    "ints": (_tuple_of(_parse_int), "a comma-separated list of integers"),
+    "floats": (_tuple_of(_parse_float), "a comma-separated list of numbers"),
+    "optional floats": (_optional(_tuple_of(_parse_float)), "a comma-separated list of numbers, or none"),
+}
+
+STATIC, SWEEPABLE, SEED = "static", "sweepable", "seed"
+
+
+def _field(kind, default, type_, check, help):
+    if type_ is None:
+        type_ = type(default)
+    parser, type_name = _PARSERS[type_]
+    meta = dict(kind=kind, parse=parser, type_name=type_name, check=check, help=help)
+    if isinstance(default, (list, dict)):
+        raise TypeError("use a tuple default")
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def static(default, *, type=None, check: Callable | None = None, help: str = ""):
+    """A field that fixes shapes or code paths: each value is its own compiled program."""
+    return _field(STATIC, default, type, check, help)
+
+
+def sweepable(default: float, *, check: Callable | None = None, help: str = ""):
+    """A number used inside the math: traced, so a grid over it is one program."""
+    return _field(SWEEPABLE, float(default), float, check, help)
+
+
+def seed_field(default: int = 0, help: str = "base PRNG seed; seed i of a sweep uses seed + i"):
+    return _field(SEED, default, int, nonnegative_int, help)
+
+
+# ----------------------------------------------------------------------------- base config
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Fields shared by every family. Subclasses add their own, all with defaults."""
+
+    steps: int = static(10_000, check=positive_int, help="optimizer steps")
+    log_every: int = static(100, check=positive_int, help="steps between logged metrics; divides steps")
+    snapshot_steps: tuple = static((), type="ints", help="steps at which parameters are saved (multiples of log_every, 0 allowed)")
+    schedule: str = static("constant", check=one_of("constant", "cosine"), help="learning-rate schedule after warmup")
+    warmup_steps: int = static(0, check=nonnegative_int, help="linear warmup steps (lr rises from 0)")
+    prng_impl: str = static("threefry2x32", check=one_of("threefry2x32", "rbg", "unsafe_rbg"), help="JAX PRNG implementation")
+    lr: float = sweepable(1e-3, check=positive, help="peak learning rate (AdamW)")
+    weight_decay: float = sweepable(0.0, check=nonnegative, help="decoupled AdamW weight decay (multiplied by lr, as torch)")
+    beta1: float = sweepable(0.9, check=in_interval(0, 1, hi_open=True), help="AdamW beta1")
+    beta2: float = sweepable(0.999, check=in_interval(0, 1, hi_open=True), help="AdamW beta2")
+    seed: int = seed_field()
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            raw = getattr(self, f.name)
+            value = self.parse_field(f.name, raw)
+            object.__setattr__(self, f.name, value)
+        self.validate()
+
+    # -- cross-field checks; families extend this and call super().validate()
+    def validate(self):
+        if self.steps % self.log_every:
+            raise ConfigError("log_every", self.log_every, f"must divide steps={self.steps}")
+        if self.warmup_steps > self.steps:
+            raise ConfigError("warmup_steps", self.warmup_steps, f"must be <= steps={self.steps}")
+        for s in self.snapshot_steps:
+            if s < 0 or s > self.steps or s % self.log_every:
+                raise ConfigError(
+                    "snapshot_steps", self.snapshot_steps,
+                    f"each step must be a multiple of log_every={self.log_every} in [0, steps={self.steps}]",
+                )
+        if len(set(self.snapshot_steps)) != len(self.snapshot_steps) or list(self.snapshot_steps) != sorted(self.snapshot_steps):
+            raise ConfigError("snapshot_steps", self.snapshot_steps, "must be increasing with no repeats")
+
+    # -- field introspection
+    @classmethod
+    def field_info(cls) -> dict[str, dataclasses.Field]:
+        return {f.name: f for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def names(cls, kind: str | None = None) -> list[str]:
+        return [n for n, f in cls.field_info().items() if kind is None or f.metadata["kind"] == kind]
+
+    @classmethod
+    def parse_field(cls, name: str, raw: Any) -> Any:
+        """Parse and check one field's value (a Python value or a command-line string)."""
+        info = cls.field_info()
+        if name not in info:
+            raise ConfigError(name, raw, f"unknown field; {cls.__name__} has: {', '.join(info)}")
+        meta = info[name].metadata
+        try:
+            value = meta["parse"](raw)
+        except (ValueError, TypeError):
+            raise ConfigError(name, raw, f"must be {meta['type_name']}") from None
+        if meta["check"] is not None and value is not None:
+            problem = meta["check"](value)
+            if problem:
+                raise ConfigError(name, raw if isinstance(raw, str) else value, problem)
+        return value
+
+    def replace(self, **changes) -> "TrainConfig":
+        unknown = [k for k in changes if k not in self.field_info()]
+        if unknown:
+            raise ConfigError(unknown[0], changes[unknown[0]], f"unknown field; {type(self).__name__} has: {', '.join(self.field_info())}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return {n: (list(v) if isinstance(v, tuple) else v) for n, v in ((n, getattr(self, n)) for n in self.field_info())}
+
+    def static_key(self) -> tuple:
+        """Hashable identity of the compiled program this config needs."""
+        return tuple((n, getattr(self, n)) for n in self.names(STATIC))
+
+    def hparams(self) -> dict[str, np.ndarray]:
+        """The sweepable fields as float32 scalars: the traced argument of ``train``."""
+        return {n: np.float32(getattr(self, n)) for n in self.names(SWEEPABLE)}

@@ -1,0 +1,55 @@
+"""The family record: what core/ needs to know of a model family, and the registry."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from .config import ConfigError, TrainConfig
+
+__all__ = ["Family", "register_family", "get_family", "family_names"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """One model family, as the training loop and sweep runner see it.
+
+    Attributes:
+        name: the CLI name (``toylab run NAME``).
+        config: the family's frozen config class (a TrainConfig subclass).
+        init: ``init(config, hparams, key) -> model`` (an equinox Module / pytree).
+        batch: ``batch(config, hparams, key) -> batch`` — the training data of one step
+            (a full-batch family ignores the key and returns its whole data set).
+        loss: ``loss(model, batch, config, hparams) -> (scalar loss, dict of scalar metrics)``.
+        summary: optional ``summary(model, config, hparams) -> dict of scalars``, the
+            family's final measures (pure and vmappable), stored in summary.json.
+        description: one line for ``toylab --help``.
+    """
+
+    name: str
+    config: type[TrainConfig]
+    init: Callable[..., Any]
+    batch: Callable[..., Any]
+    loss: Callable[..., Any]
+    summary: Callable[..., dict] | None = None
+    description: str = ""
+
+
+_REGISTRY: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    _REGISTRY[family.name] = family
+    return family
+
+
+def family_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_family(name: str | Family) -> Family:
+    if isinstance(name, Family):
+        return name
+    if name not in _REGISTRY:
+        raise ConfigError("family", name, f"unknown family; choose from {', '.join(family_names()) or '(none registered)'}")
+    return _REGISTRY[name]

@@ -1,0 +1,136 @@
+"""The training loop: one compiled scan, pure in (hparams, key).
+
+``make_train(family, config)`` returns ``train(hparams, key) -> TrainResult``. Inside, the
+loop is a nested ``lax.scan``: an outer scan over logging intervals, an inner scan over the
+steps of one interval. The same loop is exposed in pieces (:class:`Trainer` ``init`` /
+``segment`` / ``finish``) so the sweep runner can run it as a Python loop over compiled
+segments — for progress, checkpoints and resume — with results identical to one call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .family import Family, get_family
+from .optim import make_optimizer
+
+__all__ = ["TrainState", "TrainResult", "Trainer", "make_train", "make_key"]
+
+
+def make_key(seed, impl: str = "threefry2x32"):
+    """The run's PRNG key from its integer seed (traceable, so seeds can be vmapped)."""
+    return jax.random.key(seed, impl=impl)
+
+
+class TrainState(eqx.Module):
+    params: Any  # the model's inexact arrays (its other leaves live in Trainer.static)
+    opt_state: Any
+    step: jax.Array
+    snapshots: Any  # params stacked over snapshot slots, plus one scratch slot at the end
+
+
+class TrainResult(eqx.Module):
+    model: Any  # the trained model
+    metrics: dict  # name -> (n_logs,) array, logged every log_every steps
+    snapshots: Any  # model with a leading (n_snapshots,) axis, or None
+    steps: jax.Array  # (n_logs,) step count at each logged metric
+
+
+class Trainer:
+    """The training loop of one family at one static config."""
+
+    def __init__(self, family: Family | str, config):
+        self.family = get_family(family)
+        if not isinstance(config, self.family.config):
+            raise TypeError(f"config must be a {self.family.config.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.n_logs = config.steps // config.log_every
+        self.snapshot_steps = tuple(config.snapshot_steps)
+        shape = eqx.filter_eval_shape(self.family.init, config, config.hparams(), make_key(0, config.prng_impl))
+        _, self.static = eqx.partition(shape, eqx.is_inexact_array)
+
+    # -- pieces
+    def _model(self, params):
+        return eqx.combine(params, self.static)
+
+    def init(self, hparams, key) -> TrainState:
+        k_init, _ = jax.random.split(key)
+        model = self.family.init(self.config, hparams, k_init)
+        params, _ = eqx.partition(model, eqx.is_inexact_array)
+        opt_state = make_optimizer(self.config, hparams).init(params)
+        n = len(self.snapshot_steps)
+        snaps = jax.tree.map(lambda p: jnp.zeros((n + 1,) + p.shape, p.dtype), params)
+        if 0 in self.snapshot_steps:
+            snaps = jax.tree.map(lambda b, p: b.at[0].set(p), snaps, params)
+        return TrainState(params, opt_state, jnp.zeros((), jnp.int32), snaps)
+
+    def segment(self, state: TrainState, hparams, key, n_intervals: int):
+        """Run ``n_intervals`` logging intervals; returns (state, metrics of shape (n_intervals,))."""
+        cfg, family = self.config, self.family
+        _, k_data = jax.random.split(key)
+        opt = make_optimizer(cfg, hparams)
+        snap_steps = jnp.asarray(self.snapshot_steps if self.snapshot_steps else (-1,), jnp.int32)
+        n_snap = len(self.snapshot_steps)
+
+        def loss_fn(params, batch):
+            return family.loss(self._model(params), batch, cfg, hparams)
+
+        def one_step(carry, _):
+            params, opt_state, step = carry
+            batch = family.batch(cfg, hparams, jax.random.fold_in(k_data, step))
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
+            updates, opt_state = opt.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            return (params, opt_state, step + 1), {"loss": loss, **aux}
+
+        def one_interval(state: TrainState, _):
+            (params, opt_state, step), logs = jax.lax.scan(
+                one_step, (state.params, state.opt_state, state.step), length=cfg.log_every
+            )
+            # Snapshot: write into the matching slot, or into the scratch slot n_snap.
+            hit = snap_steps == step
+            slot = jnp.where(hit.any(), jnp.argmax(hit), n_snap)
+            snaps = jax.tree.map(lambda b, p: b.at[slot].set(p), state.snapshots, params)
+            metrics = {k: jnp.mean(v) for k, v in logs.items()}
+            return TrainState(params, opt_state, step, snaps), metrics
+
+        return jax.lax.scan(one_interval, state, length=n_intervals)
+
+    def finish(self, state: TrainState, metrics: dict) -> TrainResult:
+        snaps = None
+        if self.snapshot_steps:
+            snaps = self._model(jax.tree.map(lambda b: b[:-1], state.snapshots))
+        steps = jnp.arange(1, self.n_logs + 1, dtype=jnp.int32) * self.config.log_every
+        return TrainResult(self._model(state.params), metrics, snaps, steps)
+
+    # -- the whole loop
+    def train(self, hparams, key) -> TrainResult:
+        state = self.init(hparams, key)
+        state, metrics = self.segment(state, hparams, key, self.n_logs)
+        return self.finish(state, metrics)
+
+    def summary(self, model, hparams) -> dict:
+        if self.family.summary is None:
+            return {}
+        return self.family.summary(model, self.config, hparams)
+
+
+def make_train(family: Family | str, config):
+    """``train(hparams, key) -> TrainResult`` for a family at a config's static fields.
+
+    ``hparams`` is a dict of the config's sweepable fields (``config.hparams()``), each a
+    scalar that may be traced; ``key`` a PRNG key. ``jax.jit(jax.vmap(train))`` over stacked
+    hparams and keys trains an ensemble in one program.
+    """
+    return Trainer(family, config).train
+
+
+def stack_hparams(configs) -> dict[str, np.ndarray]:
+    """Stack the sweepable fields of several configs into (n,) arrays."""
+    return {k: np.asarray([c.hparams()[k] for c in configs], np.float32) for k in configs[0].hparams()}
