@@ -72,12 +72,7 @@ def _as_weights(W, name: str = "W", *, min_ndim: int = 2, max_ndim: int = 2):
             f"{name} has shape {tuple(shape)}: must be a 2-D (n_hidden, n_features) array "
             "with n_hidden >= 1 and n_features >= 1 (one model; use jax.vmap for a stack)"
         )
-    W = jnp.asarray(W)
-    # Compute in at least float32: low-precision floats lose the cancellations D relies on.
-    dtype = jnp.promote_types(W.dtype, jnp.float32)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"{name} has dtype {W.dtype}: must be a real (float) array")
-    return W.astype(dtype)
+    return _as_real(jnp.asarray(W), name)
 
 
 def _check_positive(name: str, value) -> None:
@@ -103,10 +98,18 @@ def _as_dimensionalities(D):
             f"D has shape {D.shape}: must be a 1-D array of feature dimensionalities "
             "(one model, or all models' values flattened)"
         )
-    dtype = jnp.promote_types(D.dtype, jnp.float32)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"D has dtype {D.dtype}: must be a real (float) array")
-    return D.astype(dtype)
+    return _as_real(D, "D")
+
+
+def _as_real(x, name: str):
+    """x cast to a float dtype of at least 32 bits, or ValueError naming it."""
+    # Chosen by hand, not by jnp.promote_types, which refuses int -> float under strict promotion.
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        # float16/bfloat16 would lose the cancellations D relies on.
+        return x if jnp.finfo(x.dtype).bits >= 32 else x.astype(jnp.float32)
+    if jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.bool_):
+        return x.astype(jnp.result_type(float))  # float32, or float64 under jax_enable_x64
+    raise ValueError(f"{name} has dtype {x.dtype}: must be a real (float) array")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -161,7 +164,7 @@ def interference(W):
     norms = _safe_sqrt(jnp.sum(W * W, axis=0))
     live = norms > _NORM_EPS
     # Divide by 1 where the column is (numerically) zero: Ŵ_i is then 0 and gradients stay finite.
-    W_hat = W * jnp.where(live, 1.0 / jnp.where(live, norms, 1.0), 0.0)
+    W_hat = W * jnp.where(live, 1.0 / jnp.where(live, norms, 1.0), 0.0)[None, :]
     proj = jnp.matmul(W_hat.T, W, precision=jax.lax.Precision.HIGHEST)  # (i, j) = Ŵ_i·W_j
     off_diagonal = 1.0 - jnp.eye(W.shape[1], dtype=W.dtype)
     # Sum the off-diagonal terms directly rather than subtracting ‖W_i‖² from the full sum,

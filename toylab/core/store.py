@@ -102,7 +102,7 @@ class Store:
             diff = [k for k in cls.IDENTITY_KEYS if _canon(old.get(k)) != _canon(manifest.get(k))]
             if diff:
                 raise StoreError(
-                    f"--out {str(root)!r}: holds a different sweep (its {', '.join(diff)} differ"
+                    f"--out {str(root)!r}: holds a different sweep (its {', '.join(diff)} differ{'s' if len(diff) == 1 else ''}"
                     f"{' — ' + _describe_diff(old, manifest, diff[0]) if diff else ''}); "
                     "choose a new folder, or repeat the original command with --resume")
             if not resume:

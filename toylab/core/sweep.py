@@ -366,8 +366,10 @@ class Results:
             trainer = Trainer(self.family, members[0].config)
             like = jax.eval_shape(jax.vmap(lambda s: trainer.init(trainer.config.hparams(), make_key(s, trainer.config.prng_impl))),
                                   jnp.zeros((len(members),), jnp.uint32))
-            like = like.params if kind == "params.eqx" else jax.tree.map(lambda b: b[:, :-1], like.snapshots)
-            like = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), like)
+            if kind == "params.eqx":
+                like = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), like.params)
+            else:  # drop the scratch slot, as the runner does before saving
+                like = jax.tree.map(lambda s: np.zeros((s.shape[0], s.shape[1] - 1, *s.shape[2:]), s.dtype), like.snapshots)
             tree = eqx.tree_deserialise_leaves(path, like)
             self._trees[key] = eqx.combine(tree, trainer.static)
         return self._trees[key]

@@ -1,0 +1,289 @@
+"""The spine: configs, the training loop, sweeps, the results store, resume after kill -9."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import toylab
+from toylab.core.config import ConfigError
+from toylab.core.optim import learning_rate_schedule
+from toylab.core.store import StoreError
+from toylab.core.sweep import load_results, run_sweep
+from toylab.core.train import Trainer, stack_hparams
+from toylab.families.superposition import SuperpositionConfig
+
+SMALL = dict(n_features=6, n_hidden=2, batch_size=64, steps=200, log_every=20)
+
+
+def small(**kw):
+    return SuperpositionConfig(**{**SMALL, **kw})
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+@pytest.mark.parametrize("field,value,phrase", [
+    ("feature_probability", 1.5, "[0, 1]"),
+    ("feature_probability", -0.1, "[0, 1]"),
+    ("n_hidden", 0, "positive"),
+    ("n_features", -3, "positive"),
+    ("batch_size", 2.5, "integer"),
+    ("model", "quadratic", "one of"),
+    ("lr", 0.0, "> 0"),
+    ("steps", "many", "integer"),
+    ("log_every", 30, "divide steps"),
+    ("snapshot_steps", (10,), "multiple of log_every"),
+    ("importance", (1.0, 2.0), "n_features"),
+    ("weight_decay", float("nan"), ">= 0"),
+])
+def test_bad_field_names_field_value_and_rule(field, value, phrase):
+    with pytest.raises(ConfigError) as e:
+        small(**{field: value})
+    assert e.value.field == field
+    assert field in str(e.value) and phrase in str(e.value)
+
+
+def test_fields_split_static_and_sweepable():
+    cfg = small()
+    assert {"lr", "weight_decay", "feature_probability", "importance_decay"} <= set(cfg.hparams())
+    static = dict(cfg.static_key())
+    assert {"n_features", "n_hidden", "model", "steps", "batch_size"} <= set(static)
+    assert "seed" not in static and "seed" not in cfg.hparams()
+    # Parsing from strings, as the CLI does.
+    assert SuperpositionConfig.parse_field("importance", "1,0.5") == (1.0, 0.5)
+    assert SuperpositionConfig.parse_field("n_hidden", "7") == 7
+
+
+def test_schedule_warmup_and_cosine():
+    cfg = small(warmup_steps=10, schedule="cosine", steps=110, log_every=10)
+    f = learning_rate_schedule(cfg, {"lr": jnp.float32(2.0)})
+    np.testing.assert_allclose([f(0), f(5), f(10), f(60), f(110)], [0.0, 1.0, 2.0, 1.0, 0.0], atol=1e-6)
+    g = learning_rate_schedule(small(), {"lr": jnp.float32(0.5)})
+    np.testing.assert_allclose([g(0), g(150)], [0.5, 0.5])
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_training_reduces_loss_and_logs():
+    cfg = small(steps=400, log_every=40, feature_probability=0.3, lr=1e-2)
+    res = jax.jit(toylab.make_train("superposition", cfg))(cfg.hparams(), toylab.make_key(0))
+    loss = np.asarray(res.metrics["loss"])
+    assert loss.shape == (10,) and np.all(np.isfinite(loss))
+    assert loss[-1] < loss[0]
+    # Far below the all-zero model's loss (1/n) Σ I_i p E[x²] = (1/n) Σ I_i p / 3.
+    zero_model = np.mean(0.7 ** np.arange(6)) * 0.3 / 3
+    assert loss[-1] < 0.5 * zero_model
+    np.testing.assert_array_equal(res.steps, np.arange(40, 401, 40))
+
+
+_ENSEMBLE_CFG = small(steps=100, log_every=20)
+_ENSEMBLE_TRAIN = toylab.make_train("superposition", _ENSEMBLE_CFG)
+_ENSEMBLE_JIT = jax.jit(jax.vmap(_ENSEMBLE_TRAIN))
+_SINGLE_JIT = jax.jit(_ENSEMBLE_TRAIN)
+
+
+@settings(max_examples=6)
+@given(seeds=st.lists(st.integers(0, 2**31 - 1), min_size=3, max_size=3, unique=True),
+       probs=st.lists(st.floats(0.01, 1.0), min_size=3, max_size=3))
+def test_vmapped_ensemble_equals_separate_runs(seeds, probs):
+    cfgs = [_ENSEMBLE_CFG.replace(feature_probability=p) for p in probs]
+    hp = stack_hparams(cfgs)
+    keys = jax.vmap(toylab.make_key)(jnp.asarray(seeds, jnp.uint32))
+    together = _ENSEMBLE_JIT(hp, keys)
+    single = _SINGLE_JIT
+    for i, (c, s) in enumerate(zip(cfgs, seeds)):
+        alone = single(c.hparams(), toylab.make_key(s))
+        np.testing.assert_allclose(together.model.W[i], alone.model.W, rtol=2e-5, atol=2e-6)
+        np.testing.assert_allclose(together.metrics["loss"][i], alone.metrics["loss"], rtol=2e-5, atol=1e-8)
+
+
+def test_same_seed_same_result_other_seed_differs():
+    cfg = small()
+    train = jax.jit(toylab.make_train("superposition", cfg))
+    a, b, c = (train(cfg.hparams(), toylab.make_key(s)) for s in (3, 3, 4))
+    np.testing.assert_array_equal(a.model.W, b.model.W)
+    assert not np.allclose(a.model.W, c.model.W)
+
+
+def test_snapshots_equal_shorter_runs():
+    cfg = small(steps=200, log_every=20, snapshot_steps=(0, 60, 200))
+    res = jax.jit(toylab.make_train("superposition", cfg))(cfg.hparams(), toylab.make_key(5))
+    assert res.snapshots.W.shape == (3, 2, 6)
+    short = small(steps=60, log_every=20)
+    ref = jax.jit(toylab.make_train("superposition", short))(short.hparams(), toylab.make_key(5))
+    init = Trainer("superposition", cfg).init(cfg.hparams(), toylab.make_key(5))
+    np.testing.assert_allclose(res.snapshots.W[0], init.params.W)
+    np.testing.assert_allclose(res.snapshots.W[1], ref.model.W, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(res.snapshots.W[2], res.model.W)
+
+
+def test_segmented_training_equals_one_scan():
+    cfg = small()
+    t = Trainer("superposition", cfg)
+    hp, key = cfg.hparams(), toylab.make_key(1)
+    whole = jax.jit(t.train)(hp, key)
+    state = t.init(hp, key)
+    seg = jax.jit(lambda s: t.segment(s, hp, key, 2))
+    logs = []
+    for _ in range(5):
+        state, m = seg(state)
+        logs.append(m["loss"])
+    np.testing.assert_allclose(state.params.W, whole.model.W, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(np.concatenate(logs), whole.metrics["loss"], rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- sweeps and store
+
+
+def test_sweep_results_addressable_and_equal_to_single_runs(tmp_path):
+    out = tmp_path / "sweep"
+    grid = {"feature_probability": [0.5, 0.05], "model": ["linear", "relu_output"]}
+    res = run_sweep("superposition", SMALL, grid, seeds=2, out=out, quiet=True, segments=3)
+    assert len(res) == 8
+    assert res.values("model") == ["linear", "relu_output"]
+    run = res.one(model="linear", feature_probability=0.05, seed=1)
+    cfg = small(model="linear", feature_probability=0.05)
+    ref = jax.jit(toylab.make_train("superposition", cfg))(cfg.hparams(), toylab.make_key(1))
+    np.testing.assert_allclose(run.model.W, ref.model.W, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(run.metrics["loss"], ref.metrics["loss"], rtol=1e-5)
+    # summary.json has every point and seed with its hyperparameters and final measures.
+    rows = json.loads((out / "summary.json").read_text())
+    assert len(rows) == 8 and {r["run"] for r in rows} == set(range(8))
+    row = next(r for r in rows if r["model"] == "linear" and r["feature_probability"] == 0.05 and r["seed"] == 1)
+    assert row["loss"] == pytest.approx(float(ref.metrics["loss"][-1]), rel=1e-5)
+    assert "dimensions_per_feature" in row
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["jax_version"] == jax.__version__ and manifest["devices"]
+    # The loader reads the folder back identically.
+    again = load_results(out)
+    np.testing.assert_array_equal(again.one(model="linear", feature_probability=0.05, seed=1).model.W, run.model.W)
+    assert len(again.final("loss", model="relu_output")) == 4
+
+
+def test_sweep_chunks_and_snapshots(tmp_path):
+    res = run_sweep("superposition", {**SMALL, "snapshot_steps": (0, 100)}, {"lr": [1e-3, 3e-3, 1e-2]},
+                    seeds=2, out=tmp_path / "s", chunk_size=4, quiet=True)
+    assert len(res) == 6 and len(list((tmp_path / "s" / "chunks").glob("*.npz"))) == 2
+    r = res.one(lr=3e-3, seed=0)
+    assert r.snapshots.W.shape == (2, 2, 6)
+    assert not (tmp_path / "s" / "checkpoints").exists() or not any((tmp_path / "s" / "checkpoints").iterdir())
+
+
+def test_store_refuses_other_sweep_and_leaves_it_untouched(tmp_path):
+    out = tmp_path / "s"
+    run_sweep("superposition", SMALL, {"lr": [1e-3]}, out=out, quiet=True)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(StoreError, match="different sweep"):
+        run_sweep("superposition", SMALL, {"lr": [2e-3]}, out=out, quiet=True)
+    with pytest.raises(StoreError, match="--resume"):
+        run_sweep("superposition", SMALL, {"lr": [1e-3]}, out=out, quiet=True)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="not a toylab results folder"):
+        run_sweep("superposition", SMALL, out=tmp_path / "other", quiet=True)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+    # Resuming a finished sweep trains nothing and changes nothing.
+    res = run_sweep("superposition", SMALL, {"lr": [1e-3]}, out=out, resume=True, quiet=True)
+    assert len(res) == 1
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "summary.json"} == \
+        {p: b for p, b in before.items() if p.name != "summary.json"}
+
+
+def test_bad_sweep_arguments():
+    with pytest.raises(ConfigError, match="seeds"):
+        run_sweep("superposition", SMALL, seeds=0, quiet=True)
+    with pytest.raises(ConfigError, match="bogus"):
+        run_sweep("superposition", {"bogus": 1}, quiet=True)
+    with pytest.raises(ConfigError, match="feature_probability"):
+        run_sweep("superposition", SMALL, {"feature_probability": [0.5, 2.0]}, quiet=True)
+    with pytest.raises(ConfigError, match="family"):
+        run_sweep("no_such_family", quiet=True)
+
+
+SHARDED_SCRIPT = textwrap.dedent("""
+    import os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax, numpy as np
+    from toylab.core.sweep import run_sweep
+    assert len(jax.devices()) == 4, jax.devices()
+    res = run_sweep("superposition", {SMALL}, {{"feature_probability": [0.5, 0.1, 0.02]}}, seeds=2,
+                    out=sys.argv[1], quiet=True)
+    print("devices", len(jax.devices()))
+""")
+
+
+def test_sharded_sweep_equals_unsharded(tmp_path):
+    script = SHARDED_SCRIPT.format(SMALL=repr(SMALL))
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "sharded")], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "devices 4" in proc.stdout
+    sharded = load_results(tmp_path / "sharded")
+    assert json.loads((tmp_path / "sharded" / "manifest.json").read_text())["devices"].__len__() == 4
+    plain = run_sweep("superposition", SMALL, {"feature_probability": [0.5, 0.1, 0.02]}, seeds=2, quiet=True)
+    assert len(sharded) == len(plain) == 6
+    for a, b in zip(sharded, plain):
+        assert (a.config, a.seed) == (b.config, b.seed)
+        np.testing.assert_allclose(a.model.W, b.model.W, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a.metrics["loss"], b.metrics["loss"], rtol=1e-5)
+
+
+def test_sweep_killed_with_sigkill_resumes_without_loss_or_retraining(tmp_path):
+    """Kill -9 the CLI at several moments; --resume each time; the finished folder equals
+    an uninterrupted sweep, and chunks finished before a kill are never rewritten."""
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "toylab", "run", "superposition",
+            "--set", "n_features=6", "--set", "n_hidden=2", "--set", "batch_size=64",
+            "--set", "steps=2000", "--set", "log_every=20",
+            "--grid", "feature_probability=0.5,0.2,0.1,0.05", "--seeds", "2",
+            "--chunk-size", "2", "--segments", "10", "--quiet", "--out", str(out)]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    finished_before: dict[str, float] = {}
+    kills = 0
+    for delay in (4.0, 5.5, 7.0):
+        proc = subprocess.Popen(args + (["--resume"] if kills else []), env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(delay)
+        if proc.poll() is not None:
+            break
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        chunks = out / "chunks"
+        for p in chunks.glob("*.npz") if chunks.exists() else []:
+            stamp = (p.stat().st_mtime_ns, p.stat().st_ino)
+            if p.name in finished_before:  # finished earlier: never rewritten by a resume
+                assert finished_before[p.name] == stamp
+            finished_before[p.name] = stamp
+        # No torn files: every file present parses (temporary files are dot-prefixed).
+        assert not [p for p in out.rglob("*") if p.is_file() and p.name.startswith(".") and p.suffix != ".tmp"]
+    assert kills >= 1, "the sweep finished before it could be killed; make it longer"
+    final = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr[-2000:]
+    for name, stamp in finished_before.items():
+        p = out / "chunks" / name
+        assert (p.stat().st_mtime_ns, p.stat().st_ino) == stamp
+    resumed = load_results(out)
+    assert len(resumed) == 8 and sorted(r.index for r in resumed) == list(range(8))
+    assert len(json.loads((out / "summary.json").read_text())) == 8
+    assert not any((out / "checkpoints").glob("*.eqx"))
+    base = dict(n_features=6, n_hidden=2, batch_size=64, steps=2000, log_every=20)
+    ref = run_sweep("superposition", base, {"feature_probability": [0.5, 0.2, 0.1, 0.05]}, seeds=2,
+                    chunk_size=2, quiet=True)
+    for a, b in zip(resumed, ref):
+        assert (a.config, a.seed) == (b.config, b.seed)
+        np.testing.assert_allclose(a.model.W, b.model.W, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a.metrics["loss"], b.metrics["loss"], rtol=1e-5)

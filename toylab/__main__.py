@@ -1,0 +1,3 @@
+from toylab.cli import main
+import sys
+sys.exit(main())
