@@ -21,11 +21,11 @@ LINE_NAMES = [name for name, _ in S.FRACTION_LINES]
 
 
 @st.composite
-def weights(draw, max_m=6, max_n=10, well_scaled=False):
+def weights(draw, max_m=4, max_n=7, well_scaled=False):
     """A float32 (m, n) weight matrix, some columns possibly exactly zero.
 
     well_scaled keeps nonzero entries in 1/8 <= |x| <= 1, so column norms differ by at most
-    ~20x and float32 rounding stays far below the tolerances of the invariance tests.
+    ~16x and float32 rounding stays far below the tolerances of the invariance tests.
     """
     m = draw(st.integers(1, max_m))
     n = draw(st.integers(1, max_n))
@@ -59,8 +59,11 @@ def tetrahedron() -> np.ndarray:
     return (V / np.sqrt(3.0)).astype(np.float32)
 
 
+_feature_dimensionality = jax.jit(S.feature_dimensionality)  # one compile per shape, not per op
+
+
 def D(W):
-    return np.asarray(S.feature_dimensionality(jnp.asarray(W)))
+    return np.asarray(_feature_dimensionality(jnp.asarray(W)))
 
 
 # ----------------------------------------------------------------------------- bounds
@@ -162,8 +165,9 @@ def test_tiny_column_counts_as_not_learned_but_small_one_does_not():
 @given(weights(well_scaled=True))
 def test_dimensionality_agrees_with_norms_and_interference(W):
     # D_i = ‖W_i‖² / (‖W_i‖² + interference_i) for every nonzero column
-    norms2 = np.asarray(S.feature_norms(W)) ** 2
-    expected = np.where(norms2 > 0, norms2 / np.maximum(norms2 + np.asarray(S.interference(W)), 1e-30), 0.0)
+    norms2 = np.asarray(jax.jit(S.feature_norms)(W)) ** 2
+    leak = np.asarray(jax.jit(S.interference)(W))
+    expected = np.where(norms2 > 0, norms2 / np.maximum(norms2 + leak, 1e-30), 0.0)
     np.testing.assert_allclose(D(W), expected, rtol=1e-4, atol=1e-5)
 
 
@@ -240,7 +244,7 @@ def test_fraction_line_counts_counts_within_tol():
 
 
 @FAST
-@given(st.integers(0, 6), st.integers(3, 30))
+@given(st.integers(0, 6), st.sampled_from([3, 4, 10, 30]))
 def test_an_exact_cluster_is_detected_on_its_line_only(line, size):
     values = jnp.full(size, S.FRACTION_LINES[line][1], dtype=jnp.float32)
     detected = np.asarray(S.detect_fraction_lines(values))
@@ -336,19 +340,21 @@ def test_classify_phase_rejects_other_shapes(shape):
 # ----------------------------------------------------------------------------- vmap
 
 
-@FAST
-@given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 8), st.integers(0, 2**32 - 1))
-def test_measures_vmap_like_a_loop(batch, m, n, seed):
+@settings(max_examples=10, deadline=None)
+@given(st.sampled_from([(1, 1, 1), (3, 1, 2), (4, 2, 5), (2, 5, 8)]), st.integers(0, 2**32 - 1))
+def test_measures_vmap_like_a_loop(shape, seed):
+    # few shapes: each one compiles every measure, which dominates the run time
+    batch, m, n = shape
     rng = np.random.default_rng(seed)
     stack = rng.normal(size=(batch, m, n)).astype(np.float32)
     stack[:, :, rng.random(n) < 0.3] = 0.0  # some unlearned features
     for f in (S.feature_dimensionality, S.interference, S.feature_norms, S.dimensions_per_feature):
         batched = np.asarray(jax.jit(jax.vmap(f))(stack))
-        looped = np.stack([np.asarray(f(W)) for W in stack])
+        looped = np.stack([np.asarray(jax.jit(f)(W)) for W in stack])
         np.testing.assert_allclose(batched, looped, rtol=1e-5, atol=1e-6, err_msg=f.__name__)
-    summaries = jax.vmap(S.superposition_summary)(stack)
+    summaries = jax.jit(jax.vmap(S.superposition_summary))(stack)
     for i, W in enumerate(stack):
-        for key, value in S.superposition_summary(W).items():
+        for key, value in jax.jit(S.superposition_summary)(W).items():
             np.testing.assert_allclose(np.asarray(summaries[key][i]), np.asarray(value), rtol=1e-5, atol=1e-6)
 
 

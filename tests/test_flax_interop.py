@@ -1,6 +1,7 @@
 """flax models (linen and nnx) trained by toylab's own loop and sweep runner."""
 
 import dataclasses
+import functools
 import sys
 
 import equinox as eqx
@@ -27,7 +28,7 @@ class RegressionConfig(TrainConfig):
     d_out: int = static(2, check=positive_int, help="output dimension")
     width: int = static(32, check=positive_int, help="hidden width of the MLP")
     batch_size: int = static(64, check=positive_int, help="samples per step")
-    steps: int = static(300, check=positive_int, help="optimizer steps")
+    steps: int = static(200, check=positive_int, help="optimizer steps")
     log_every: int = static(20, check=positive_int, help="steps between logged metrics")
     lr: float = sweepable(1e-2, help="peak learning rate")
     input_scale: float = sweepable(1.0, help="std of the inputs")
@@ -87,25 +88,47 @@ FAMILIES = {
 # ----------------------------------------------------------------------------- training
 
 
-@pytest.mark.parametrize("kind", ["linen", "nnx", "nnx-instance"])
-def test_make_train_trains_flax_model(kind):
-    cfg = RegressionConfig()
-    train = toylab.make_train(FAMILIES[kind], cfg)
-    result = jax.jit(train)(cfg.hparams(), toylab.make_key(0))
+@functools.lru_cache(maxsize=None)
+def jitted_init(kind):
+    """The family's init under one jit (eager flax init compiles every small op: slow)."""
+    return jax.jit(lambda key: FAMILIES[kind].init(BASE, BASE.hparams(), key))
+
+BASE = RegressionConfig()
+SINGLE = dict(lr=1e-2, seed=1)  # the run trained alone and compared with its sweep twin
+
+
+@pytest.fixture(scope="module")
+def single_runs():
+    """One jitted ``make_train`` run per kind, shared by the tests below (compiles are the cost)."""
+    cache = {}
+
+    def get(kind):
+        if kind not in cache:
+            cfg = BASE.replace(lr=SINGLE["lr"])
+            train = toylab.make_train(FAMILIES[kind], cfg)
+            cache[kind] = jax.jit(train)(cfg.hparams(), toylab.make_key(SINGLE["seed"]))
+        return cache[kind]
+
+    return get
+
+
+@pytest.mark.parametrize("kind", ["linen", "nnx"])
+def test_make_train_trains_flax_model(kind, single_runs):
+    result = single_runs(kind)
     loss = np.asarray(result.metrics["loss"])
-    assert loss.shape == (cfg.steps // cfg.log_every,) and np.isfinite(loss).all()
-    # Measured: about 0.6 -> 0.01 for both kinds; 0.1x leaves a wide margin.
-    assert loss[-1] < 0.1 * loss[0], loss
+    assert loss.shape == (BASE.steps // BASE.log_every,) and np.isfinite(loss).all()
+    # Measured over seeds 0-2 at 200 steps, lr 1e-2: final/first logged loss 0.08-0.10 for
+    # both kinds (the first log already averages 20 steps of descent).
+    assert loss[-1] < 0.3 * loss[0], loss
     assert isinstance(result.model, FlaxModel)
-    # The trained model evaluates eagerly to the logged loss's order of magnitude.
-    x, y = regression_batch(cfg, cfg.hparams(), jax.random.key(7))
-    assert float(jnp.mean((result.model(x) - y) ** 2)) < 0.2 * loss[0]
+    # The trained model, called on fresh data, does as well as the logged loss says.
+    x, y = regression_batch(BASE, BASE.hparams(), jax.random.key(7))
+    assert float(eqx.filter_jit(lambda m: jnp.mean((m(x) - y) ** 2))(result.model)) < 0.3 * loss[0]
 
 
 def test_linen_and_nnx_parameter_trees():
-    cfg = RegressionConfig()
-    lin = linen_init(cfg, cfg.hparams(), jax.random.key(0))
-    nx = nnx_init(cfg, cfg.hparams(), jax.random.key(0))
+    cfg = BASE
+    lin, nx = jitted_init("linen")(jax.random.key(0)), jitted_init("nnx")(jax.random.key(0))
     assert lin.kind == "linen" and nx.kind == "nnx"
     assert lin.params["hidden"]["kernel"].shape == (cfg.d_in, cfg.width)
     assert nx.params["hidden"]["kernel"].shape == (cfg.d_in, cfg.width)
@@ -114,12 +137,16 @@ def test_linen_and_nnx_parameter_trees():
     np.testing.assert_allclose(nx.module(x), nx(x))
     np.testing.assert_allclose(lin.module(x), lin(x))
     assert "FlaxModel(kind='nnx'" in repr(nx)
+    # An nnx Module returned by init is split as from_nnx would.
+    inst = jitted_init("nnx-instance")(jax.random.key(0))
+    assert isinstance(inst, FlaxModel) and inst.spec == nx.spec
+    for a, b in zip(jax.tree.leaves(inst.params), jax.tree.leaves(nx.params)):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("kind", ["linen", "nnx"])
-def test_filter_jit_reuses_compilation_and_vmapped_init(kind):
-    cfg = RegressionConfig()
-    init = FAMILIES[kind].init
+def test_filter_jit_compiles_once_for_models_of_equal_structure(kind):
+    cfg = BASE
     traces = []
 
     @eqx.filter_jit
@@ -128,35 +155,31 @@ def test_filter_jit_reuses_compilation_and_vmapped_init(kind):
         return model(x)
 
     x = jnp.ones((2, cfg.d_in))
-    a, b = init(cfg, cfg.hparams(), jax.random.key(0)), init(cfg, cfg.hparams(), jax.random.key(1))
+    a, b = jitted_init(kind)(jax.random.key(0)), jitted_init(kind)(jax.random.key(1))
     apply(a, x), apply(b, x)
-    assert len(traces) == 1  # equal static parts: one compile for models from different keys
-    keys = jax.random.split(jax.random.key(0), 3)
-    stacked = jax.jit(jax.vmap(lambda k: init(cfg, cfg.hparams(), k)))(keys)
-    assert jax.tree.leaves(stacked.params)[0].shape[0] == 3
-    one = init(cfg, cfg.hparams(), keys[1])
-    for s, o in zip(jax.tree.leaves(stacked.params), jax.tree.leaves(one.params)):
-        np.testing.assert_allclose(s[1], o, rtol=1e-6)
+    # Equal static parts (linen Module / nnx GraphDef) hash alike: one compile for both.
+    # (vmapped init over seeds is checked by the sweep test, against single runs.)
+    assert len(traces) == 1
 
 
 @pytest.mark.parametrize("kind", ["linen", "nnx"])
-def test_sweep_of_flax_family_matches_single_runs(kind, tmp_path):
-    family = FAMILIES[kind]
-    base = RegressionConfig(steps=200)
-    lrs = [3e-3, 1e-2]
-    results = run_sweep(family, base, grid={"lr": lrs}, seeds=2, out=tmp_path / kind, quiet=True)
+def test_sweep_of_flax_family_matches_single_runs(kind, single_runs, tmp_path):
+    lrs = [3e-3, SINGLE["lr"]]
+    # segments=2: the sweep runs the loop as two compiled segments with a checkpoint between.
+    results = run_sweep(FAMILIES[kind], BASE, grid={"lr": lrs}, seeds=2, out=tmp_path / kind,
+                        segments=2, quiet=True)
     assert len(results) == 4
     for lr in lrs:
         for seed in (0, 1):
             loss = results.one(lr=lr, seed=seed).metrics["loss"]
+            # Measured: final/first 0.19-0.30 at lr 3e-3, 0.08-0.10 at lr 1e-2.
             assert np.isfinite(loss).all() and loss[-1] < 0.5 * loss[0], (lr, seed, loss)
-    cfg = base.replace(lr=1e-2)
-    single = jax.jit(toylab.make_train(family, cfg))(cfg.hparams(), toylab.make_key(1))
-    run = results.one(lr=1e-2, seed=1)
+    single = single_runs(kind)
+    run = results.one(**SINGLE)
     np.testing.assert_allclose(run.metrics["loss"], np.asarray(single.metrics["loss"]), rtol=1e-5, atol=1e-7)
     # The stored model comes back as a FlaxModel with the single run's parameters.
     model = run.model
-    assert isinstance(model, FlaxModel) and model.kind == ("linen" if kind == "linen" else "nnx")
+    assert isinstance(model, FlaxModel) and model.kind == kind
     for a, b in zip(jax.tree.leaves(model.params), jax.tree.leaves(single.model.params)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
@@ -224,6 +247,8 @@ def test_flax_family_checks_its_inputs():
         toylab.make_train(bad, RegressionConfig())
     with pytest.raises(TypeError, match="FlaxModel or an nnx Module"):
         as_flax_model({"w": jnp.ones(2)})
+    with pytest.raises(ValueError, match="'linen' or 'nnx'"):
+        FlaxModel({"w": jnp.ones(2)}, None, "torch")
     assert "test-flax-linen" not in toylab.family_names()  # not registered unless asked
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "PHASE_NAMES",
     "classify_phase",
     "superposition_summary",
+    "relative_feature_error",
 ]
 
 # The fractions at which feature dimensionalities cluster: a dedicated dimension, tetrahedron,
@@ -307,3 +308,23 @@ def superposition_summary(W):
         "n_represented": jnp.sum(feature_norms(W) > 0.5).astype(jnp.float32),
         "mean_feature_dimensionality": jnp.mean(feature_dimensionality(W)),
     }
+
+
+# ----------------------------------------------------------------------------- computation
+
+
+def relative_feature_error(prediction, target):
+    """Each output feature's fraction of variance unexplained.
+
+    Args:
+        prediction, target: (batch, n) model outputs and targets (e.g. |x| for the abs model).
+    Returns:
+        (n,) E[(target − prediction)²] / Var[target]: 0 for a perfect feature, 1 for the best
+        constant output (a bias alone); a feature counts as computed well below 1.
+    """
+    prediction, target = jnp.asarray(prediction), jnp.asarray(target)
+    if prediction.ndim != 2 or prediction.shape != target.shape:
+        raise ValueError(f"prediction has shape {prediction.shape} and target {target.shape}: "
+                         "both must be the same (batch, n_features) shape")
+    baseline = jnp.var(target, axis=0)
+    return jnp.mean(jnp.square(target - prediction), axis=0) / jnp.maximum(baseline, 1e-12)

@@ -80,6 +80,10 @@ class FlaxModel(eqx.Module):
     spec: Any = eqx.field(static=True)  # linen: the unbound Module; nnx: the GraphDef
     kind: str = eqx.field(static=True)  # "linen" or "nnx"
 
+    def __check_init__(self):
+        if self.kind not in ("linen", "nnx"):
+            raise ValueError(f"kind={self.kind!r}: must be 'linen' or 'nnx' (build with from_linen / from_nnx)")
+
     def __call__(self, *args, **kwargs):
         if self.kind == "linen":
             return self.spec.apply({"params": self.params}, *args, **kwargs)
@@ -87,7 +91,8 @@ class FlaxModel(eqx.Module):
 
     @property
     def module(self):
-        """The flax object: a linen Module bound to the params, or a fresh nnx Module."""
+        """The flax object: a linen Module bound to the params, or a fresh nnx Module
+        (a copy: changing its variables does not change this model)."""
         if self.kind == "linen":
             return self.spec.bind({"params": self.params})
         return _nnx().merge(self.spec, self.params)
