@@ -126,11 +126,15 @@ def test_cli_run_writes_results_and_refuses_a_different_sweep(tmp_path):
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == snapshot
 
 
-def test_help_explains_every_command():
+def test_help_explains_every_command(capsys):
+    from toylab.cli import main
+
     for cmd in ([], ["run"], ["reproduce"], ["figures"], ["fields"]):
-        proc = _cli(*cmd, "--help")
-        assert proc.returncode == 0 and "usage: toylab" in proc.stdout
-    assert "feature_probability" in _cli("fields", "superposition").stdout
+        with pytest.raises(SystemExit) as e:
+            main([*cmd, "--help"])
+        assert e.value.code == 0 and "usage: toylab" in capsys.readouterr().out
+    assert main(["fields", "superposition"]) == 0
+    assert "feature_probability" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- reproductions
