@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -157,8 +155,10 @@ def test_zero_column_gets_zero_and_others_are_unaffected():
 
 def test_tiny_column_counts_as_not_learned_but_small_one_does_not():
     # the zero guard is relative to the largest column: 1e-8 of it is "zero", 1e-3 is a feature
-    W = np.array([[1.0, 1e-8, 0.0], [0.0, 0.0, 1e-3]], dtype=np.float32)
+    # (each on its own axis, where an unguarded ratio would give the tiny one D = 1)
+    W = np.diag([1.0, 1e-8, 1e-3]).astype(np.float32)
     np.testing.assert_allclose(D(W), [1.0, 0.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(D(1e4 * W), [1.0, 0.0, 1.0], atol=1e-6)
 
 
 @FAST
@@ -408,3 +408,13 @@ def test_everything_jits():
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
     d = S.feature_dimensionality(W)
     np.testing.assert_array_equal(np.asarray(jax.jit(S.detect_fraction_lines)(d)), np.asarray(S.detect_fraction_lines(d)))
+
+
+def test_no_line_in_a_large_uniform_background():
+    # Hundreds of values, as a whole sweep gives: the contrast rule must not call noise a line.
+    D = jnp.asarray(np.random.default_rng(7).uniform(0, 1, 600), jnp.float32)
+    assert not np.asarray(S.detect_fraction_lines(D, tol=0.02, min_count=5)).any()
+    # ...while the same background with a real cluster at 1/2 shows exactly that line.
+    with_cluster = jnp.concatenate([D, jnp.full((40,), 0.5, jnp.float32)])
+    found = np.asarray(S.detect_fraction_lines(with_cluster, tol=0.02, min_count=5))
+    assert [name for (name, _), hit in zip(S.FRACTION_LINES, found) if hit] == ["1/2"]

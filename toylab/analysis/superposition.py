@@ -232,12 +232,12 @@ def fraction_line_counts(D, tol=0.02):
     return jnp.sum(distance <= tol, axis=0, dtype=jnp.int32)
 
 
-def detect_fraction_lines(D, tol=0.02, min_count=3):
+def detect_fraction_lines(D, tol=0.02, min_count=3, contrast=2.0):
     """Which FRACTION_LINES the values cluster on.
 
     A line counts as detected when it is a peak, not just background: at least ``min_count``
-    values lie within ±tol of it, and their density there is higher than in the flanking bands
-    tol < |D - line| <= 3 tol (which are twice as wide, hence count_in > count_flank / 2). Flanks
+    values lie within ±tol of it, and their density there is more than ``contrast`` times that in the flanking bands
+    tol < |D - line| <= 3 tol (which are twice as wide, hence 2 count_in > contrast × count_flank). Flanks
     may reach into a neighbouring line (2/5 and 3/8 are 0.025 apart): a cluster on one line then
     raises the other's background, which keeps it from being reported twice.
 
@@ -245,17 +245,21 @@ def detect_fraction_lines(D, tol=0.02, min_count=3):
         D: (n,) feature dimensionalities; a value exactly 0 counts toward line "0".
         tol: half-width of the band around each line; > 0.
         min_count: fewest values on a line for it to count; >= 1.
+        contrast: how many times denser than its flanks a line must be; > 0.
     Returns:
         (7,) bool, in FRACTION_LINES order.
     """
     D = _as_dimensionalities(D)
     _check_positive("tol", tol)
     _check_count("min_count", min_count)
+    _check_positive("contrast", contrast)
     distance = jnp.abs(D[:, None] - jnp.asarray(_LINE_VALUES, dtype=D.dtype)[None, :])
     count_in = jnp.sum(distance <= tol, axis=0, dtype=jnp.int32)
     count_flank = jnp.sum((distance > tol) & (distance <= 3 * tol), axis=0, dtype=jnp.int32)
-    # Integer form of count_in > count_flank / 2, free of rounding.
-    return (count_in >= min_count) & (2 * count_in > count_flank)
+    # Density on the line must exceed ``contrast`` × the flanks' density (flanks are twice as
+    # wide). contrast=1 lets uniform noise pass about half the time once there are a few dozen
+    # values; the default 2 makes a false line in uniform noise rare.
+    return (count_in >= min_count) & (2 * count_in > contrast * count_flank)
 
 
 # ----------------------------------------------------------------------------- phase change

@@ -99,7 +99,7 @@ def _edges(c):
 
 def feature_geometry(weights, titles, importance=None):
     """Columns of 2-D W matrices drawn as arrows from the origin, one panel per model."""
-    fig, axes = plt.subplots(1, len(weights), figsize=(2.1 * len(weights), 2.3), squeeze=False)
+    fig, axes = plt.subplots(1, len(weights), figsize=(2.1 * len(weights), 2.8), squeeze=False)
     for ax, W, title in zip(axes[0], weights, titles):
         W = np.asarray(W)
         colors = plt.cm.viridis(np.linspace(0, 0.9, W.shape[1]))
