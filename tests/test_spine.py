@@ -247,30 +247,36 @@ def test_sweep_killed_with_sigkill_resumes_without_loss_or_retraining(tmp_path):
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "toylab", "run", "superposition",
             "--set", "n_features=6", "--set", "n_hidden=2", "--set", "batch_size=64",
-            "--set", "steps=2000", "--set", "log_every=20",
+            "--set", "steps=3000", "--set", "log_every=20",
             "--grid", "feature_probability=0.5,0.2,0.1,0.05", "--seeds", "2",
             "--chunk-size", "2", "--segments", "10", "--quiet", "--out", str(out)]
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    finished_before: dict[str, float] = {}
+    chunks_done = lambda: len(list((out / "chunks").glob("*.npz"))) if (out / "chunks").exists() else 0  # noqa: E731
+    mid_chunk = lambda: (out / "checkpoints").exists() and any((out / "checkpoints").glob("*.eqx"))  # noqa: E731
+    # Kill points: mid first chunk (after a checkpoint), after 1 chunk, after 2 chunks + a bit.
+    triggers = [(mid_chunk, 0.0), (lambda: chunks_done() >= 1, 0.0), (lambda: chunks_done() >= 2, 0.3)]
+    finished_before: dict[str, tuple] = {}
     kills = 0
-    for delay in (4.0, 5.5, 7.0):
+    for ready, extra in triggers:
         proc = subprocess.Popen(args + (["--resume"] if kills else []), env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(delay)
+        t0 = time.time()
+        while not ready() and proc.poll() is None and time.time() - t0 < 240:
+            time.sleep(0.01)
+        time.sleep(extra)
         if proc.poll() is not None:
             break
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         kills += 1
-        chunks = out / "chunks"
-        for p in chunks.glob("*.npz") if chunks.exists() else []:
+        for p in (out / "chunks").glob("*.npz") if (out / "chunks").exists() else []:
             stamp = (p.stat().st_mtime_ns, p.stat().st_ino)
             if p.name in finished_before:  # finished earlier: never rewritten by a resume
                 assert finished_before[p.name] == stamp
             finished_before[p.name] = stamp
-        # No torn files: every file present parses (temporary files are dot-prefixed).
+        # No torn files: only dot-prefixed temporaries may be left half-written.
         assert not [p for p in out.rglob("*") if p.is_file() and p.name.startswith(".") and p.suffix != ".tmp"]
-    assert kills >= 1, "the sweep finished before it could be killed; make it longer"
+    assert kills >= 2, "the sweep finished before it could be killed twice; make it longer"
     final = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-2000:]
     for name, stamp in finished_before.items():
@@ -280,7 +286,7 @@ def test_sweep_killed_with_sigkill_resumes_without_loss_or_retraining(tmp_path):
     assert len(resumed) == 8 and sorted(r.index for r in resumed) == list(range(8))
     assert len(json.loads((out / "summary.json").read_text())) == 8
     assert not any((out / "checkpoints").glob("*.eqx"))
-    base = dict(n_features=6, n_hidden=2, batch_size=64, steps=2000, log_every=20)
+    base = dict(n_features=6, n_hidden=2, batch_size=64, steps=3000, log_every=20)
     ref = run_sweep("superposition", base, {"feature_probability": [0.5, 0.2, 0.1, 0.05]}, seeds=2,
                     chunk_size=2, quiet=True)
     for a, b in zip(resumed, ref):
