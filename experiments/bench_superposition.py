@@ -282,7 +282,7 @@ def _bench_torch(sizes, fixed_steps, target, use_gpu, threads, repeats, log):
             out.append(point)
     finally:
         torch.set_num_threads(before)
-    note = f"torch {torch.__version__} on cpu, {threads} threads" if device.type == "cpu" \
+    note = f"torch {torch.__version__} on cpu, {threads} thread{'' if threads == 1 else 's'}" if device.type == "cpu" \
         else f"torch {torch.__version__} on {torch.cuda.get_device_name(device)}"
     return out, note
 

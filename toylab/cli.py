@@ -128,7 +128,7 @@ def _cmd_bench(args, rest) -> int:
     benches = {"superposition": "experiments.bench_superposition"}
     if args.name not in benches:
         raise ConfigError("NAME", args.name, f"unknown benchmark; choose from {', '.join(benches)}")
-    return importlib.import_module(benches[args.name]).main(rest)
+    return importlib.import_module(benches[args.name]).main(rest, prog=f"toylab bench {args.name}")
 
 
 def _cmd_fields(args) -> int:
