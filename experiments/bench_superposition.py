@@ -4,11 +4,14 @@ Trains ensembles of L independent toy models of superposition (n=20 features, m=
 ReLU-output model, batch 1024, feature probability 0.05) and reports how many
 instance-steps (one optimizer step of one instance) each approach completes per second:
 
-- JAX, toylab's own loop: ``jax.jit(jax.vmap(make_train("superposition", cfg)))`` over
-  stacked hparams and per-instance keys, with the default ``threefry2x32`` PRNG and with
+- JAX, the program the sweep runner compiles: ``make_train("superposition", cfg)`` mapped
+  over stacked hparams and per-instance keys by ``ensemble_map`` (a plain vmap on an
+  accelerator; on CPU a scan over vmapped blocks of 64 instances, which keeps big
+  ensembles in cache), with the default ``threefry2x32`` PRNG and with
   ``prng_impl="unsafe_rbg"`` (random-number generation dominates the step on CPU).
 - PyTorch, the reference notebook's approach: one model holding the stacked instance
-  weights, a Python loop of AdamW steps (skipped with a note when torch is missing).
+  weights, a Python loop of AdamW steps, at each thread count asked for (skipped with a
+  note when torch is missing).
 
 Timing is steady state: the JAX program is compiled ahead of time (the compile time is
 reported on its own), run once untimed, then a second call is timed to completion
@@ -45,6 +48,20 @@ def _instances(text: str) -> tuple[int, ...]:
     if not values or any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError(f"invalid value {text!r}: {allowed}")
     return tuple(sorted(set(values)))
+
+
+def _threads(text: str) -> tuple[int, ...]:
+    return _instances(text)
+
+
+def _block_size(text: str) -> int:
+    """A positive block size, or 0 for 'none' (one vmap over all instances)."""
+    if text.strip().lower() == "none":
+        return 0
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive integer or 'none'") from None
 
 
 def _positive_int(text: str) -> int:
@@ -87,8 +104,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="smoke check: sizes 1,16,256 with short measurements (well under 30 s)")
     p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True,
                    help="also time the PyTorch reference loop (default: on)")
-    p.add_argument("--torch-threads", type=_positive_int, default=None, metavar="N",
-                   help="torch.set_num_threads for the torch loop (default: os.cpu_count())")
+    p.add_argument("--torch-threads", type=_threads, default=None, metavar="N1,N2,...",
+                   help="thread counts to time the torch loop at on CPU, each its own column "
+                        "(default: 1 and os.cpu_count())")
+    p.add_argument("--block-size", type=_block_size, default=None, metavar="B",
+                   help="instances per vmapped block of the JAX program, or 'none' for one vmap "
+                        "over all (default: the sweep runner's, 64 on CPU and none on accelerators)")
     p.add_argument("--repeats", type=_positive_int, default=1, metavar="R",
                    help="timed calls per point after the warm-up; the fastest is reported (default 1)")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON to PATH")
@@ -142,7 +163,8 @@ def _fmt_ratio(a, b) -> str:
 
 # ----------------------------------------------------------------------------- JAX
 
-def _jax_point(L: int, steps: int, impl: str, *, target: float | None, max_steps: int, repeats: int) -> dict:
+def _jax_point(L: int, steps: int, impl: str, *, target: float | None, max_steps: int, repeats: int,
+               block_size: int | None) -> dict:
     """Compile, warm up and time toylab's vmapped training loop for L instances.
 
     With a ``target`` (seconds), the untimed warm-up call doubles as a calibration: when it
@@ -154,6 +176,7 @@ def _jax_point(L: int, steps: int, impl: str, *, target: float | None, max_steps
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     import toylab
+    from toylab.core.train import ensemble_map
     from toylab.families.superposition import SuperpositionConfig
 
     keys = jax.vmap(lambda s: toylab.make_key(s, impl))(jnp.arange(L))
@@ -172,7 +195,9 @@ def _jax_point(L: int, steps: int, impl: str, *, target: float | None, max_steps
             hparams = jax.device_put(hparams, sharding)
         train = toylab.make_train("superposition", cfg)
         t0 = time.perf_counter()
-        compiled = jax.jit(jax.vmap(train)).lower(hparams, keys).compile()
+        groups = len(devices) if sharding is not None else 1
+        program = jax.jit(ensemble_map(train, block_size, groups))
+        compiled = program.lower(hparams, keys).compile()
         compile_s = time.perf_counter() - t0  # of the program that is timed
         t0 = time.perf_counter()
         jax.block_until_ready(compiled(hparams, keys))  # warm-up call, not counted
@@ -196,13 +221,13 @@ def _jax_point(L: int, steps: int, impl: str, *, target: float | None, max_steps
             "compile_s": compile_s, "inst_steps_per_s": L * steps / seconds, "final_loss": loss}
 
 
-def _bench_jax(sizes, impl, fixed_steps, target, first_guess, max_steps, repeats, log) -> list[dict]:
+def _bench_jax(sizes, impl, fixed_steps, target, first_guess, max_steps, repeats, block_size, log) -> list[dict]:
     planner = _StepPlanner(target, first_guess, max_steps)
     out = []
     for L in sizes:
         steps = fixed_steps or planner.steps(L)
         point = _jax_point(L, steps, impl, target=None if fixed_steps else target,
-                           max_steps=max_steps, repeats=repeats)
+                           max_steps=max_steps, repeats=repeats, block_size=block_size)
         planner.record(L, point["inst_steps_per_s"])
         log(f"  jax {impl:<12} L={L:<6} S={point['steps']:<6} {point['seconds']:6.2f} s  "
             f"(compile {point['compile_s']:.2f} s)  {_fmt_rate(point['inst_steps_per_s'])} inst-steps/s")
@@ -310,14 +335,17 @@ def main(argv=None, prog: str | None = None) -> int:
     import jax
 
     import toylab  # noqa: F401  (fails early, with its own message, if the package is broken)
+    from toylab.core.train import default_block_size
 
     backend = jax.default_backend()
     devices = jax.devices()
     on_gpu = any(d.platform in ("gpu", "cuda", "rocm") for d in devices)
+    block_size = default_block_size(backend) if args.block_size is None else (args.block_size or None)
     log(f"jax {jax.__version__}, backend: {backend}, devices: {devices}")
     log(f"setting: n={N_FEATURES}, m={N_HIDDEN}, batch {BATCH}, relu_output, feature probability {PROB}, "
         f"AdamW lr 1e-3 wd 0.01; sizes {','.join(map(str, sizes))}; "
-        + (f"{args.steps} steps per point" if args.steps else f"~{target:g} s per timed point"))
+        + (f"{args.steps} steps per point" if args.steps else f"~{target:g} s per timed point")
+        + f"; JAX block size {block_size or 'none (one vmap)'}")
 
     # First guesses of per-instance throughput at L=1 (instance-steps/s); later sizes are
     # extrapolated from measured ones.
@@ -326,42 +354,62 @@ def main(argv=None, prog: str | None = None) -> int:
     t_start = time.perf_counter()
     jax_results = {}
     for impl in IMPLS:
-        jax_results[impl] = _bench_jax(sizes, impl, args.steps, target, first_guess, max_steps, args.repeats, log)
+        jax_results[impl] = _bench_jax(sizes, impl, args.steps, target, first_guess, max_steps, args.repeats,
+                                       block_size, log)
 
-    torch_results, torch_note = (None, "torch comparison off (--no-torch)")
+    torch_runs: list[tuple[str, list[dict]]] = []  # (column name, points)
+    torch_notes = []
     if args.torch:
-        torch_results, torch_note = _bench_torch(sizes, args.steps, target, on_gpu,
-                                                 args.torch_threads or os.cpu_count() or 1, args.repeats, log)
+        thread_counts = (1,) if on_gpu else (args.torch_threads or tuple(sorted({1, os.cpu_count() or 1})))
+        for threads in thread_counts:
+            points, note = _bench_torch(sizes, args.steps, target, on_gpu, threads, args.repeats, log)
+            torch_notes.append(note)
+            if points is None:
+                break
+            name = "torch" if on_gpu else f"torch {threads}t"
+            torch_runs.append((name, points))
+    else:
+        torch_notes.append("torch comparison off (--no-torch)")
     total_s = time.perf_counter() - t_start
 
     # ---- the table
     thr = {p["instances"]: p for p in jax_results["threefry2x32"]}
     rbg = {p["instances"]: p for p in jax_results["unsafe_rbg"]}
-    tor = {p["instances"]: p for p in torch_results} if torch_results else {}
-    header = ["instances", "jax threefry inst-steps/s", "jax unsafe_rbg inst-steps/s",
-              "torch inst-steps/s", "jax/torch ratio", "rbg/torch ratio"]
+    tor = {name: {p["instances"]: p for p in points} for name, points in torch_runs}
+    header = ["instances", "jax threefry", "jax unsafe_rbg", *tor, "threefry/best torch", "rbg/best torch"]
     rows = []
+    best_torch = {}
     for L in sizes:
-        t = tor.get(L, {}).get("inst_steps_per_s")
+        ts = [tor[name][L]["inst_steps_per_s"] for name in tor if L in tor[name]]
+        best_torch[L] = max(ts) if ts else None
         a, r = thr[L]["inst_steps_per_s"], rbg[L]["inst_steps_per_s"]
-        rows.append([str(L), _fmt_rate(a), _fmt_rate(r), _fmt_rate(t), _fmt_ratio(a, t), _fmt_ratio(r, t)])
+        rows.append([str(L), _fmt_rate(a), _fmt_rate(r),
+                     *(_fmt_rate(tor[name].get(L, {}).get("inst_steps_per_s")) for name in tor),
+                     _fmt_ratio(a, best_torch[L]), _fmt_ratio(r, best_torch[L])])
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     line = lambda cells: " | ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
     log("")
+    log("instance-steps per second")
     log(line(header))
     log("-+-".join("-" * w for w in widths))
     for row in rows:
         log(line(row))
-    log("(jax/torch ratio uses the threefry column; rbg/torch the unsafe_rbg column)")
+    log("(ratios: a JAX column over the fastest torch column at that size)")
     log("")
     log("details: steps S per point / timed seconds / compile seconds")
     for L in sizes:
         parts = [f"threefry S={thr[L]['steps']} {thr[L]['seconds']:.2f}s compile {thr[L]['compile_s']:.2f}s",
                  f"unsafe_rbg S={rbg[L]['steps']} {rbg[L]['seconds']:.2f}s compile {rbg[L]['compile_s']:.2f}s"]
-        if L in tor:
-            parts.append(f"torch S={tor[L]['steps']} {tor[L]['seconds']:.2f}s")
+        for name in tor:
+            if L in tor[name]:
+                parts.append(f"{name} S={tor[name][L]['steps']} {tor[name][L]['seconds']:.2f}s")
         log(f"  L={L:<5} " + "; ".join(parts))
-    log(f"torch: {torch_note}")
+    for note in torch_notes:
+        log(f"torch: {note}")
+    if tor:
+        beaten = [L for L in sizes if best_torch[L] and thr[L]["inst_steps_per_s"] > best_torch[L]]
+        log(f"JAX (threefry) beats the fastest torch column at {len(beaten)} of {len(sizes)} sizes"
+            + ("" if len(beaten) == len(sizes) else f" (not at {', '.join(str(L) for L in sizes if L not in beaten)})"))
 
     # ---- the scaling criterion: throughput at the largest ensemble over one instance
     scaling = {}
@@ -387,8 +435,9 @@ def main(argv=None, prog: str | None = None) -> int:
             "setting": {"n_features": N_FEATURES, "n_hidden": N_HIDDEN, "batch_size": BATCH,
                         "model": "relu_output", "feature_probability": PROB, "lr": 1e-3, "weight_decay": 0.01},
             "instances": list(sizes), "target_seconds": None if args.steps else target, "fixed_steps": args.steps,
+            "block_size": block_size,
             "jax": {impl: jax_results[impl] for impl in IMPLS},
-            "torch": torch_results, "torch_note": torch_note,
+            "torch": {name: points for name, points in torch_runs}, "torch_notes": torch_notes,
             "scaling_max_over_min": scaling, "gpu": on_gpu, "total_seconds": total_s,
         }
         try:

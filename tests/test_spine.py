@@ -20,7 +20,7 @@ from toylab.core.config import ConfigError
 from toylab.core.optim import learning_rate_schedule
 from toylab.core.store import StoreError
 from toylab.core.sweep import load_results, run_sweep
-from toylab.core.train import Trainer, stack_hparams
+from toylab.core.train import Trainer, ensemble_map, stack_hparams
 from toylab.families.superposition import SuperpositionConfig
 
 SMALL = dict(n_features=6, n_hidden=2, batch_size=64, steps=200, log_every=20)
@@ -109,6 +109,20 @@ def test_vmapped_ensemble_equals_separate_runs(seeds, probs):
         np.testing.assert_allclose(together.metrics["loss"][i], alone.metrics["loss"], rtol=2e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("block_size,groups", [(2, 1), (3, 1), (1, 2)])
+def test_blocked_ensemble_equals_vmap(block_size, groups):
+    # 8 instances: blocks of 3 leave a remainder; groups=2 blocks each half on its own.
+    seeds = jnp.arange(8, dtype=jnp.uint32)
+    cfgs = [_ENSEMBLE_CFG.replace(feature_probability=p) for p in np.linspace(0.05, 0.9, 8)]
+    hp = stack_hparams(cfgs)
+    keys = jax.vmap(toylab.make_key)(seeds)
+    blocked = jax.jit(ensemble_map(_ENSEMBLE_TRAIN, block_size, groups))(hp, keys)
+    np.testing.assert_allclose(blocked.model.W, _ENSEMBLE_JIT(hp, keys).model.W, rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(blocked.metrics["loss"], _ENSEMBLE_JIT(hp, keys).metrics["loss"], rtol=2e-5)
+    with pytest.raises(ValueError, match="block_size"):
+        ensemble_map(_ENSEMBLE_TRAIN, 0)
+
+
 def test_same_seed_same_result_other_seed_differs():
     cfg = small()
     train = jax.jit(toylab.make_train("superposition", cfg))
@@ -170,6 +184,10 @@ def test_sweep_results_addressable_and_equal_to_single_runs(tmp_path):
     again = load_results(out)
     np.testing.assert_array_equal(again.one(model="linear", feature_probability=0.05, seed=1).model.W, run.model.W)
     assert len(again.final("loss", model="relu_output")) == 4
+    with pytest.raises(ConfigError, match="exactly one run, but 4 match"):
+        again.one(model="linear")
+    with pytest.raises(ConfigError, match="name='accuracy'"):
+        again.final("accuracy")
 
 
 def test_sweep_chunks_and_snapshots(tmp_path):
@@ -211,6 +229,8 @@ def test_bad_sweep_arguments():
         run_sweep("superposition", SMALL, {"feature_probability": [0.5, 2.0]}, quiet=True)
     with pytest.raises(ConfigError, match="family"):
         run_sweep("no_such_family", quiet=True)
+    with pytest.raises(ConfigError, match="block_size"):
+        run_sweep("superposition", SMALL, block_size=0, quiet=True)
 
 
 SHARDED_SCRIPT = textwrap.dedent("""
@@ -219,8 +239,9 @@ SHARDED_SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     from toylab.core.sweep import run_sweep
     assert len(jax.devices()) == 4, jax.devices()
+    # block_size=1: each device's share is trained one instance at a time (blocked program).
     res = run_sweep("superposition", {SMALL}, {{"feature_probability": [0.5, 0.1, 0.02]}}, seeds=2,
-                    out=sys.argv[1], quiet=True)
+                    out=sys.argv[1], quiet=True, block_size=1)
     print("devices", len(jax.devices()))
 """)
 

@@ -151,3 +151,24 @@ def test_quick_reproductions_d_and_e_hold(tmp_path):
     assert not failed, failed
     assert (tmp_path / "superposition_d_phase_diagram.png").stat().st_size > 10_000
     assert (tmp_path / "superposition_e_geometry.png").stat().st_size > 10_000
+
+
+# ----------------------------------------------------------------------------- benchmark script
+
+
+def test_bench_script_measures_blocked_and_plain_programs(tmp_path, capsys):
+    """Smoke check of the benchmark's plumbing (figures are not asserted: speed lives in the
+    benchmark, not in tests): both PRNGs measured, JSON written, bad options exit 2."""
+    from experiments.bench_superposition import main
+
+    out = tmp_path / "b.json"
+    assert main(["--instances", "1,3", "--steps", "3", "--block-size", "2", "--no-torch", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["block_size"] == 2 and data["instances"] == [1, 3]
+    for impl in ("threefry2x32", "unsafe_rbg"):
+        points = data["jax"][impl]
+        assert [p["instances"] for p in points] == [1, 3] and all(p["steps"] == 3 for p in points)
+        assert all(np.isfinite(p["final_loss"]) and p["inst_steps_per_s"] > 0 for p in points)
+    assert main(["--block-size", "0"]) == 2
+    assert main(["--instances", "1,x"]) == 2
+    assert "must be a positive integer or 'none'" in capsys.readouterr().err

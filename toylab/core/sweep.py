@@ -29,7 +29,7 @@ from .devices import device_summary, enable_compilation_cache, shard_leading, sw
 from .family import Family, get_family
 from .progress import Progress
 from .store import Store, StoreError
-from .train import Trainer, make_key, stack_hparams
+from .train import Trainer, default_block_size, ensemble_map, make_key, stack_hparams
 
 __all__ = ["run_sweep", "load_results", "Results", "RunResult", "expand_grid"]
 
@@ -104,7 +104,7 @@ def _segment_length(n_logs: int, segments: int) -> int:
 class _GroupProgram:
     """The compiled pieces for one static group, over a padded chunk of runs."""
 
-    def __init__(self, family: Family, cfg, segments: int):
+    def __init__(self, family: Family, cfg, segments: int, block_size: int | None = None, n_devices: int = 1):
         self.trainer = trainer = Trainer(family, cfg)
         self.cfg = cfg
         self.seg_len = _segment_length(trainer.n_logs, segments)
@@ -123,7 +123,7 @@ class _GroupProgram:
 
         donate = (0,) if jax.default_backend() != "cpu" else ()
         self.init = jax.jit(jax.vmap(init))
-        self.segment = jax.jit(jax.vmap(segment), donate_argnums=donate)
+        self.segment = jax.jit(ensemble_map(segment, block_size, groups=n_devices), donate_argnums=donate)
         self.final = jax.jit(jax.vmap(final))
 
 
@@ -166,7 +166,8 @@ def _run_chunk(prog: _GroupProgram, store: Store, chunk_id: str, members, config
 
 def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict | None = None, *,
               seeds: int = 1, out: str | Path | None = None, resume: bool = False,
-              chunk_size: int = 4096, segments: int = 10, quiet: bool = False) -> "Results":
+              chunk_size: int = 4096, segments: int = 10, block_size: int | str | None = "auto",
+              quiet: bool = False) -> "Results":
     """Train every grid point × seed; returns :class:`Results`.
 
     Args:
@@ -180,6 +181,9 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
         chunk_size: at most this many runs are trained at once (bounds memory).
         segments: each chunk trains in about this many compiled segments, with a
             progress update and a checkpoint after each.
+        block_size: instances trained at once inside a chunk's program on each device
+            (``"auto"``: 64 on CPU, where a huge vmap falls out of cache; all of them on an
+            accelerator). Results do not depend on it.
         quiet: no progress bar.
     """
     family = get_family(family)
@@ -187,6 +191,11 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
         raise ConfigError("chunk_size", chunk_size, "must be a positive integer")
     if isinstance(segments, bool) or not isinstance(segments, (int, np.integer)) or segments < 1:
         raise ConfigError("segments", segments, "must be a positive integer")
+    if block_size == "auto":
+        block_size = default_block_size()
+    elif block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer))
+                                     or block_size < 1):
+        raise ConfigError("block_size", block_size, 'must be a positive integer, "auto" or None')
     base_cfg, grid_vals, points, configs, runs = expand_grid(family, base, grid, seeds)
     chunks = _chunks(runs, configs, chunk_size)
     for chunk_id, _, members in chunks:
@@ -222,7 +231,8 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
         programs: dict[int, _GroupProgram] = {}
         for chunk_id, gi, members in todo:
             if gi not in programs:
-                programs = {gi: _GroupProgram(family, configs[members[0]["point"]], segments)}
+                programs = {gi: _GroupProgram(family, configs[members[0]["point"]], segments,
+                                              block_size, mesh.devices.size)}
             _run_chunk(programs[gi], store, chunk_id, members, configs, mesh, progress)
             store.write_summary(_summary_rows(store, chunks, configs, grid_vals))
         progress.close()
@@ -341,7 +351,8 @@ class Results:
     def one(self, **fields) -> RunResult:
         found = self.select(**fields)
         if len(found) != 1:
-            raise KeyError(f"{len(found)} runs match {fields}; give more fields (grid: {list(self.grid)}, seeds)")
+            raise ConfigError("fields", fields, f"must match exactly one run, but {len(found)} match; "
+                                                f"give values of the grid fields {list(self.grid)} and seed")
         return found[0]
 
     def final(self, name: str, **fields) -> np.ndarray:
@@ -353,7 +364,7 @@ class Results:
             elif name in r.metrics:
                 out.append(r.metrics[name][-1])
             else:
-                raise KeyError(f"no metric {name!r}; have {sorted(r.metrics) + sorted(r.summary)}")
+                raise ConfigError("name", name, f"must be a metric or summary measure: {', '.join(sorted(r.metrics) + sorted(r.summary))}")
         return np.asarray(out)
 
     def _tree(self, chunk_id: str, kind: str):
