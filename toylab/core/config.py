@@ -145,6 +145,7 @@ _PARSERS = {
     "ints": (_tuple_of(_parse_int), "a comma-separated list of integers"),
     "floats": (_tuple_of(_parse_float), "a comma-separated list of numbers"),
     "optional floats": (_optional(_tuple_of(_parse_float)), "a comma-separated list of numbers, or none"),
+    "optional float": (_optional(_parse_float), "a number, or none"),
 }
 
 STATIC, SWEEPABLE, SEED = "static", "sweepable", "seed"

@@ -23,6 +23,9 @@ class Family:
         loss: ``loss(model, batch, config, hparams) -> (scalar loss, dict of scalar metrics)``.
         summary: optional ``summary(model, config, hparams) -> dict of scalars``, the
             family's final measures (pure and vmappable), stored in summary.json.
+        evaluate: optional ``evaluate(model, config, hparams) -> dict of scalars``, measured
+            on the model at the end of every logging interval (held-out loss, progress
+            measures) and logged beside the interval means of the loss's metrics.
         description: one line for ``toylab --help``.
     """
 
@@ -33,6 +36,7 @@ class Family:
     loss: Callable[..., Any]
     summary: Callable[..., dict] | None = None
     description: str = ""
+    evaluate: Callable[..., dict] | None = None
 
 
 _REGISTRY: dict[str, Family] = {}

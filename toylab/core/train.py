@@ -103,6 +103,8 @@ class Trainer:
             slot = jnp.where(hit.any(), jnp.argmax(hit), n_snap)
             snaps = jax.tree.map(lambda b, p: b.at[slot].set(p), state.snapshots, params)
             metrics = {k: jnp.mean(v) for k, v in logs.items()}
+            if family.evaluate is not None:
+                metrics.update(family.evaluate(self._model(params), cfg, hparams))
             return TrainState(params, opt_state, step, snaps), metrics
 
         return jax.lax.scan(one_interval, state, length=n_intervals)

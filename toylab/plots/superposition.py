@@ -36,13 +36,18 @@ def gram_grid(grams, biases, row_labels, col_labels, title=""):
     return fig
 
 
+def _reference_lines(ax, lines, x, dx, dy, color, ls, lw):
+    """Horizontal reference lines, each labelled at x·dx, y+dy."""
+    for name, y in lines:
+        ax.axhline(y, color=color, lw=lw, ls=ls)
+        ax.text(x * dx, y + dy, name, color=color, fontsize=7, va="center" if dy == 0 else "baseline")
+
+
 def dimensions_per_feature_plot(inverse_density, dstar):
     """D* = m/‖W‖_F² against 1/(1−S) on a log axis, with the sticky values 1 and 1/2."""
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(inverse_density, dstar, "o-", color="k", ms=4)
-    for y, lab in ((1.0, "1"), (0.5, "1/2")):
-        ax.axhline(y, color="tab:red", lw=0.8, ls="--")
-        ax.text(inverse_density[0], y + 0.02, lab, color="tab:red", fontsize=8)
+    _reference_lines(ax, (("1", 1.0), ("1/2", 0.5)), inverse_density[0], 1.0, 0.02, "tab:red", "--", 0.8)
     ax.set_xscale("log")
     ax.set_xlabel("1 / (1 − S)")
     ax.set_ylabel("dimensions per feature D*")
@@ -62,9 +67,7 @@ def feature_dimensionality_plot(inverse_density, dims, dstar=None):
     if dstar is not None:
         ax.plot(inverse_density, dstar, color="k", lw=1, label="D*")
         ax.legend(fontsize=8, loc="upper right")
-    for name, v in FRACTION_LINES[:-1]:
-        ax.axhline(v, color="gray", lw=0.6, ls=":")
-        ax.text(inverse_density[-1] * 1.15, v, name, fontsize=7, va="center")
+    _reference_lines(ax, FRACTION_LINES[:-1], inverse_density[-1], 1.15, 0.0, "gray", ":", 0.6)
     ax.set_xscale("log")
     ax.set_xlabel("1 / (1 − S)")
     ax.set_ylabel("feature dimensionality D_i")

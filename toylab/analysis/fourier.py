@@ -1,0 +1,323 @@
+"""Fourier analysis of modular-arithmetic models (Nanda et al. 2023; Doshi et al. 2023).
+
+The real orthonormal Fourier basis of Z_p has p rows: the constant, then cos k and sin k for
+k = 1..⌊(p−1)/2⌋ (and the alternating cos(πx) when p is even). Measures here are pure
+functions of arrays (or of a model and p), jittable and vmappable over a sweep or a run's
+snapshots; frequencies are returned as masks or arrays, never as Python lists, so that
+they vmap.
+
+Conventions: cubes of logits are indexed [a, b, c] over the full grid of pairs in
+row-major order (``grid_tokens(p)``); neurons are [a, b, neuron] at the last position.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..core.precision import weighted_cross_entropy
+
+__all__ = [
+    "fourier_basis", "basis_names", "basis_frequency", "n_frequencies", "fourier_basis_2d",
+    "frequency_power", "fourier_norms", "embedding_fourier_norms", "gini", "key_frequencies",
+    "grid_tokens", "grid_logits", "grid_neurons", "neuron_frequency_clusters",
+    "logit_frequency_components", "restricted_logits", "excluded_logits", "cross_entropy",
+    "restricted_loss", "excluded_loss", "embedding_ablation_loss", "neuron_ablation_loss",
+    "inverse_participation_ratio", "neuron_ipr", "weight_norm", "progress_measures",
+]
+
+
+# ----------------------------------------------------------------------------- the basis
+
+
+@functools.lru_cache(maxsize=None)
+def _basis_np(p: int) -> np.ndarray:
+    x = np.arange(p)
+    rows = [np.full(p, 1.0 / np.sqrt(p))]
+    for k in range(1, (p - 1) // 2 + 1):
+        rows.append(np.cos(2 * np.pi * k * x / p) * np.sqrt(2.0 / p))
+        rows.append(np.sin(2 * np.pi * k * x / p) * np.sqrt(2.0 / p))
+    if p % 2 == 0:
+        rows.append(np.cos(np.pi * x) / np.sqrt(p))
+    return np.stack(rows)
+
+
+def fourier_basis(p: int) -> np.ndarray:
+    """(p, p) real orthonormal Fourier basis of Z_p, one basis vector per row."""
+    if not isinstance(p, (int, np.integer)) or isinstance(p, bool) or p < 2:
+        raise ValueError(f"p={p!r}: must be an integer >= 2")
+    return _basis_np(int(p)).copy()
+
+
+def basis_names(p: int) -> list[str]:
+    names = ["const"]
+    for k in range(1, (p - 1) // 2 + 1):
+        names += [f"cos {k}", f"sin {k}"]
+    if p % 2 == 0:
+        names.append(f"cos {p // 2}")
+    return names
+
+
+def basis_frequency(p: int) -> np.ndarray:
+    """(p,) the frequency k of each basis row (0 for the constant)."""
+    freq = [0] + [k for k in range(1, (p - 1) // 2 + 1) for _ in range(2)]
+    if p % 2 == 0:
+        freq.append(p // 2)
+    return np.asarray(freq)
+
+
+def n_frequencies(p: int) -> int:
+    """Number of nonzero frequencies, ⌊p/2⌋."""
+    return p // 2
+
+
+def fourier_basis_2d(p: int) -> np.ndarray:
+    """(p, p, p, p) basis of functions on Z_p × Z_p: B[i, j, a, b] = F[i, a] F[j, b]."""
+    F = fourier_basis(p)
+    return np.einsum("ia,jb->ijab", F, F)
+
+
+def _onehot_freq(p: int) -> np.ndarray:
+    """(p, n_freq + 1) indicator of each basis row's frequency."""
+    f = basis_frequency(p)
+    return (f[:, None] == np.arange(n_frequencies(p) + 1)[None, :]).astype(np.float32)
+
+
+def frequency_power(coeffs, p: int, axis: int = 0):
+    """Sum of squared coefficients per frequency (index 0 is the constant) along ``axis``."""
+    coeffs = jnp.moveaxis(jnp.asarray(coeffs), axis, -1)
+    return (coeffs ** 2) @ jnp.asarray(_onehot_freq(p))
+
+
+def fourier_norms(W, p: int, axis: int = -1):
+    """Norm of W's component along each basis row, W's ``axis`` (length p) being Z_p."""
+    W = jnp.moveaxis(jnp.asarray(W), axis, -1)
+    coeffs = W @ jnp.asarray(fourier_basis(p)).T  # (..., p) in the basis
+    return jnp.sqrt(jnp.sum(coeffs.reshape(-1, p) ** 2, axis=0))
+
+
+def embedding_fourier_norms(W_E, p: int):
+    """Fourier norms of the token embeddings of 0..p−1 (columns of W_E (d_model, d_vocab))."""
+    return fourier_norms(jnp.asarray(W_E)[:, :p], p, axis=-1)
+
+
+def gini(x):
+    """Gini coefficient of non-negative values: 0 when all are equal, (n−1)/n when one is
+    nonzero."""
+    x = jnp.sort(jnp.abs(jnp.ravel(x)))
+    n = x.shape[0]
+    i = jnp.arange(1, n + 1)
+    total = jnp.sum(x)
+    return jnp.where(total > 0, jnp.sum((2 * i - n - 1) * x) / (n * jnp.where(total > 0, total, 1.0)), 0.0)
+
+
+def key_frequencies(power, ratio: float = 10.0):
+    """(n_freq,) bool mask of the key frequencies 1..⌊p/2⌋ from per-frequency powers
+    (index 0, the constant, is ignored): those whose power is at least ``ratio`` times the
+    median power. A sparse spectrum gives its few peaks; a flat one gives none."""
+    power = jnp.asarray(power)[..., 1:]
+    median = jnp.median(power, axis=-1, keepdims=True)
+    return power >= ratio * jnp.maximum(median, jnp.finfo(power.dtype).tiny)
+
+
+# ----------------------------------------------------------------------------- model on the grid
+
+
+def grid_tokens(p: int) -> np.ndarray:
+    """(p², 3) tokens [a, b, =] for every pair in row-major order (a slow, b fast)."""
+    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    return np.stack([a.ravel(), b.ravel(), np.full(p * p, p)], axis=1).astype(np.int32)
+
+
+def grid_logits(model, p: int, alpha=1.0):
+    """(p, p, n_out) logits over every pair."""
+    logits = jax.vmap(lambda t: model(t, alpha))(jnp.asarray(grid_tokens(p)))
+    return logits.reshape(p, p, -1)
+
+
+def grid_neurons(model, p: int, alpha=1.0):
+    """(p, p, d_mlp) neuron activations (after the nonlinearity) at the last position."""
+    post = jax.vmap(lambda t: model(t, alpha, return_activations=True)[1][-1]["mlp_post"][-1])(
+        jnp.asarray(grid_tokens(p)))
+    return post.reshape(p, p, -1)
+
+
+# ----------------------------------------------------------------------------- structure
+
+
+def neuron_frequency_clusters(neurons, p: int):
+    """Each neuron's frequency and the share of its variance that frequency explains.
+
+    ``neurons`` (p, p, d) over the grid. A function of (a, b) is written in the 2-D basis;
+    frequency k explains the terms whose two basis rows are each of frequency k or constant
+    (cos ka, sin kb, cos ka·sin kb, ...), the constant term itself excluded. Returns
+    (frequency (d,) int in 1..⌊p/2⌋, fraction (d,), fractions (d, n_freq) for every k)."""
+    F = jnp.asarray(fourier_basis(p))
+    coeffs = jnp.einsum("ia,jb,abn->ijn", F, F, jnp.asarray(neurons))
+    power = coeffs ** 2
+    f = basis_frequency(p)
+    total = power.sum((0, 1)) - power[0, 0]
+    ks = np.arange(1, n_frequencies(p) + 1)
+    row_k = (f[None, :] == ks[:, None]) | (f[None, :] == 0)  # (n_freq, p): rows of freq k or const
+    sel = (row_k[:, :, None] & row_k[:, None, :]).astype(np.float32)  # (n_freq, p, p)
+    sel[:, 0, 0] = 0.0
+    per_k = jnp.einsum("kij,ijn->nk", jnp.asarray(sel), power)
+    frac = per_k / jnp.maximum(total, 1e-30)[:, None]
+    best = jnp.argmax(frac, axis=-1)
+    return best + 1, jnp.take_along_axis(frac, best[:, None], axis=-1)[:, 0], frac
+
+
+def _sum_directions(p: int) -> np.ndarray:
+    """(n_freq, 2, p, p) unit vectors cos(w(a+b)) and sin(w(a+b)) over the (a, b) grid."""
+    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    ks = np.arange(1, n_frequencies(p) + 1)
+    theta = 2 * np.pi * ks[:, None, None] * (a + b)[None] / p
+    d = np.stack([np.cos(theta), np.sin(theta)], axis=1)
+    return d / np.linalg.norm(d.reshape(len(ks), 2, -1), axis=-1)[..., None, None]
+
+
+def logit_frequency_components(logits, p: int):
+    """How much of the logits is Σ_w α_w cos(w(a+b−c)).
+
+    ``logits`` (p, p, p) over [a, b, c]. Returns (coefficients (n_freq,), fractions
+    (n_freq,)): the projection on each unit direction cos(w(a+b−c)) and the share of the
+    variance of the logits (centred over c) it explains."""
+    L = jnp.asarray(logits)
+    L = L - L.mean(-1, keepdims=True)
+    a, b, c = np.meshgrid(np.arange(p), np.arange(p), np.arange(p), indexing="ij")
+    ks = np.arange(1, n_frequencies(p) + 1)
+    D = np.cos(2 * np.pi * ks[:, None, None, None] * (a + b - c)[None] / p)
+    D = D / np.linalg.norm(D.reshape(len(ks), -1), axis=-1)[:, None, None, None]
+    coef = jnp.einsum("kabc,abc->k", jnp.asarray(D, jnp.float32), L)
+    return coef, coef ** 2 / jnp.maximum(jnp.sum(L ** 2), 1e-30)
+
+
+def _project_sum_directions(logits, p: int, mask):
+    """The part of the logits along cos/sin(w(a+b)) for the frequencies in mask, per c."""
+    D = jnp.asarray(_sum_directions(p), jnp.float32) * jnp.asarray(mask, jnp.float32)[:, None, None, None]
+    coef = jnp.einsum("kdab,abc->kdc", D, logits)
+    return jnp.einsum("kdab,kdc->abc", D, coef)
+
+
+def restricted_logits(logits, p: int, key_mask):
+    """Logits with only the key-frequency cos/sin(w(a+b)) directions (and the mean over
+    pairs) kept, per answer c."""
+    logits = jnp.asarray(logits)
+    return _project_sum_directions(logits, p, key_mask) + logits.mean((0, 1), keepdims=True)
+
+
+def excluded_logits(logits, p: int, key_mask):
+    """Logits with the key-frequency cos/sin(w(a+b)) directions removed."""
+    logits = jnp.asarray(logits)
+    return logits - _project_sum_directions(logits, p, key_mask)
+
+
+def cross_entropy(logits, labels, mask=None):
+    """Mean cross-entropy over rows (where mask), computed in float64, returned as float32."""
+    logits = jnp.asarray(logits)
+    labels = jnp.asarray(labels)
+    rows = None if mask is None else jnp.asarray(mask)
+    return weighted_cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                  None if rows is None else rows.reshape(-1))
+
+
+def _sum_labels(p: int) -> np.ndarray:
+    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    return (a + b) % p
+
+
+def restricted_loss(logits, p: int, key_mask):
+    """Loss on every pair of (a + b) mod p with only the key frequencies' logit directions."""
+    return cross_entropy(restricted_logits(logits, p, key_mask), _sum_labels(p))
+
+
+def excluded_loss(logits, p: int, key_mask, train_mask):
+    """Loss on the training pairs ((p, p) bool) with the key frequencies' directions removed."""
+    return cross_entropy(excluded_logits(logits, p, key_mask), _sum_labels(p), train_mask)
+
+
+def _key_basis_rows(p: int, key_mask, keep_const: bool = True):
+    """(p,) float mask of basis rows whose frequency is key (and the constant)."""
+    f = basis_frequency(p)
+    rows = jnp.concatenate([jnp.ones(1), jnp.asarray(key_mask, jnp.float32)])[f]
+    return rows if keep_const else rows.at[0].set(0.0)
+
+
+def embedding_ablation_loss(model, p: int, key_mask, keep: bool, alpha=1.0):
+    """Loss over all pairs after keeping only (keep=True) or removing (keep=False) the key
+    frequencies of the token embeddings of 0..p−1 (the constant kept either way)."""
+    F = jnp.asarray(fourier_basis(p))
+    rows = _key_basis_rows(p, key_mask)
+    if not keep:
+        rows = 1.0 - rows + (jnp.arange(p) == 0)
+    W_new = (model.W_E[:, :p] @ F.T * rows) @ F
+    ablated = eqx.tree_at(lambda m: m.W_E, model, model.W_E.at[:, :p].set(W_new))
+    return cross_entropy(grid_logits(ablated, p, alpha).reshape(p * p, -1), _sum_labels(p).ravel())
+
+
+def neuron_ablation_loss(model, p: int, key_mask, keep: bool, alpha=1.0):
+    """Loss over all pairs after projecting every neuron's activation over (a, b) onto the
+    key-frequency terms of the 2-D basis (keep=True) or removing them (keep=False). The rest
+    of the network (the residual path around the MLP) is left as it is."""
+    tokens = jnp.asarray(grid_tokens(p))
+    logits, cache = jax.vmap(lambda t: model(t, alpha, return_activations=True))(tokens)
+    post = cache[-1]["mlp_post"][:, -1].reshape(p, p, -1)
+    F = jnp.asarray(fourier_basis(p))
+    rows = _key_basis_rows(p, key_mask)
+    sel = rows[:, None] * rows[None, :]  # key-or-constant in both coordinates
+    if not keep:
+        sel = 1.0 - sel + jnp.zeros((p, p)).at[0, 0].set(1.0)
+    coeffs = jnp.einsum("ia,jb,abn->ijn", F, F, post) * sel[:, :, None]
+    new_post = jnp.einsum("ia,jb,ijn->abn", F, F, coeffs).reshape(p * p, -1)
+    delta = (new_post - post.reshape(p * p, -1)) @ model.W_L.T
+    return cross_entropy(logits + delta, _sum_labels(p).ravel())
+
+
+# ----------------------------------------------------------------------------- neurons and weights
+
+
+def inverse_participation_ratio(power):
+    """IPR Σ P_k² / (Σ P_k)² over the last axis of non-negative powers: 1 when all the power
+    is in one entry, 1/n when it is spread evenly."""
+    power = jnp.asarray(power)
+    total = power.sum(-1)
+    return jnp.where(total > 0, (power ** 2).sum(-1) / jnp.where(total > 0, total, 1.0) ** 2, 0.0)
+
+
+def neuron_ipr(model, p: int):
+    """(d,) IPR of each neuron's input weights on a and on b over the nonzero frequencies
+    (powers of a's and b's weights added per frequency). Memorising neurons have low IPR."""
+    if hasattr(model, "input_weights"):
+        left, right = model.input_weights()
+    else:  # transformer: the direct path from the token embeddings into the neurons
+        W = model.blocks[-1].W_in @ model.W_E[:, :p]
+        left = right = W
+    F = jnp.asarray(fourier_basis(p))
+    power = frequency_power(left[:, :p] @ F.T, p, axis=-1) + frequency_power(right[:, :p] @ F.T, p, axis=-1)
+    return inverse_participation_ratio(power[:, 1:])
+
+
+def weight_norm(model):
+    """Sum of squared weights over every array of the model."""
+    leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    return sum(jnp.sum(x.astype(jnp.float32) ** 2) for x in leaves)
+
+
+def progress_measures(model, p: int, key_mask, train_mask, alpha=1.0) -> dict:
+    """Nanda et al.'s progress measures for (a + b) mod p: restricted loss (all pairs),
+    excluded loss (training pairs), Gini of the Fourier norms of W_E and of W_L, and the sum
+    of squared weights. ``key_mask`` (n_freq,) bool, ``train_mask`` (p, p) bool."""
+    logits = grid_logits(model, p, alpha)
+    W_E = model.input_weights()[0] if hasattr(model, "input_weights") else model.W_E
+    return {
+        "restricted_loss": restricted_loss(logits, p, key_mask),
+        "excluded_loss": excluded_loss(logits, p, key_mask, train_mask),
+        "full_loss": cross_entropy(logits.reshape(p * p, -1), _sum_labels(p).ravel()),
+        "gini_W_E": gini(fourier_norms(W_E[:, :p], p)),
+        "gini_W_L": gini(fourier_norms(model.W_L, p, axis=0)),
+        "weight_norm": weight_norm(model),
+    }

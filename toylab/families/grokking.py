@@ -1,0 +1,178 @@
+"""The grokking family: modular arithmetic learned by the one-layer transformer or an MLP.
+
+Full-batch training on a fixed table. The rows the program trains on are the first
+``train_capacity`` share of the table in split order (by default exactly the training rows,
+so a single run computes nothing it does not need); inside them the train fraction and the
+label noise are traced masks, so a grid over them with a shared ``train_capacity`` is one
+compiled program. Held-out metrics are measured on the whole table at every logging step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
+from ..analysis.fourier import fourier_norms, gini, weight_norm
+from ..core.config import (ConfigError, TrainConfig, in_interval, nonnegative, nonnegative_int, one_of,
+                           positive_int, static, sweepable)
+from ..core.family import Family, register_family
+from ..core.precision import weighted_cross_entropy
+from ..models.mlp import EMBEDDINGS, init_embed_mlp
+from ..models.transformer import ACTIVATIONS, init_transformer
+from ..tasks.modular import check_op, modular_table, noisy_labels, train_mask
+
+__all__ = ["GrokkingConfig", "GROKKING", "table_of", "train_rows"]
+
+
+def _at_least_2(v):
+    return None if v >= 2 else "must be an integer >= 2"
+
+
+@dataclasses.dataclass(frozen=True)
+class GrokkingConfig(TrainConfig):
+    """(a op b) mod p. Defaults follow Nanda et al.: p=113, 30% of pairs train, the one-layer
+    transformer (d_model 128, 4 heads, d_mlp 512), full-batch AdamW lr 1e-3, weight decay 1,
+    betas (0.9, 0.98), 10 warmup steps, float64 loss."""
+
+    p: int = static(113, check=_at_least_2, help="modulus p (tokens 0..p-1, '=' is token p)")
+    op: str = static("+", help="+, -, * or / (* and / need a prime p), or an integer expression in a and b")
+    data_seed: int = static(0, check=nonnegative_int, help="seed of the train/test split and of the label noise")
+    train_fraction: float = sweepable(0.3, check=in_interval(0, 1, lo_open=True), help="share of the pairs that trains")
+    label_noise: float = sweepable(0.0, check=in_interval(0, 1, hi_open=True),
+                                   help="share ξ of training labels replaced by uniformly random labels")
+    train_capacity: float | None = static(None, type="optional float", check=in_interval(0, 1, lo_open=True),
+                                          help="share of the table the program trains on; none: train_fraction. "
+                                               "Set it to the largest train_fraction of a grid to make one program")
+    model: str = static("transformer", check=one_of("transformer", "mlp"), help="transformer or mlp")
+    d_model: int = static(128, check=positive_int, help="transformer width")
+    n_heads: int = static(4, check=positive_int, help="attention heads (d_head = d_model / n_heads)")
+    n_layers: int = static(1, check=positive_int, help="transformer layers")
+    d_mlp: int = static(512, check=positive_int, help="neurons of the MLP (transformer block, or the MLP model)")
+    activation: str = static("relu", check=one_of(*ACTIVATIONS), help="neuron nonlinearity")
+    alpha: float = sweepable(1.0, check=in_interval(0, 1), help="attention rate: 0 uniform, 1 softmax attention")
+    embed: str = static("onehot", check=one_of(*EMBEDDINGS), help="mlp input: onehot (W_in on one-hot a,b), sum or concat embeddings")
+    d_embed: int = static(128, check=positive_int, help="mlp embedding width (sum, concat)")
+    bias: bool = static(True, help="mlp biases")
+    loss: str = static("cross_entropy", check=one_of("cross_entropy", "mse"), help="cross_entropy, or mse on one-hot targets")
+    loss_precision: str = static("float64", check=one_of("float64", "float32"), help="dtype the loss is computed in")
+    steps: int = static(40_000, check=positive_int, help="full-batch steps (epochs)")
+    warmup_steps: int = static(10, check=nonnegative_int, help="linear warmup steps")
+    weight_decay: float = sweepable(1.0, check=nonnegative, help="decoupled AdamW weight decay")
+    beta2: float = sweepable(0.98, check=in_interval(0, 1, hi_open=True), help="AdamW beta2")
+
+    def validate(self):
+        super().validate()
+        problem = check_op(self.op, self.p)
+        if problem:
+            raise ConfigError("op", self.op, problem)
+        if self.d_model % self.n_heads:
+            raise ConfigError("n_heads", self.n_heads, f"must divide d_model={self.d_model}")
+        cap = self.train_capacity
+        if cap is not None and _rows(cap, 1) < _rows(self.train_fraction, 1):
+            raise ConfigError("train_capacity", cap, f"must be >= train_fraction={self.train_fraction}")
+
+    def static_key(self) -> tuple:
+        # With no explicit capacity the program trains on exactly the training rows, so
+        # the train fraction picks the program (a grid over it is one program per value
+        # unless train_capacity is set).
+        return super().static_key() + (("train_rows_auto", self.train_fraction if self.train_capacity is None else None),)
+
+
+def _rows(fraction: float, n: int) -> int:
+    return max(int(math.floor(fraction * n + 1e-4)), 1)
+
+
+@functools.lru_cache(maxsize=64)
+def table_of(p: int, op: str, data_seed: int):
+    """The task's table (cached: configs of one group share it)."""
+    return modular_table(p, op, data_seed)
+
+
+def train_rows(cfg: GrokkingConfig) -> int:
+    """Rows (in split order) the training program computes."""
+    table = table_of(cfg.p, cfg.op, cfg.data_seed)
+    return _rows(cfg.train_capacity or cfg.train_fraction, table.n)
+
+
+def _init(cfg: GrokkingConfig, hparams, key):
+    if cfg.model == "transformer":
+        return init_transformer(key, d_vocab=cfg.p + 1, d_vocab_out=cfg.p, n_ctx=3, d_model=cfg.d_model,
+                                n_heads=cfg.n_heads, d_mlp=cfg.d_mlp, n_layers=cfg.n_layers, activation=cfg.activation)
+    return init_embed_mlp(key, n_in=cfg.p, n_out=cfg.p, d_hidden=cfg.d_mlp, d_embed=cfg.d_embed, embed=cfg.embed,
+                          activation=cfg.activation, bias=cfg.bias)
+
+
+def _batch(cfg: GrokkingConfig, hparams, key):
+    """The training rows: tokens, (noisy) labels and the train mask (full batch; key unused)."""
+    table = table_of(cfg.p, cfg.op, cfg.data_seed)
+    rows = train_rows(cfg)
+    labels = noisy_labels(table, hparams["train_fraction"], hparams["label_noise"])[:rows]
+    mask = train_mask(table.n, hparams["train_fraction"], rows)
+    return {"tokens": jnp.asarray(table.tokens()[:rows]), "labels": labels, "mask": mask}
+
+
+def _logits(model, tokens, hparams):
+    return jax.vmap(lambda t: model(t, hparams["alpha"]))(tokens)
+
+
+def _mean_loss(logits, labels, rows, cfg: GrokkingConfig):
+    """The configured loss, averaged over the rows where ``rows`` is true (float32)."""
+    if cfg.loss == "cross_entropy":
+        return weighted_cross_entropy(logits, labels, rows, cfg.loss_precision)
+    # MSE on one-hot targets (summed over classes); float32 is exact enough here.
+    per_row = jnp.sum((logits - jax.nn.one_hot(labels, cfg.p, dtype=logits.dtype)) ** 2, axis=-1)
+    return _masked_mean(per_row, rows)
+
+
+def _masked_mean(values, mask):
+    m = mask.astype(values.dtype)
+    return jnp.sum(values * m) / jnp.maximum(jnp.sum(m), 1.0)
+
+
+def _loss(model, batch, cfg: GrokkingConfig, hparams):
+    logits = _logits(model, batch["tokens"], hparams)
+    return _mean_loss(logits, batch["labels"], batch["mask"], cfg), {}
+
+
+def _evaluate(model, cfg: GrokkingConfig, hparams):
+    """Loss and accuracy on the training rows (their possibly corrupted labels) and on the
+    held-out rows (true labels), on the whole table; the weight norm; the Gini coefficients
+    of the Fourier norms of the embedding and of W_L."""
+    table = table_of(cfg.p, cfg.op, cfg.data_seed)
+    tokens = jnp.asarray(table.tokens())
+    logits = _logits(model, tokens, hparams)
+    is_train = train_mask(table.n, hparams["train_fraction"])
+    labels = noisy_labels(table, hparams["train_fraction"], hparams["label_noise"])
+    clean = jnp.asarray(table.c)
+    pred = jnp.argmax(logits, axis=-1)
+    has_test = jnp.sum(~is_train) > 0
+    out = {
+        "train_loss": _mean_loss(logits, labels, is_train, cfg),
+        "test_loss": jnp.where(has_test, _mean_loss(logits, clean, ~is_train, cfg), jnp.nan),
+    }
+    W_E = model.input_weights()[0] if cfg.model == "mlp" else model.W_E
+    out.update({
+        "train_accuracy": _masked_mean((pred == labels).astype(jnp.float32), is_train),
+        "test_accuracy": jnp.where(has_test, _masked_mean((pred == clean).astype(jnp.float32), ~is_train), jnp.nan),
+        "train_clean_accuracy": _masked_mean((pred == clean).astype(jnp.float32), is_train),
+        "weight_norm": weight_norm(model),
+        "gini_W_E": gini(fourier_norms(W_E[:, :cfg.p], cfg.p)),
+        "gini_W_L": gini(fourier_norms(model.W_L, cfg.p, axis=0)),
+    })
+    return out
+
+
+GROKKING = register_family(Family(
+    name="grokking",
+    config=GrokkingConfig,
+    init=_init,
+    batch=_batch,
+    loss=_loss,
+    summary=_evaluate,
+    evaluate=_evaluate,
+    description="modular arithmetic (a op b) mod p: one-layer transformer or MLP, grokking (Nanda et al. 2023)",
+))

@@ -1,0 +1,98 @@
+"""Embedding MLPs for two-operand tasks: (a, b) -> logits over the answers.
+
+Three input layouts:
+
+- ``onehot``: the concatenated one-hots of a and b go straight into the hidden layer,
+  h = act(W_in[:, a] + W_in[:, n_in + b] + b_in) — Gromov's f = W(Ux)² with a quadratic
+  activation and Doshi et al.'s MLP (W_in is U, W_out is W).
+- ``sum``: learned embeddings W_E_left[:, a] + W_E_right[:, b], then the hidden layer.
+- ``concat``: the two embeddings concatenated, then the hidden layer.
+
+Then logits = W_out h (+ b_out). Biases are optional (Gromov uses none).
+"""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .transformer import ACTIVATIONS
+
+__all__ = ["EmbedMLP", "init_embed_mlp", "EMBEDDINGS"]
+
+EMBEDDINGS = ("onehot", "sum", "concat")
+
+
+class EmbedMLP(eqx.Module):
+    W_E_left: jax.Array | None  # (d_embed, n_in), None for onehot
+    W_E_right: jax.Array | None
+    W_in: jax.Array  # (d_hidden, d_in)
+    b_in: jax.Array | None
+    W_out: jax.Array  # (n_out, d_hidden)
+    b_out: jax.Array | None
+    embed: str = eqx.field(static=True, default="onehot")
+    activation: str = eqx.field(static=True, default="relu")
+
+    def hidden_pre(self, a, b):
+        if self.embed == "onehot":
+            n_in = self.W_in.shape[1] // 2
+            pre = self.W_in[:, a] + self.W_in[:, n_in + b]
+        elif self.embed == "sum":
+            pre = self.W_in @ (self.W_E_left[:, a] + self.W_E_right[:, b])
+        else:
+            pre = self.W_in @ jnp.concatenate([self.W_E_left[:, a], self.W_E_right[:, b]])
+        return pre if self.b_in is None else pre + self.b_in
+
+    def __call__(self, tokens, alpha=1.0, return_activations: bool = False):
+        """Logits for tokens [a, b, ...] (anything after b is ignored; alpha is unused)."""
+        pre = self.hidden_pre(tokens[0], tokens[1])
+        post = ACTIVATIONS[self.activation](pre)
+        logits = self.W_out @ post
+        if self.b_out is not None:
+            logits = logits + self.b_out
+        if return_activations:
+            return logits, [dict(mlp_pre=pre[None], mlp_post=post[None])]
+        return logits
+
+    def input_weights(self):
+        """Each neuron's weight on every value of a and of b: two (d_hidden, n_in) arrays."""
+        if self.embed == "onehot":
+            n_in = self.W_in.shape[1] // 2
+            return self.W_in[:, :n_in], self.W_in[:, n_in:]
+        if self.embed == "sum":
+            return self.W_in @ self.W_E_left, self.W_in @ self.W_E_right
+        d = self.W_E_left.shape[0]
+        return self.W_in[:, :d] @ self.W_E_left, self.W_in[:, d:] @ self.W_E_right
+
+    @property
+    def W_L(self):
+        """(n_out, d_hidden): each neuron's direct effect on the logits."""
+        return self.W_out
+
+
+def init_embed_mlp(key, *, n_in: int, n_out: int, d_hidden: int = 512, d_embed: int = 128, embed: str = "onehot",
+                   activation: str = "relu", bias: bool = True) -> EmbedMLP:
+    """Gaussian init with std 1/√fan_in per layer (one-hot inputs count one active unit per
+    operand, so W_in gets std 1/√2 there); zero biases."""
+    if embed not in EMBEDDINGS:
+        raise ValueError(f"embed={embed!r}: must be one of {', '.join(EMBEDDINGS)}")
+    k_l, k_r, k_in, k_out = jax.random.split(key, 4)
+    if embed == "onehot":
+        left = right = None
+        d_in, s_in = 2 * n_in, 1.0 / math.sqrt(2)
+    else:
+        left = jax.random.normal(k_l, (d_embed, n_in))
+        right = jax.random.normal(k_r, (d_embed, n_in))
+        d_in = d_embed if embed == "sum" else 2 * d_embed
+        s_in = 1.0 / math.sqrt(d_in)
+    return EmbedMLP(
+        W_E_left=left, W_E_right=right,
+        W_in=jax.random.normal(k_in, (d_hidden, d_in)) * s_in,
+        b_in=jnp.zeros(d_hidden) if bias else None,
+        W_out=jax.random.normal(k_out, (n_out, d_hidden)) / math.sqrt(d_hidden),
+        b_out=jnp.zeros(n_out) if bias else None,
+        embed=embed, activation=activation,
+    )

@@ -1,0 +1,135 @@
+"""The small transformer of Nanda et al. (2023): no LayerNorm, learned positions, causal
+attention without biases, a ReLU MLP with biases, untied embed and unembed.
+
+Weights are named and shaped as in the paper's code: W_E (d_model, d_vocab), W_pos (n_ctx,
+d_model), W_Q/W_K/W_V (n_heads, d_head, d_model), W_O (d_model, n_heads·d_head), W_in (d_mlp,
+d_model), b_in, W_out (d_model, d_mlp), b_out, W_U (d_model, d_vocab_out). A model maps one
+token sequence to the logits at its last position; vmap it over a batch.
+
+The answer is read at the last position only, so the last layer computes its query, its MLP
+and the unembedding there alone (earlier positions still supply keys and values). This gives
+the same logits as running every position, with a fraction of the work.
+"""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+__all__ = ["Block", "Transformer", "init_transformer", "ACTIVATIONS"]
+
+ACTIVATIONS = {"relu": jax.nn.relu, "quadratic": jnp.square}
+
+
+class Block(eqx.Module):
+    W_Q: jax.Array
+    W_K: jax.Array
+    W_V: jax.Array
+    W_O: jax.Array
+    W_in: jax.Array
+    b_in: jax.Array
+    W_out: jax.Array
+    b_out: jax.Array
+
+    @property
+    def n_heads(self) -> int:
+        return self.W_Q.shape[0]
+
+    @property
+    def d_head(self) -> int:
+        return self.W_Q.shape[1]
+
+    def attention(self, x, alpha, last_only: bool):
+        """Causal attention of positions (all, or the last only) over x (n_ctx, d_model).
+
+        alpha interpolates uniform attention over the visible positions (0) and the
+        softmax pattern (1), as the attention rate of Zhong et al. Returns (out, pattern)."""
+        n_ctx = x.shape[0]
+        queries = x[-1:] if last_only else x
+        q = jnp.einsum("hdm,qm->hqd", self.W_Q, queries)
+        k = jnp.einsum("hdm,km->hkd", self.W_K, x)
+        v = jnp.einsum("hdm,km->hkd", self.W_V, x)
+        scores = jnp.einsum("hqd,hkd->hqk", q, k) / math.sqrt(self.d_head)
+        q_pos = jnp.arange(n_ctx)[-queries.shape[0]:]
+        visible = jnp.arange(n_ctx)[None, :] <= q_pos[:, None]  # (q, k) causal mask
+        scores = jnp.where(visible, scores, -jnp.inf)
+        softmax = jax.nn.softmax(scores, axis=-1)
+        uniform = visible / visible.sum(-1, keepdims=True)
+        pattern = alpha * softmax + (1.0 - alpha) * uniform
+        z = jnp.einsum("hqk,hkd->qhd", pattern, v).reshape(queries.shape[0], -1)
+        return z @ self.W_O.T, pattern
+
+    def mlp(self, x, activation):
+        pre = x @ self.W_in.T + self.b_in
+        post = ACTIVATIONS[activation](pre)
+        return post @ self.W_out.T + self.b_out, pre, post
+
+
+class Transformer(eqx.Module):
+    W_E: jax.Array
+    W_pos: jax.Array
+    blocks: tuple
+    W_U: jax.Array
+    activation: str = eqx.field(static=True, default="relu")
+
+    def __call__(self, tokens, alpha=1.0, return_activations: bool = False):
+        """Logits (d_vocab_out,) at the last position of ``tokens`` (n_ctx,) int.
+
+        With ``return_activations``, also a dict per layer: ``pattern`` (n_heads, q, n_ctx)
+        attention, ``resid_pre``, ``resid_mid``, ``mlp_pre``, ``mlp_post`` (the neurons) and
+        ``resid_post`` — at every position for earlier layers, at the last for the last.
+        """
+        x = self.W_E.T[tokens] + self.W_pos[: tokens.shape[0]]
+        cache = []
+        for i, block in enumerate(self.blocks):
+            last = i == len(self.blocks) - 1
+            attn, pattern = block.attention(x, alpha, last_only=last)
+            mid = (x[-1:] if last else x) + attn
+            mlp_out, pre, post = block.mlp(mid, self.activation)
+            out = mid + mlp_out
+            if return_activations:
+                cache.append(dict(pattern=pattern, resid_pre=x, resid_mid=mid, mlp_pre=pre, mlp_post=post,
+                                  resid_post=out))
+            x = out
+        logits = x[-1] @ self.W_U
+        return (logits, cache) if return_activations else logits
+
+    @property
+    def W_L(self):
+        """W_U·W_out of the last layer as (d_vocab_out, d_mlp): each neuron's direct effect on the logits."""
+        return self.W_U.T @ self.blocks[-1].W_out
+
+
+def init_transformer(key, *, d_vocab: int, d_vocab_out: int, n_ctx: int = 3, d_model: int = 128, n_heads: int = 4,
+                     d_mlp: int = 512, n_layers: int = 1, activation: str = "relu") -> Transformer:
+    """Gaussian init as the paper's code: std 1/√d_model for embeddings, attention and W_in,
+    1/√d_mlp for W_out, 1/√d_vocab for W_U; zero biases."""
+    if d_model % n_heads:
+        raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+    d_head = d_model // n_heads
+    keys = jax.random.split(key, 3 + n_layers)
+    s = 1.0 / math.sqrt(d_model)
+
+    def block(k):
+        kq, kk, kv, ko, ki, kout = jax.random.split(k, 6)
+        return Block(
+            W_Q=jax.random.normal(kq, (n_heads, d_head, d_model)) * s,
+            W_K=jax.random.normal(kk, (n_heads, d_head, d_model)) * s,
+            W_V=jax.random.normal(kv, (n_heads, d_head, d_model)) * s,
+            W_O=jax.random.normal(ko, (d_model, n_heads * d_head)) * s,
+            W_in=jax.random.normal(ki, (d_mlp, d_model)) * s,
+            b_in=jnp.zeros(d_mlp),
+            W_out=jax.random.normal(kout, (d_model, d_mlp)) / math.sqrt(d_mlp),
+            b_out=jnp.zeros(d_model),
+        )
+
+    return Transformer(
+        W_E=jax.random.normal(keys[0], (d_model, d_vocab)) * s,
+        W_pos=jax.random.normal(keys[1], (n_ctx, d_model)) * s,
+        blocks=tuple(block(k) for k in keys[3:]),
+        W_U=jax.random.normal(keys[2], (d_model, d_vocab_out)) / math.sqrt(d_vocab_out),
+        activation=activation,
+    )

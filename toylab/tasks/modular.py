@@ -1,0 +1,157 @@
+"""Modular arithmetic: the full table of (a op b) mod p, a train mask and corrupted labels.
+
+The whole table is built once in numpy (p² pairs, or p(p−1) for division, which excludes
+b = 0). A fixed permutation ranks the pairs; the train set is the first ⌊f·N⌋ of them, so
+the train fraction f is a traced number: the mask is ``rank < ⌊f·N⌋``. Label noise works the
+same way: a second fixed order over the pairs picks the first ⌊ξ·N_train⌋ training pairs,
+whose labels are replaced by uniformly random ones (a 1/p share of which happens to be
+right, as in Doshi et al.). Held-out labels are never corrupted.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["OPERATIONS", "canonical_op", "check_op", "is_prime", "ModularTable", "modular_table",
+           "train_mask", "corrupted_mask", "noisy_labels"]
+
+# Symbol -> name; names are accepted too.
+OPERATIONS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+_NAMES = {v: k for k, v in OPERATIONS.items()}
+_ALLOWED_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Name, ast.Constant, ast.Load, ast.Add, ast.Sub,
+                  ast.Mult, ast.Pow, ast.Mod, ast.FloorDiv, ast.USub, ast.UAdd)
+
+
+def is_prime(n: int) -> bool:
+    if n < 2:
+        return False
+    return all(n % d for d in range(2, int(math.isqrt(n)) + 1))
+
+
+def canonical_op(op: str) -> str:
+    """'+', '-', '*', '/' (names add, sub, mul, div map to them), or an expression in a and b."""
+    op = op.strip()
+    return _NAMES.get(op, op)
+
+
+def _parse_expression(expr: str):
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError:
+        return None, "does not parse as an expression in a and b"
+    for node in ast.walk(tree):
+        if not isinstance(node, _ALLOWED_NODES):
+            return None, "may use only a, b, p, integers and + - * ** % //"
+        if isinstance(node, ast.Name) and node.id not in ("a", "b", "p"):
+            return None, f"unknown name {node.id!r}; use a, b and p"
+        if isinstance(node, ast.Constant) and (isinstance(node.value, bool) or not isinstance(node.value, int)):
+            return None, "constants must be integers"
+    return compile(tree, "<op>", "eval"), None
+
+
+def check_op(op: str, p: int) -> str | None:
+    """None when ``op`` is allowed for modulus p, else what is allowed."""
+    op = canonical_op(op)
+    if op in OPERATIONS:
+        if op in ("*", "/") and not is_prime(p):
+            return f"{op} needs a prime p (only then do the nonzero residues form a group); p={p} is not prime"
+        return None
+    code, problem = _parse_expression(op)
+    if problem:
+        return f"must be one of + - * / or an integer expression in a and b (e.g. a**2+a*b+b**2): {problem}"
+    try:
+        _evaluate(code, np.arange(2), np.arange(2), p)
+    except (ArithmeticError, ValueError) as e:
+        return f"fails on small inputs ({e})"
+    return None
+
+
+def _evaluate(code, a, b, p):
+    with np.errstate(all="raise"):
+        out = eval(code, {"__builtins__": {}}, {"a": a.astype(np.int64), "b": b.astype(np.int64), "p": np.int64(p)})
+    return np.broadcast_to(np.asarray(out, np.int64), a.shape)
+
+
+class ModularTable(NamedTuple):
+    """Every pair of the task, ordered by the split permutation (row r has rank r)."""
+
+    a: np.ndarray  # (N,) int32
+    b: np.ndarray  # (N,) int32
+    c: np.ndarray  # (N,) int32, (a op b) mod p
+    noise_order: np.ndarray  # (N,) int32: row indices in the order label noise is applied
+    noise_labels: np.ndarray  # (N,) int32: the random label a row gets when it is corrupted
+    p: int
+
+    @property
+    def n(self) -> int:
+        return int(self.a.shape[0])
+
+    def tokens(self) -> np.ndarray:
+        """(N, 3) token rows [a, b, =] with '=' the token p."""
+        return np.stack([self.a, self.b, np.full_like(self.a, self.p)], axis=1)
+
+
+def modular_table(p: int, op: str = "+", data_seed: int = 0) -> ModularTable:
+    """The full table for (a op b) mod p, rows shuffled by a permutation fixed by data_seed."""
+    problem = check_op(op, p)
+    if p < 2:
+        problem = problem or "must be >= 2"
+    if problem:
+        from ..core.config import ConfigError
+
+        raise ConfigError("p" if p < 2 else "op", p if p < 2 else op, problem)
+    op = canonical_op(op)
+    a, b = (x.ravel() for x in np.meshgrid(np.arange(p), np.arange(p), indexing="ij"))
+    if op == "/":
+        keep = b != 0
+        a, b = a[keep], b[keep]
+    if op == "+":
+        c = a + b
+    elif op == "-":
+        c = a - b
+    elif op == "*":
+        c = a * b
+    elif op == "/":
+        c = a * np.asarray([pow(int(x), p - 2, p) for x in b])  # b^(p-2) = b^-1 (Fermat)
+    else:
+        c = _evaluate(_parse_expression(op)[0], a, b, p)
+    c = np.mod(c, p)
+    rng = np.random.default_rng(data_seed)
+    perm = rng.permutation(a.shape[0])
+    noise_order = rng.permutation(a.shape[0]).astype(np.int32)
+    noise_labels = rng.integers(0, p, size=a.shape[0]).astype(np.int32)
+    return ModularTable(a[perm].astype(np.int32), b[perm].astype(np.int32), c[perm].astype(np.int32),
+                        noise_order, noise_labels, p)
+
+
+def n_train(n: int, train_fraction):
+    """⌊f·N⌋ training pairs, at least 1 (traceable in f)."""
+    return jnp.maximum(jnp.floor(train_fraction * n + 1e-4), 1.0)
+
+
+def train_mask(n: int, train_fraction, rows: int | None = None):
+    """(rows,) bool: row r trains when r < ⌊f·N⌋ (rows are in permutation order)."""
+    return jnp.arange(n if rows is None else rows) < n_train(n, train_fraction)
+
+
+def corrupted_mask(table: ModularTable, train_fraction, label_noise):
+    """(N,) bool: the first ⌊ξ·N_train⌋ training rows in the table's noise order."""
+    n = table.n
+    is_train = train_mask(n, train_fraction)
+    order = jnp.asarray(table.noise_order)
+    train_in_order = is_train[order]
+    before = jnp.cumsum(train_in_order) - train_in_order  # training rows earlier in the order
+    k = jnp.floor(label_noise * n_train(n, train_fraction) + 1e-4)
+    hit = train_in_order & (before < k)
+    return jnp.zeros(n, bool).at[order].set(hit)
+
+
+def noisy_labels(table: ModularTable, train_fraction, label_noise):
+    """(N,) int32 labels: the true answer, or a uniformly random one on corrupted rows."""
+    corrupted = corrupted_mask(table, train_fraction, label_noise)
+    return jnp.where(corrupted, jnp.asarray(table.noise_labels), jnp.asarray(table.c))
