@@ -118,10 +118,16 @@ def gini(x):
 def key_frequencies(power, ratio: float = 10.0):
     """(n_freq,) bool mask of the key frequencies 1..⌊p/2⌋ from per-frequency powers
     (index 0, the constant, is ignored): those whose power is at least ``ratio`` times the
-    median power. A sparse spectrum gives its few peaks; a flat one gives none."""
+    median power and at least 1% of the largest (so rounding noise around an exactly sparse
+    spectrum is not a peak), or more than half of all the power (which settles the tiny p
+    where the median is itself a peak). A sparse spectrum gives its few peaks; a flat one
+    gives none."""
     power = jnp.asarray(power)[..., 1:]
     median = jnp.median(power, axis=-1, keepdims=True)
-    return power >= ratio * jnp.maximum(median, jnp.finfo(power.dtype).tiny)
+    top = jnp.max(power, axis=-1, keepdims=True)
+    half = 0.5 * jnp.sum(power, axis=-1, keepdims=True)
+    peak = (power >= ratio * median) & (power >= 0.01 * top) & (top > 0)
+    return peak | ((power > half) & (half > 0))
 
 
 # ----------------------------------------------------------------------------- model on the grid

@@ -72,7 +72,7 @@ class GrokkingConfig(TrainConfig):
         if self.d_model % self.n_heads:
             raise ConfigError("n_heads", self.n_heads, f"must divide d_model={self.d_model}")
         cap = self.train_capacity
-        if cap is not None and _rows(cap, 1) < _rows(self.train_fraction, 1):
+        if cap is not None and cap < self.train_fraction:
             raise ConfigError("train_capacity", cap, f"must be >= train_fraction={self.train_fraction}")
 
     def static_key(self) -> tuple:

@@ -1,0 +1,276 @@
+"""The grokking family: the task, the models, the float64 loss and the Fourier analysis."""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import toylab
+from toylab.analysis import fourier as fa
+from toylab.core.config import ConfigError
+from toylab.core.precision import weighted_cross_entropy
+from toylab.core.train import stack_hparams
+from toylab.families.grokking import GrokkingConfig, train_rows
+from toylab.models.mlp import EmbedMLP
+from toylab.models.transformer import init_transformer
+from toylab.tasks.modular import corrupted_mask, modular_table, noisy_labels, train_mask
+
+PRIMES = [p for p in range(3, 48) if all(p % d for d in range(2, p))]
+
+
+# ----------------------------------------------------------------------------- the task
+
+
+@pytest.mark.parametrize("op,fn", [("+", lambda a, b, p: (a + b) % p), ("-", lambda a, b, p: (a - b) % p),
+                                   ("*", lambda a, b, p: (a * b) % p), ("a**2+a*b+b**2", lambda a, b, p: (a * a + a * b + b * b) % p)])
+def test_table_computes_the_operation_on_every_pair(op, fn):
+    t = modular_table(11, op, data_seed=3)
+    assert t.n == 121 and len({(a, b) for a, b in zip(t.a, t.b)}) == 121
+    np.testing.assert_array_equal(t.c, fn(t.a.astype(int), t.b.astype(int), 11))
+    np.testing.assert_array_equal(t.tokens()[:, 2], 11)
+
+
+def test_division_excludes_zero_and_inverts_multiplication():
+    t = modular_table(13, "/")
+    assert t.n == 13 * 12 and (t.b != 0).all()
+    np.testing.assert_array_equal((t.c.astype(int) * t.b) % 13, t.a)
+
+
+@settings(max_examples=25)
+@given(f=st.floats(0.01, 1.0), xi=st.floats(0.0, 0.99), seed=st.integers(0, 5))
+def test_train_mask_and_label_noise_counts(f, xi, seed):
+    t = modular_table(17, "+", data_seed=seed)
+    n_train = max(math.floor(f * t.n + 1e-4), 1)
+    mask = np.asarray(train_mask(t.n, f))
+    assert mask.sum() == n_train and mask[:n_train].all()  # a prefix of the split order
+    corrupted = np.asarray(corrupted_mask(t, f, xi))
+    assert corrupted.sum() == math.floor(xi * n_train + 1e-4)
+    assert not corrupted[~mask].any()  # held-out labels are never corrupted
+    labels = np.asarray(noisy_labels(t, f, xi))
+    np.testing.assert_array_equal(labels[~corrupted], t.c[~corrupted])
+    assert ((labels >= 0) & (labels < 17)).all()
+
+
+@pytest.mark.parametrize("fields,needle", [
+    ({"p": 1}, "p=1"),
+    ({"p": 12, "op": "/"}, "op='/'"),
+    ({"p": 12, "op": "*"}, "not prime"),
+    ({"train_fraction": 0.0}, "train_fraction"),
+    ({"train_fraction": 1.5}, "train_fraction"),
+    ({"label_noise": 1.0}, "label_noise"),
+    ({"label_noise": -0.1}, "label_noise"),
+    ({"d_model": 130, "n_heads": 4}, "n_heads=4: must divide d_model=130"),
+    ({"op": "a + import"}, "op"),
+    ({"op": "a + c"}, "unknown name 'c'"),
+    ({"train_fraction": 0.5, "train_capacity": 0.3}, "train_capacity"),
+    ({"model": "lstm"}, "model"),
+])
+def test_bad_config_names_the_field(fields, needle):
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace("*", r"\*")):
+        GrokkingConfig(**fields)
+
+
+def test_division_by_zero_in_expression_is_a_clear_error():
+    with pytest.raises(ConfigError, match="op"):
+        GrokkingConfig(p=7, op="a // b")
+
+
+# ----------------------------------------------------------------------------- the models
+
+
+def _reference_transformer(model, tokens, alpha):
+    """Every position through every layer (no last-position shortcut), written plainly."""
+    x = model.W_E.T[tokens] + model.W_pos[: len(tokens)]
+    n = len(tokens)
+    for blk in model.blocks:
+        heads = []
+        for h in range(blk.W_Q.shape[0]):
+            q, k, v = x @ blk.W_Q[h].T, x @ blk.W_K[h].T, x @ blk.W_V[h].T
+            s = q @ k.T / math.sqrt(q.shape[-1])
+            s = jnp.where(jnp.tril(jnp.ones((n, n), bool)), s, -jnp.inf)
+            uniform = jnp.tril(jnp.ones((n, n))) / jnp.arange(1, n + 1)[:, None]
+            heads.append((alpha * jax.nn.softmax(s, -1) + (1 - alpha) * uniform) @ v)
+        x = x + jnp.concatenate(heads, -1) @ blk.W_O.T
+        x = x + jax.nn.relu(x @ blk.W_in.T + blk.b_in) @ blk.W_out.T + blk.b_out
+    return x[-1] @ model.W_U
+
+
+@pytest.mark.parametrize("n_layers,alpha", [(1, 1.0), (2, 0.3), (1, 0.0)])
+def test_transformer_last_position_shortcut_equals_full_computation(n_layers, alpha):
+    model = init_transformer(jax.random.key(0), d_vocab=8, d_vocab_out=7, d_model=16, n_heads=2, d_mlp=24,
+                             n_layers=n_layers)
+    model = jax.tree.map(lambda x: x + 0.1 if eqx.is_inexact_array(x) and x.ndim == 1 else x, model)  # nonzero biases
+    for tokens in ([1, 2, 7], [6, 0, 7]):
+        t = jnp.asarray(tokens)
+        np.testing.assert_allclose(model(t, alpha), _reference_transformer(model, t, alpha), rtol=1e-5, atol=1e-5)
+        logits, cache = model(t, alpha, return_activations=True)
+        assert cache[-1]["pattern"].shape == (2, 1, 3) and cache[-1]["mlp_post"].shape == (1, 24)
+        np.testing.assert_allclose(cache[-1]["pattern"].sum(-1), 1.0, rtol=1e-6)
+
+
+def test_paper_transformer_has_about_226k_parameters():
+    cfg = GrokkingConfig()
+    model = toylab.get_family("grokking").init(cfg, cfg.hparams(), jax.random.key(0))
+    n = sum(x.size for x in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)))
+    assert 220_000 < n < 232_000, n
+
+
+# ----------------------------------------------------------------------------- float64 loss
+
+
+def test_float64_cross_entropy_is_exact_where_float32_rounds_to_zero():
+    # A confident model: loss ≈ (C−1)·e^(−margin), far below float32 resolution of log-softmax.
+    margin, C = 25.0, 7
+    logits = jnp.zeros((3, C)).at[:, 2].set(margin)
+    labels = jnp.full((3,), 2)
+    exact = math.log1p((C - 1) * math.exp(-margin))
+    assert float(weighted_cross_entropy(logits, labels, precision="float64")) == pytest.approx(exact, rel=1e-5)
+    assert float(weighted_cross_entropy(logits, labels, precision="float32")) != pytest.approx(exact, rel=1e-2)
+    # Its gradient is (softmax − onehot)/rows, and survives in float32.
+    g = jax.grad(lambda x: weighted_cross_entropy(x, labels, precision="float64"))(logits)
+    p_other = math.exp(-margin) / (1 + (C - 1) * math.exp(-margin))
+    np.testing.assert_allclose(g[0, 0], p_other / 3, rtol=1e-5)
+    np.testing.assert_allclose(g.sum(-1), 0.0, atol=1e-12)
+
+
+@settings(max_examples=20)
+@given(seed=st.integers(0, 1000))
+def test_float64_cross_entropy_gradient_matches_float32_on_ordinary_logits(seed):
+    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
+    logits = jax.random.normal(k1, (6, 5)) * 2
+    labels = jax.random.randint(k2, (6,), 0, 5)
+    w = (jax.random.uniform(k3, (6,)) < 0.6).astype(jnp.float32)
+    f64 = jax.value_and_grad(lambda x: weighted_cross_entropy(x, labels, w, "float64"))(logits)
+    f32 = jax.value_and_grad(lambda x: weighted_cross_entropy(x, labels, w, "float32"))(logits)
+    np.testing.assert_allclose(f64[0], f32[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(f64[1], f32[1], rtol=1e-4, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- Fourier basis
+
+
+@settings(max_examples=30)
+@given(p=st.integers(2, 60), seed=st.integers(0, 100))
+def test_fourier_basis_is_orthonormal_and_parseval_holds(p, seed):
+    F = fa.fourier_basis(p)
+    np.testing.assert_allclose(F @ F.T, np.eye(p), atol=1e-10)
+    x = np.random.default_rng(seed).normal(size=p)
+    np.testing.assert_allclose(np.sum((F @ x) ** 2), np.sum(x ** 2), rtol=1e-10)
+    power = np.asarray(fa.frequency_power(F @ x, p))
+    assert power.shape == (p // 2 + 1,)
+    np.testing.assert_allclose(power.sum(), np.sum(x ** 2), rtol=1e-5)
+    assert len(fa.basis_names(p)) == p
+
+
+@settings(max_examples=20)
+@given(n=st.integers(2, 200), value=st.floats(0.1, 10), which=st.integers(0, 199))
+def test_gini_is_zero_when_flat_and_maximal_for_one_frequency(n, value, which):
+    assert float(fa.gini(jnp.full(n, value))) == pytest.approx(0.0, abs=1e-6)
+    spike = jnp.zeros(n).at[which % n].set(value)
+    assert float(fa.gini(spike)) == pytest.approx((n - 1) / n, rel=1e-5)
+    other = jax.random.uniform(jax.random.key(n), (n,)) * value
+    assert -1e-6 <= float(fa.gini(other)) <= (n - 1) / n + 1e-6
+
+
+# ----------------------------------------------------------------------------- a hand-built Fourier MLP
+
+
+def fourier_mlp(p: int, freqs, scale: float = 4.0) -> EmbedMLP:
+    """The Fourier multiplication algorithm as weights of the quadratic one-hot MLP.
+
+    For each key frequency k (θ = 2πk/p) eight neurons h = (cos(θa+φ) + cos(θb+ψ))² with
+    phase sums σ = φ+ψ in {0, π/2, π, 3π/2} and differences φ−ψ in {0, π}; the output weight
+    cos(θc+σ). Summed over the eight, every term cancels except 4·cos(θ(a+b−c))."""
+    x = np.arange(p)
+    rows_a, rows_b, outs = [], [], []
+    for k in freqs:
+        th = 2 * np.pi * k / p
+        for sigma in (0, np.pi / 2, np.pi, 3 * np.pi / 2):
+            for delta in (0, np.pi):
+                phi, psi = (sigma + delta) / 2, (sigma - delta) / 2
+                rows_a.append(np.cos(th * x + phi))
+                rows_b.append(np.cos(th * x + psi))
+                outs.append(np.cos(th * x + sigma) * scale)
+    W_in = jnp.asarray(np.concatenate([np.stack(rows_a), np.stack(rows_b)], axis=1), jnp.float32)
+    return EmbedMLP(None, None, W_in, None, jnp.asarray(np.stack(outs, axis=1), jnp.float32), None,
+                    embed="onehot", activation="quadratic")
+
+
+@settings(max_examples=12)
+@given(p=st.sampled_from(PRIMES), data=st.data())
+def test_hand_built_fourier_mlp_adds_mod_p_and_its_restricted_loss_equals_its_loss(p, data):
+    ks = data.draw(st.lists(st.integers(1, (p - 1) // 2), min_size=1, max_size=4, unique=True))
+    model = fourier_mlp(p, ks, scale=40.0 / len(ks))
+    logits = fa.grid_logits(model, p)
+    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    assert (np.asarray(jnp.argmax(logits, -1)) == (a + b) % p).all()
+    key_mask = np.isin(np.arange(1, p // 2 + 1), ks)
+    loss = float(fa.cross_entropy(logits.reshape(p * p, p), ((a + b) % p).ravel()))
+    assert float(fa.restricted_loss(logits, p, key_mask)) == pytest.approx(loss, rel=1e-3, abs=1e-7)
+    # Removing the key frequencies leaves nothing to go on: loss ≈ log p.
+    assert float(fa.excluded_loss(logits, p, key_mask, np.ones((p, p), bool))) == pytest.approx(math.log(p), rel=0.05)
+    # Each neuron's input weights are one wave: IPR 1. Every neuron is in its frequency's
+    # cluster: the square (cos θa + cos θb)² has variance 1/2 + 1/2 in the (a±b) terms of
+    # frequency k and 1/8 + 1/8 in the 2k terms, so k explains 0.8 (all of it when 2k ≡ ±k, p=3).
+    np.testing.assert_allclose(fa.neuron_ipr(model, p), 1.0, rtol=1e-5)
+    freq, frac, _ = fa.neuron_frequency_clusters(fa.grid_neurons(model, p), p)
+    np.testing.assert_array_equal(np.asarray(freq), np.repeat(ks, 8))
+    np.testing.assert_allclose(frac, 1.0 if p == 3 else 0.8, rtol=1e-4)
+    # The logits are Σ_k cos(k(a+b−c)) terms at exactly the chosen frequencies.
+    _, share = fa.logit_frequency_components(logits, p)
+    np.testing.assert_allclose(float(np.asarray(share)[np.asarray(ks) - 1].sum()), 1.0, rtol=1e-4)
+    # A sparse spectrum (the chosen frequencies a minority, or the only one) is found exactly.
+    if len(ks) == 1 or 3 * len(ks) <= (p - 1) // 2:
+        power = fa.frequency_power(model.W_in[:, :p] @ fa.fourier_basis(p).T, p, axis=-1).sum(0)
+        np.testing.assert_array_equal(np.asarray(fa.key_frequencies(power)), key_mask)
+
+
+@settings(max_examples=10)
+@given(p=st.sampled_from(PRIMES), k=st.integers(1, 100), phase=st.floats(0, 2 * np.pi))
+def test_ipr_of_a_pure_cosine_neuron_is_one_and_of_noise_is_low(p, k, phase):
+    k = 1 + k % ((p - 1) // 2)
+    x = np.arange(p)
+    wave = np.cos(2 * np.pi * k * x / p + phase)
+    noise = np.random.default_rng(k).normal(size=p)
+    W_in = jnp.asarray(np.stack([np.concatenate([wave, wave]), np.concatenate([noise, noise])]), jnp.float32)
+    model = EmbedMLP(None, None, W_in, None, jnp.zeros((p, 2)), None, embed="onehot", activation="relu")
+    ipr = np.asarray(fa.neuron_ipr(model, p))
+    assert ipr[0] == pytest.approx(1.0, rel=1e-5)
+    if p >= 11:  # with only one or two frequencies any vector is nearly "pure"
+        assert ipr[1] < 0.8
+
+
+# ----------------------------------------------------------------------------- training
+
+
+_CFG = GrokkingConfig(p=11, steps=60, log_every=20, d_model=16, n_heads=2, d_mlp=32, train_fraction=0.5,
+                      train_capacity=0.8)
+
+
+def test_vmapped_grokking_runs_equal_single_runs():
+    cfgs = [_CFG.replace(train_fraction=f, label_noise=x) for f, x in ((0.5, 0.0), (0.8, 0.2), (0.3, 0.1))]
+    train = toylab.make_train("grokking", _CFG)
+    keys = jax.vmap(toylab.make_key)(jnp.arange(3, dtype=jnp.uint32))
+    together = jax.jit(jax.vmap(train))(stack_hparams(cfgs), keys)
+    for i, c in enumerate(cfgs):
+        alone = jax.jit(train)(c.hparams(), toylab.make_key(i))
+        np.testing.assert_allclose(together.model.W_E[i], alone.model.W_E, rtol=1e-4, atol=1e-5)
+        for k in ("loss", "test_loss", "train_accuracy"):
+            np.testing.assert_allclose(together.metrics[k][i], alone.metrics[k], rtol=1e-4, atol=1e-6)
+
+
+def test_capacity_rows_and_evaluated_accuracy_follow_the_masks():
+    assert train_rows(_CFG) == math.floor(0.8 * 121 + 1e-4)
+    assert train_rows(_CFG.replace(train_capacity=None)) == math.floor(0.5 * 121 + 1e-4)
+    # Same static fields but no capacity: the train fraction joins the program's identity.
+    assert _CFG.replace(train_capacity=None).static_key() != _CFG.replace(train_capacity=None, train_fraction=0.4).static_key()
+    assert _CFG.static_key() == _CFG.replace(train_fraction=0.4).static_key()
+    cfg = _CFG.replace(model="mlp", steps=400, log_every=400, lr=1e-2, weight_decay=0.0, label_noise=0.3)
+    res = jax.jit(toylab.make_train("grokking", cfg))(cfg.hparams(), toylab.make_key(0))
+    # Without weight decay the MLP memorises every training label, corrupted ones included.
+    assert float(res.metrics["train_accuracy"][-1]) == 1.0
+    assert float(res.metrics["train_clean_accuracy"][-1]) < 0.85
