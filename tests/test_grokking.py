@@ -274,3 +274,27 @@ def test_capacity_rows_and_evaluated_accuracy_follow_the_masks():
     # Without weight decay the MLP memorises every training label, corrupted ones included.
     assert float(res.metrics["train_accuracy"][-1]) == 1.0
     assert float(res.metrics["train_clean_accuracy"][-1]) < 0.85
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def test_cli_bad_grokking_input_is_one_line_and_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    # One process checks several bad inputs (each would be its own `toylab run`).
+    script = (
+        "import sys\nfrom toylab.cli import main\n"
+        "for args in [['--set','p=1'], ['--set','p=12','--set','op=/'], ['--grid','train_fraction=0.5,0'],\n"
+        "             ['--set','label_noise=1'], ['--set','n_heads=3'], ['--set','op=a+q']]:\n"
+        "    code = main(['run','grokking',*args,'--out',sys.argv[1]])\n"
+        "    print('EXIT', code, flush=True)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert proc.stdout.count("EXIT 2") == 6, proc.stdout + proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 6 and "Traceback" not in proc.stderr
+    for needle, line in zip(["p=", "op=", "train_fraction", "label_noise", "n_heads", "op="], err):
+        assert needle in line, line
+    assert not (tmp_path / "o").exists()

@@ -24,7 +24,7 @@ from ..core.precision import weighted_cross_entropy
 __all__ = [
     "fourier_basis", "basis_names", "basis_frequency", "n_frequencies", "fourier_basis_2d",
     "frequency_power", "fourier_norms", "embedding_fourier_norms", "gini", "key_frequencies",
-    "grid_tokens", "grid_logits", "grid_neurons", "neuron_frequency_clusters",
+    "grid_tokens", "grid_logits", "sum_labels", "grid_neurons", "neuron_frequency_clusters",
     "logit_frequency_components", "restricted_logits", "excluded_logits", "cross_entropy",
     "restricted_loss", "excluded_loss", "embedding_ablation_loss", "neuron_ablation_loss",
     "inverse_participation_ratio", "neuron_ipr", "weight_norm", "progress_measures",
@@ -231,19 +231,20 @@ def cross_entropy(logits, labels, mask=None):
                                   None if rows is None else rows.reshape(-1))
 
 
-def _sum_labels(p: int) -> np.ndarray:
+def sum_labels(p: int) -> np.ndarray:
+    """(p, p) answers (a + b) mod p over the grid."""
     a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
     return (a + b) % p
 
 
 def restricted_loss(logits, p: int, key_mask):
     """Loss on every pair of (a + b) mod p with only the key frequencies' logit directions."""
-    return cross_entropy(restricted_logits(logits, p, key_mask), _sum_labels(p))
+    return cross_entropy(restricted_logits(logits, p, key_mask), sum_labels(p))
 
 
 def excluded_loss(logits, p: int, key_mask, train_mask):
     """Loss on the training pairs ((p, p) bool) with the key frequencies' directions removed."""
-    return cross_entropy(excluded_logits(logits, p, key_mask), _sum_labels(p), train_mask)
+    return cross_entropy(excluded_logits(logits, p, key_mask), sum_labels(p), train_mask)
 
 
 def _key_basis_rows(p: int, key_mask, keep_const: bool = True):
@@ -262,7 +263,7 @@ def embedding_ablation_loss(model, p: int, key_mask, keep: bool, alpha=1.0):
         rows = 1.0 - rows + (jnp.arange(p) == 0)
     W_new = (model.W_E[:, :p] @ F.T * rows) @ F
     ablated = eqx.tree_at(lambda m: m.W_E, model, model.W_E.at[:, :p].set(W_new))
-    return cross_entropy(grid_logits(ablated, p, alpha).reshape(p * p, -1), _sum_labels(p).ravel())
+    return cross_entropy(grid_logits(ablated, p, alpha).reshape(p * p, -1), sum_labels(p).ravel())
 
 
 def neuron_ablation_loss(model, p: int, key_mask, keep: bool, alpha=1.0):
@@ -280,7 +281,7 @@ def neuron_ablation_loss(model, p: int, key_mask, keep: bool, alpha=1.0):
     coeffs = jnp.einsum("ia,jb,abn->ijn", F, F, post) * sel[:, :, None]
     new_post = jnp.einsum("ia,jb,ijn->abn", F, F, coeffs).reshape(p * p, -1)
     delta = (new_post - post.reshape(p * p, -1)) @ model.W_L.T
-    return cross_entropy(logits + delta, _sum_labels(p).ravel())
+    return cross_entropy(logits + delta, sum_labels(p).ravel())
 
 
 # ----------------------------------------------------------------------------- neurons and weights
@@ -290,8 +291,11 @@ def inverse_participation_ratio(power):
     """IPR Σ P_k² / (Σ P_k)² over the last axis of non-negative powers: 1 when all the power
     is in one entry, 1/n when it is spread evenly."""
     power = jnp.asarray(power)
-    total = power.sum(-1)
-    return jnp.where(total > 0, (power ** 2).sum(-1) / jnp.where(total > 0, total, 1.0) ** 2, 0.0)
+    scale = jnp.max(power, axis=-1, keepdims=True)  # rescale first: squares of huge powers overflow
+    ok = scale[..., 0] > 0
+    q = power / jnp.where(scale > 0, scale, 1.0)
+    total = q.sum(-1)
+    return jnp.where(ok, (q ** 2).sum(-1) / jnp.where(ok, total, 1.0) ** 2, 0.0)
 
 
 def neuron_ipr(model, p: int):
@@ -322,7 +326,7 @@ def progress_measures(model, p: int, key_mask, train_mask, alpha=1.0) -> dict:
     return {
         "restricted_loss": restricted_loss(logits, p, key_mask),
         "excluded_loss": excluded_loss(logits, p, key_mask, train_mask),
-        "full_loss": cross_entropy(logits.reshape(p * p, -1), _sum_labels(p).ravel()),
+        "full_loss": cross_entropy(logits.reshape(p * p, -1), sum_labels(p).ravel()),
         "gini_W_E": gini(fourier_norms(W_E[:, :p], p)),
         "gini_W_L": gini(fourier_norms(model.W_L, p, axis=0)),
         "weight_norm": weight_norm(model),

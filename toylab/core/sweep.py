@@ -284,13 +284,13 @@ class RunResult:
     @property
     def model(self):
         """The trained model (loaded from the store on first use)."""
-        return jax.tree.map(lambda x: x[self._row], self._results._tree(self._chunk, "params.eqx"))
+        return jax.tree.map(lambda x: jnp.asarray(x[self._row]), self._results._tree(self._chunk, "params.eqx"))
 
     @property
     def snapshots(self):
         """The model at each of ``config.snapshot_steps``, stacked on a leading axis (or None)."""
         tree = self._results._tree(self._chunk, "snapshots.eqx")
-        return None if tree is None else jax.tree.map(lambda x: x[self._row], tree)
+        return None if tree is None else jax.tree.map(lambda x: jnp.asarray(x[self._row]), tree)
 
 
 class Results:

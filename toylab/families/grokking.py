@@ -15,6 +15,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..analysis.fourier import fourier_norms, gini, weight_norm
 from ..core.config import (ConfigError, TrainConfig, in_interval, nonnegative, nonnegative_int, one_of,
@@ -25,7 +26,7 @@ from ..models.mlp import EMBEDDINGS, init_embed_mlp
 from ..models.transformer import ACTIVATIONS, init_transformer
 from ..tasks.modular import check_op, modular_table, noisy_labels, train_mask
 
-__all__ = ["GrokkingConfig", "GROKKING", "table_of", "train_rows"]
+__all__ = ["GrokkingConfig", "GROKKING", "table_of", "train_rows", "grid_train_mask"]
 
 
 def _at_least_2(v):
@@ -96,6 +97,15 @@ def train_rows(cfg: GrokkingConfig) -> int:
     """Rows (in split order) the training program computes."""
     table = table_of(cfg.p, cfg.op, cfg.data_seed)
     return _rows(cfg.train_capacity or cfg.train_fraction, table.n)
+
+
+def grid_train_mask(cfg: GrokkingConfig, train_fraction: float | None = None) -> np.ndarray:
+    """(p, p) bool over the (a, b) grid: which pairs train (at the config's train fraction)."""
+    table = table_of(cfg.p, cfg.op, cfg.data_seed)
+    f = cfg.train_fraction if train_fraction is None else train_fraction
+    mask = np.zeros((cfg.p, cfg.p), bool)
+    mask[table.a, table.b] = np.asarray(train_mask(table.n, f))
+    return mask
 
 
 def _init(cfg: GrokkingConfig, hparams, key):

@@ -1,0 +1,253 @@
+"""Benchmark: model-steps per second of the grokking transformer (Nanda et al.'s p = 113 setup).
+
+One model-step is one full-batch AdamW step of one model on the 3 830 training pairs (30% of
+113²): the one-layer transformer (d_model 128, 4 heads, d_mlp 512, ReLU, no LayerNorm), the
+cross-entropy computed in float64. Measured:
+
+- JAX, the program the sweep runner compiles: ``make_train("grokking", cfg)`` mapped over
+  seeds by ``ensemble_map``, for 1 model and for several vmapped seeds.
+- PyTorch, a straightforward implementation of the same network and loss: every position
+  through attention and MLP, logits at the last position, ``cross_entropy(logits.double())``,
+  ``torch.optim.AdamW`` with the same hyperparameters and warmup, one model per loop (seeds
+  run one after another, as a researcher would without vmap).
+
+Before timing, the torch network is loaded with the JAX model's initial weights and both
+compute the loss and logits on the training set: the benchmark prints the largest
+difference, so the two implement the same function. Timing is steady state (compiled,
+warm-up call untimed); figures are model-steps per second.
+
+Run ``toylab bench grokking --help``; ``main(argv)`` returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+DEFAULT_SEEDS = (1, 4, 16)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    allowed = "must be a comma-separated list of positive integers, e.g. 1,4,16"
+    try:
+        values = [int(s.strip()) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {allowed}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {allowed}")
+    return tuple(sorted(set(values)))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive integer")
+    return value
+
+
+def build_parser(prog=None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog or "bench_grokking",
+                                description="Model-steps per second of the grokking transformer (p=113, 30%% train, "
+                                            "d_model 128): toylab's JAX program against a straightforward PyTorch loop.")
+    p.add_argument("--seeds", type=_sizes, default=DEFAULT_SEEDS, metavar="S1,S2,...",
+                   help=f"numbers of models trained together by the JAX program (default {','.join(map(str, DEFAULT_SEEDS))})")
+    p.add_argument("--p", type=_positive_int, default=113, help="modulus (default 113)")
+    p.add_argument("--steps", type=_positive_int, default=None, metavar="N",
+                   help="timed steps per measurement (default: about 5 seconds' worth)")
+    p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True, help="time the PyTorch loop")
+    p.add_argument("--torch-threads", type=_positive_int, default=None, metavar="N",
+                   help="torch.set_num_threads (default os.cpu_count())")
+    p.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON")
+    return p
+
+
+def _config(p: int, steps: int):
+    from toylab.families.grokking import GrokkingConfig
+
+    return GrokkingConfig(p=p, steps=steps, log_every=steps, warmup_steps=min(10, steps))
+
+
+def _jax_point(p: int, n_models: int, steps: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import toylab
+    from toylab.core.train import default_block_size, ensemble_map
+
+    cfg = _config(p, steps)
+    train = toylab.make_train("grokking", cfg)
+    hp = {k: np.full(n_models, v) for k, v in cfg.hparams().items()}
+    keys = jax.vmap(toylab.make_key)(jnp.arange(n_models, dtype=jnp.uint32))
+    t0 = time.perf_counter()
+    program = jax.jit(ensemble_map(train, default_block_size()))
+    compiled = program.lower(hp, keys).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(hp, keys))  # warm-up
+    t0 = time.perf_counter()
+    res = jax.block_until_ready(compiled(hp, keys))
+    seconds = time.perf_counter() - t0
+    return {"models": n_models, "steps": steps, "seconds": seconds, "compile_s": compile_s,
+            "model_steps_per_s": n_models * steps / seconds,
+            "final_train_loss": float(np.mean(np.asarray(res.metrics["loss"])[:, -1]))}
+
+
+class _TorchTransformer:
+    """Nanda et al.'s network in plain torch, every position computed."""
+
+    def __init__(self, torch, jax_model):
+        import numpy as np
+
+        t = lambda x: torch.nn.Parameter(torch.tensor(np.asarray(x), dtype=torch.float32))  # noqa: E731
+        blk = jax_model.blocks[0]
+        self.torch = torch
+        self.W_E, self.W_pos, self.W_U = t(jax_model.W_E), t(jax_model.W_pos), t(jax_model.W_U)
+        self.W_Q, self.W_K, self.W_V, self.W_O = t(blk.W_Q), t(blk.W_K), t(blk.W_V), t(blk.W_O)
+        self.W_in, self.b_in, self.W_out, self.b_out = t(blk.W_in), t(blk.b_in), t(blk.W_out), t(blk.b_out)
+
+    def parameters(self):
+        return [self.W_E, self.W_pos, self.W_U, self.W_Q, self.W_K, self.W_V, self.W_O, self.W_in, self.b_in,
+                self.W_out, self.b_out]
+
+    def __call__(self, tokens):
+        torch = self.torch
+        x = self.W_E.T[tokens] + self.W_pos  # (B, 3, d)
+        q = torch.einsum("hdm,bpm->bhpd", self.W_Q, x)
+        k = torch.einsum("hdm,bpm->bhpd", self.W_K, x)
+        v = torch.einsum("hdm,bpm->bhpd", self.W_V, x)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        n = tokens.shape[1]
+        causal = torch.tril(torch.ones(n, n, dtype=torch.bool))
+        pattern = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
+        z = (pattern @ v).transpose(1, 2).reshape(x.shape[0], n, -1)
+        x = x + z @ self.W_O.T
+        x = x + torch.relu(x @ self.W_in.T + self.b_in) @ self.W_out.T + self.b_out
+        return (x @ self.W_U)[:, -1]
+
+
+def _torch_point(torch, p: int, n_models: int, steps: int, jax_models) -> dict:
+    import numpy as np
+
+    from toylab.families.grokking import table_of, train_rows
+
+    cfg = _config(p, steps)
+    table = table_of(p, "+", 0)
+    rows = train_rows(cfg)
+    tokens = torch.tensor(table.tokens()[:rows], dtype=torch.long)
+    labels = torch.tensor(table.c[:rows], dtype=torch.long)
+    seconds, losses = 0.0, []
+    for i in range(n_models):
+        net = _TorchTransformer(torch, jax_models[i % len(jax_models)])
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / 10, 1.0))
+
+        def step():
+            loss = torch.nn.functional.cross_entropy(net(tokens).double(), labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            return loss
+
+        step()  # warm-up (optimizer state, allocator)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            loss = step()
+        seconds += time.perf_counter() - t0
+        losses.append(float(loss))
+    return {"models": n_models, "steps": steps, "seconds": seconds, "model_steps_per_s": n_models * steps / seconds,
+            "final_train_loss": float(np.mean(losses))}
+
+
+def _same_function(torch, p: int):
+    """Largest |difference| of logits and of the loss between the JAX and torch networks at
+    the same weights, on the training rows."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import toylab
+    from toylab.families.grokking import table_of, train_rows
+
+    cfg = _config(p, 1)
+    model = toylab.get_family("grokking").init(cfg, cfg.hparams(), jax.random.key(0))
+    table = table_of(p, "+", 0)
+    rows = train_rows(cfg)
+    tok = table.tokens()[:rows]
+    logits_jax = np.asarray(jax.vmap(model)(jnp.asarray(tok)))
+    batch = toylab.get_family("grokking").batch(cfg, cfg.hparams(), None)
+    loss_jax = float(toylab.get_family("grokking").loss(model, batch, cfg, cfg.hparams())[0])
+    net = _TorchTransformer(torch, model)
+    with torch.no_grad():
+        logits_t = net(torch.tensor(tok, dtype=torch.long))
+        loss_t = float(torch.nn.functional.cross_entropy(logits_t.double(), torch.tensor(table.c[:rows], dtype=torch.long)))
+    return float(np.max(np.abs(logits_jax - logits_t.numpy()))), abs(loss_jax - loss_t), model
+
+
+def main(argv=None, prog=None) -> int:
+    parser = build_parser(prog)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
+    if args.p < 2:
+        print(f"{parser.prog}: error: argument --p: invalid value {args.p}: must be >= 2", file=sys.stderr)
+        return 2
+    import jax
+
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    on_gpu = jax.default_backend() != "cpu"
+    log(f"jax {jax.__version__}, backend {jax.default_backend()}, devices {jax.devices()}")
+    # Calibrate the step count on one short JAX run (about 5 s per measurement).
+    steps = args.steps
+    if steps is None:
+        probe = _jax_point(args.p, 1, 20)
+        steps = max(10, int(5.0 * probe["model_steps_per_s"]))
+    log(f"setting: p={args.p}, 30% train, d_model 128, 4 heads, d_mlp 512, float64 cross-entropy; {steps} steps per point")
+    jax_res = []
+    for n in args.seeds:
+        s = max(10, steps // n) if not on_gpu else steps
+        pt = _jax_point(args.p, n, s)
+        jax_res.append(pt)
+        log(f"  jax   models={n:<4} steps={s:<6} {pt['seconds']:.2f}s (compile {pt['compile_s']:.1f}s) "
+            f"{pt['model_steps_per_s']:,.1f} model-steps/s  loss {pt['final_train_loss']:.3g}")
+    torch_res, check = None, None
+    if args.torch:
+        try:
+            import torch
+        except ImportError:
+            torch = None
+            log("torch is not importable: pip install torch to compare")
+        if torch is not None:
+            torch.set_num_threads(args.torch_threads or os.cpu_count() or 1)
+            d_logits, d_loss, model = _same_function(torch, args.p)
+            check = {"max_abs_logit_diff": d_logits, "abs_loss_diff": d_loss}
+            log(f"same function: max |logits_jax − logits_torch| = {d_logits:.2e}, |loss difference| = {d_loss:.2e}")
+            s = max(10, steps // 2)
+            pt = _torch_point(torch, args.p, 1, s, [model])
+            torch_res = pt
+            log(f"  torch models=1    steps={s:<6} {pt['seconds']:.2f}s {pt['model_steps_per_s']:,.1f} model-steps/s "
+                f"({torch.get_num_threads()} threads) loss {pt['final_train_loss']:.3g}")
+    log("")
+    log("models | jax model-steps/s | torch model-steps/s (one model at a time) | jax/torch")
+    for pt in jax_res:
+        t = torch_res["model_steps_per_s"] if torch_res else None
+        ratio = f"{pt['model_steps_per_s'] / t:.1f}x" if t else "-"
+        log(f"{pt['models']:>6} | {pt['model_steps_per_s']:>17,.1f} | {t if t is None else f'{t:,.1f}':>40} | {ratio}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"jax": jax_res, "torch": torch_res, "same_function": check, "p": args.p,
+                       "jax_version": jax.__version__, "backend": jax.default_backend()}, f, indent=2)
+        log(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
