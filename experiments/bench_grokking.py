@@ -62,8 +62,8 @@ def build_parser(prog=None) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive_int, default=None, metavar="N",
                    help="timed steps per measurement (default: about 5 seconds' worth)")
     p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True, help="time the PyTorch loop")
-    p.add_argument("--torch-threads", type=_positive_int, default=None, metavar="N",
-                   help="torch.set_num_threads (default os.cpu_count())")
+    p.add_argument("--torch-threads", type=_sizes, default=None, metavar="N1,N2,...",
+                   help="thread counts to time the torch loop at (default: 1 and os.cpu_count())")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON")
     return p
 
@@ -156,12 +156,13 @@ def _torch_point(torch, p: int, n_models: int, steps: int, jax_models) -> dict:
             sched.step()
             return loss
 
-        step()  # warm-up (optimizer state, allocator)
+        for _ in range(5):  # warm-up: the first few torch steps are slow (kernel set-up, optimizer state)
+            step()
         t0 = time.perf_counter()
         for _ in range(steps):
             loss = step()
         seconds += time.perf_counter() - t0
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return {"models": n_models, "steps": steps, "seconds": seconds, "model_steps_per_s": n_models * steps / seconds,
             "final_train_loss": float(np.mean(losses))}
 
@@ -218,7 +219,7 @@ def main(argv=None, prog=None) -> int:
         jax_res.append(pt)
         log(f"  jax   models={n:<4} steps={s:<6} {pt['seconds']:.2f}s (compile {pt['compile_s']:.1f}s) "
             f"{pt['model_steps_per_s']:,.1f} model-steps/s  loss {pt['final_train_loss']:.3g}")
-    torch_res, check = None, None
+    torch_res, check = {}, None
     if args.torch:
         try:
             import torch
@@ -226,24 +227,30 @@ def main(argv=None, prog=None) -> int:
             torch = None
             log("torch is not importable: pip install torch to compare")
         if torch is not None:
-            torch.set_num_threads(args.torch_threads or os.cpu_count() or 1)
             d_logits, d_loss, model = _same_function(torch, args.p)
             check = {"max_abs_logit_diff": d_logits, "abs_loss_diff": d_loss}
             log(f"same function: max |logits_jax − logits_torch| = {d_logits:.2e}, |loss difference| = {d_loss:.2e}")
-            s = max(10, steps // 2)
-            pt = _torch_point(torch, args.p, 1, s, [model])
-            torch_res = pt
-            log(f"  torch models=1    steps={s:<6} {pt['seconds']:.2f}s {pt['model_steps_per_s']:,.1f} model-steps/s "
-                f"({torch.get_num_threads()} threads) loss {pt['final_train_loss']:.3g}")
+            before = torch.get_num_threads()
+            for threads in args.torch_threads or tuple(sorted({1, os.cpu_count() or 1})):
+                torch.set_num_threads(threads)
+                s = max(10, steps // 2)
+                pt = _torch_point(torch, args.p, 1, s, [model])
+                torch_res[threads] = pt
+                log(f"  torch models=1    steps={s:<6} {pt['seconds']:.2f}s {pt['model_steps_per_s']:,.1f} model-steps/s "
+                    f"({threads} thread{'s' if threads > 1 else ''}) loss {pt['final_train_loss']:.3g}")
+            torch.set_num_threads(before)
+    best = max((pt["model_steps_per_s"] for pt in torch_res.values()), default=None)
     log("")
-    log("models | jax model-steps/s | torch model-steps/s (one model at a time) | jax/torch")
+    cols = "".join(f" | torch {t}t" for t in torch_res)
+    log(f"models | jax model-steps/s{cols} | jax / best torch")
     for pt in jax_res:
-        t = torch_res["model_steps_per_s"] if torch_res else None
-        ratio = f"{pt['model_steps_per_s'] / t:.1f}x" if t else "-"
-        log(f"{pt['models']:>6} | {pt['model_steps_per_s']:>17,.1f} | {t if t is None else f'{t:,.1f}':>40} | {ratio}")
+        cells = "".join(f" | {torch_res[t]['model_steps_per_s']:>8,.1f}" for t in torch_res)
+        ratio = f"{pt['model_steps_per_s'] / best:.1f}x" if best else "-"
+        log(f"{pt['models']:>6} | {pt['model_steps_per_s']:>17,.1f}{cells} | {ratio}")
+    log("(torch trains one model at a time; its model-steps/s is the same for any number of seeds)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"jax": jax_res, "torch": torch_res, "same_function": check, "p": args.p,
+            json.dump({"jax": jax_res, "torch": {str(k): v for k, v in torch_res.items()}, "same_function": check, "p": args.p,
                        "jax_version": jax.__version__, "backend": jax.default_backend()}, f, indent=2)
         log(f"wrote {args.json}")
     return 0

@@ -298,3 +298,30 @@ def test_cli_bad_grokking_input_is_one_line_and_exit_2(tmp_path):
     for needle, line in zip(["p=", "op=", "train_fraction", "label_noise", "n_heads", "op="], err):
         assert needle in line, line
     assert not (tmp_path / "o").exists()
+
+
+def test_pruning_all_or_no_neurons():
+    model = fourier_mlp(11, [1, 3], scale=5.0)
+    d = model.W_in.shape[0]
+    same = fa.prune_neurons(model, np.ones(d, bool))
+    np.testing.assert_array_equal(fa.grid_logits(same, 11), fa.grid_logits(model, 11))
+    none = fa.prune_neurons(model, np.zeros(d, bool))
+    np.testing.assert_array_equal(fa.grid_logits(none, 11), 0.0)
+    t = init_transformer(jax.random.key(1), d_vocab=12, d_vocab_out=11, d_model=8, n_heads=2, d_mlp=6)
+    half = fa.prune_neurons(t, np.arange(6) < 3)
+    assert float(jnp.abs(half.blocks[-1].W_out[:, 3:]).max()) == 0.0
+    np.testing.assert_array_equal(half.blocks[-1].W_out[:, :3], t.blocks[-1].W_out[:, :3])
+
+
+def test_phases_are_located_from_synthetic_curves():
+    from experiments.grokking import locate_phases
+
+    steps = np.arange(1, 101) * 100
+    train_acc = np.where(steps >= 500, 1.0, 0.5)
+    # Test loss rises to a peak at 1000, falls log-linearly to 1e-6 at 6000, then flat.
+    log_loss = np.interp(steps, [100, 1000, 6000, 10000], [np.log(4.0), np.log(20.0), np.log(1e-6), np.log(1e-6)])
+    t_mem, t_clean, t_end = locate_phases(steps, train_acc, np.exp(log_loss))
+    assert t_mem == 1000
+    assert 3400 <= t_clean <= 3600  # half-way in log between 20 and 1e-6
+    assert 5400 <= t_end <= 5600  # within a factor 10 of the final loss
+    assert locate_phases(steps, np.zeros(100), np.exp(log_loss)) == (None, None, None)

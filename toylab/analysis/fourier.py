@@ -27,7 +27,7 @@ __all__ = [
     "grid_tokens", "grid_logits", "sum_labels", "grid_neurons", "neuron_frequency_clusters",
     "logit_frequency_components", "restricted_logits", "excluded_logits", "cross_entropy",
     "restricted_loss", "excluded_loss", "embedding_ablation_loss", "neuron_ablation_loss",
-    "inverse_participation_ratio", "neuron_ipr", "weight_norm", "progress_measures",
+    "inverse_participation_ratio", "neuron_ipr", "prune_neurons", "weight_norm", "progress_measures",
 ]
 
 
@@ -309,6 +309,16 @@ def neuron_ipr(model, p: int):
     F = jnp.asarray(fourier_basis(p))
     power = frequency_power(left[:, :p] @ F.T, p, axis=-1) + frequency_power(right[:, :p] @ F.T, p, axis=-1)
     return inverse_participation_ratio(power[:, 1:])
+
+
+def prune_neurons(model, keep):
+    """The model with the neurons where ``keep`` (d,) is false removed (their output weights
+    zeroed), for an embedding MLP or the last MLP layer of a transformer."""
+    keep = jnp.asarray(keep, jnp.float32)
+    if hasattr(model, "input_weights"):
+        return eqx.tree_at(lambda m: m.W_out, model, model.W_out * keep[None, :])
+    last = model.blocks[-1]
+    return eqx.tree_at(lambda m: m.blocks[-1].W_out, model, last.W_out * keep[None, :])
 
 
 def weight_norm(model):

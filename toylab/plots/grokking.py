@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 __all__ = ["loss_curves", "progress_measures_plot", "fourier_structure_plot", "ablation_plot",
-           "label_noise_plot", "phase_diagram_plot"]
+           "label_noise_plot", "phase_diagram_plot", "pruning_plot"]
 
 _PHASE_COLORS = ("tab:orange", "tab:green", "tab:purple")
 _PHASE_NAMES = ("memorization", "circuit formation", "cleanup")
@@ -149,6 +149,26 @@ def phase_diagram_plot(fractions, noises, test_acc, train_acc, expected, title="
             for j in range(data.shape[1]):
                 ax.text(j, i, f"{data[i, j]:.2f}", ha="center", va="center", fontsize=7)
         fig.colorbar(im, ax=ax, label=label)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def pruning_plot(shares, curve, ipr, size, title=""):
+    """(1) accuracies as the lowest-IPR neurons are pruned; (2) each neuron's IPR against its
+    weight size."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for key, color in (("corrupted", "tab:red"), ("clean_train", "tab:blue"), ("test", "tab:green")):
+        axes[0].plot(np.asarray(shares) * 100, [c[key] for c in curve], "o-", ms=3, color=color,
+                     label={"corrupted": "corrupted train labels", "clean_train": "clean train", "test": "test"}[key])
+    axes[0].set_xlabel("% of neurons pruned (lowest IPR first)")
+    axes[0].set_ylabel("accuracy")
+    axes[0].set_ylim(0, 1.03)
+    axes[0].legend(fontsize=7)
+    axes[1].scatter(ipr, size, s=6)
+    axes[1].set_xlabel("IPR of the neuron's Fourier weights")
+    axes[1].set_ylabel("‖w_in‖·‖w_out‖")
+    axes[1].set_yscale("log")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
