@@ -5,7 +5,9 @@ One model-step is one full-batch AdamW step of one model on the 3 830 training p
 cross-entropy computed in float64. Measured:
 
 - JAX, the program the sweep runner compiles: ``make_train("grokking", cfg)`` mapped over
-  seeds by ``ensemble_map``, for 1 model and for several vmapped seeds.
+  seeds by ``ensemble_map`` with the runner's block size (on CPU one p=113 model's working
+  set is ~90 MB, so the seeds train one after another inside the compiled program; on an
+  accelerator they are one vmap), for 1 model and for several seeds.
 - PyTorch, a straightforward implementation of the same network and loss: every position
   through attention and MLP, logits at the last position, ``cross_entropy(logits.double())``,
   ``torch.optim.AdamW`` with the same hyperparameters and warmup, one model per loop (seeds
@@ -87,14 +89,15 @@ def _jax_point(p: int, n_models: int, steps: int) -> dict:
     hp = {k: np.full(n_models, v) for k, v in cfg.hparams().items()}
     keys = jax.vmap(toylab.make_key)(jnp.arange(n_models, dtype=jnp.uint32))
     t0 = time.perf_counter()
-    program = jax.jit(ensemble_map(train, default_block_size()))
+    block = default_block_size(None, train, cfg.hparams(), toylab.make_key(0))  # as the sweep runner chooses
+    program = jax.jit(ensemble_map(train, block))
     compiled = program.lower(hp, keys).compile()
     compile_s = time.perf_counter() - t0
     jax.block_until_ready(compiled(hp, keys))  # warm-up
     t0 = time.perf_counter()
     res = jax.block_until_ready(compiled(hp, keys))
     seconds = time.perf_counter() - t0
-    return {"models": n_models, "steps": steps, "seconds": seconds, "compile_s": compile_s,
+    return {"models": n_models, "steps": steps, "seconds": seconds, "compile_s": compile_s, "block_size": block,
             "model_steps_per_s": n_models * steps / seconds,
             "final_train_loss": float(np.mean(np.asarray(res.metrics["loss"])[:, -1]))}
 
@@ -217,7 +220,7 @@ def main(argv=None, prog=None) -> int:
         s = max(10, steps // n) if not on_gpu else steps
         pt = _jax_point(args.p, n, s)
         jax_res.append(pt)
-        log(f"  jax   models={n:<4} steps={s:<6} {pt['seconds']:.2f}s (compile {pt['compile_s']:.1f}s) "
+        log(f"  jax   models={n:<4} steps={s:<6} block {pt['block_size']} {pt['seconds']:.2f}s (compile {pt['compile_s']:.1f}s) "
             f"{pt['model_steps_per_s']:,.1f} model-steps/s  loss {pt['final_train_loss']:.3g}")
     torch_res, check = {}, None
     if args.torch:

@@ -5,9 +5,9 @@ ReLU-output model, batch 1024, feature probability 0.05) and reports how many
 instance-steps (one optimizer step of one instance) each approach completes per second:
 
 - JAX, the program the sweep runner compiles: ``make_train("superposition", cfg)`` mapped
-  over stacked hparams and per-instance keys by ``ensemble_map`` (a plain vmap on an
-  accelerator; on CPU a scan over vmapped blocks of 64 instances, which keeps big
-  ensembles in cache), with the default ``threefry2x32`` PRNG and with
+  over stacked hparams and per-instance keys by ``ensemble_map`` with the runner's block
+  size (a plain vmap on an accelerator; on CPU a scan over vmapped blocks sized to a ~40 MB
+  working set, 64 instances here, which keeps big ensembles in cache), with the default ``threefry2x32`` PRNG and with
   ``prng_impl="unsafe_rbg"`` (random-number generation dominates the step on CPU).
 - PyTorch, the reference notebook's approach: one model holding the stacked instance
   weights, a Python loop of AdamW steps, at each thread count asked for (skipped with a
@@ -340,7 +340,15 @@ def main(argv=None, prog: str | None = None) -> int:
     backend = jax.default_backend()
     devices = jax.devices()
     on_gpu = any(d.platform in ("gpu", "cuda", "rocm") for d in devices)
-    block_size = default_block_size(backend) if args.block_size is None else (args.block_size or None)
+    if args.block_size is None:  # as the sweep runner chooses: measured from one instance's program
+        from toylab.families.superposition import SuperpositionConfig
+
+        one = SuperpositionConfig(n_features=N_FEATURES, n_hidden=N_HIDDEN, model="relu_output", batch_size=BATCH,
+                                  feature_probability=PROB, steps=100, log_every=100)
+        block_size = default_block_size(backend, toylab.make_train("superposition", one), one.hparams(),
+                                        toylab.make_key(0))
+    else:
+        block_size = args.block_size or None
     log(f"jax {jax.__version__}, backend: {backend}, devices: {devices}")
     log(f"setting: n={N_FEATURES}, m={N_HIDDEN}, batch {BATCH}, relu_output, feature probability {PROB}, "
         f"AdamW lr 1e-3 wd 0.01; sizes {','.join(map(str, sizes))}; "

@@ -104,7 +104,7 @@ def _segment_length(n_logs: int, segments: int) -> int:
 class _GroupProgram:
     """The compiled pieces for one static group, over a padded chunk of runs."""
 
-    def __init__(self, family: Family, cfg, segments: int, block_size: int | None = None, n_devices: int = 1):
+    def __init__(self, family: Family, cfg, segments: int, block_size: int | str | None = None, n_devices: int = 1):
         self.trainer = trainer = Trainer(family, cfg)
         self.cfg = cfg
         self.seg_len = _segment_length(trainer.n_logs, segments)
@@ -121,6 +121,11 @@ class _GroupProgram:
             snaps = jax.tree.map(lambda b: b[:-1], state.snapshots) if trainer.snapshot_steps else None
             return state.params, snaps, trainer.summary(model, hp)
 
+        if block_size == "auto":  # measured from one instance's compiled segment
+            hp = cfg.hparams()
+            state = jax.eval_shape(init, hp, np.uint32(0))
+            block_size = default_block_size(None, segment, state, hp, np.uint32(0))
+        self.block_size = block_size
         donate = (0,) if jax.default_backend() != "cpu" else ()
         self.init = jax.jit(jax.vmap(init))
         self.segment = jax.jit(ensemble_map(segment, block_size, groups=n_devices), donate_argnums=donate)
@@ -182,8 +187,9 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
         segments: each chunk trains in about this many compiled segments, with a
             progress update and a checkpoint after each.
         block_size: instances trained at once inside a chunk's program on each device
-            (``"auto"``: 64 on CPU, where a huge vmap falls out of cache; all of them on an
-            accelerator). Results do not depend on it.
+            (``"auto"``: on CPU, as many as keep the working set near 40 MB, measured from
+            one instance's compiled segment, at most 64; all of them on an accelerator).
+            Results do not depend on it.
         quiet: no progress bar.
     """
     family = get_family(family)
@@ -192,7 +198,7 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
     if isinstance(segments, bool) or not isinstance(segments, (int, np.integer)) or segments < 1:
         raise ConfigError("segments", segments, "must be a positive integer")
     if block_size == "auto":
-        block_size = default_block_size()
+        pass  # chosen per static group by _GroupProgram
     elif block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer))
                                      or block_size < 1):
         raise ConfigError("block_size", block_size, 'must be a positive integer, "auto" or None')

@@ -22,10 +22,13 @@ from .optim import make_optimizer
 
 __all__ = ["TrainState", "TrainResult", "Trainer", "make_train", "make_key", "ensemble_map", "default_block_size"]
 
-# On CPU one vmap over thousands of instances falls out of cache; training them in blocks of
-# this many (a scan over vmapped blocks) was about twice as fast at 4096 instances
-# (experiments/bench_superposition.py). Accelerators want the whole vmap.
-CPU_BLOCK_SIZE = 64
+# On CPU one vmap over thousands of instances falls out of cache; training them in blocks (a
+# scan over vmapped blocks) keeps each block's working set near this many bytes. Measured:
+# superposition instances (0.6 MB each) ran about 6x faster at 4096 in blocks of 64; one
+# p=113 grokking transformer (92 MB) runs faster alone than 16 vmapped
+# (experiments/bench_*.py). Accelerators want the whole vmap.
+CPU_BLOCK_BYTES = 40e6
+CPU_BLOCK_SIZE = 64  # the largest block, and the block when the working set is unknown
 
 
 def make_key(seed, impl: str = "threefry2x32"):
@@ -138,9 +141,20 @@ def make_train(family: Family | str, config):
     return Trainer(family, config).train
 
 
-def default_block_size(backend: str | None = None) -> int | None:
-    """The ensemble block size :func:`ensemble_map` uses by default on a backend."""
-    return CPU_BLOCK_SIZE if (backend or jax.default_backend()) == "cpu" else None
+def default_block_size(backend: str | None = None, fn=None, *one_instance_args) -> int | None:
+    """The ensemble block size for :func:`ensemble_map` on a backend: None (one vmap) on an
+    accelerator; on CPU, as many instances as fit in ``CPU_BLOCK_BYTES`` of working memory,
+    measured by compiling ``fn`` for one instance (args may be ShapeDtypeStructs), between
+    1 and ``CPU_BLOCK_SIZE`` (that when no ``fn`` is given)."""
+    if (backend or jax.default_backend()) != "cpu":
+        return None
+    if fn is None:
+        return CPU_BLOCK_SIZE
+    memory = jax.jit(fn).lower(*one_instance_args).compile().memory_analysis()
+    temp = getattr(memory, "temp_size_in_bytes", 0) if memory is not None else 0
+    if not temp:
+        return CPU_BLOCK_SIZE
+    return int(min(CPU_BLOCK_SIZE, max(1, CPU_BLOCK_BYTES // temp)))
 
 
 def ensemble_map(fn, block_size: int | None = None, groups: int = 1):
