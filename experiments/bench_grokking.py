@@ -89,7 +89,7 @@ def _jax_point(p: int, n_models: int, steps: int) -> dict:
     hp = {k: np.full(n_models, v) for k, v in cfg.hparams().items()}
     keys = jax.vmap(toylab.make_key)(jnp.arange(n_models, dtype=jnp.uint32))
     t0 = time.perf_counter()
-    block = default_block_size(None, train, cfg.hparams(), toylab.make_key(0))  # as the sweep runner chooses
+    block = default_block_size(fn=train, args=(cfg.hparams(), toylab.make_key(0)))  # as the sweep runner chooses
     program = jax.jit(ensemble_map(train, block))
     compiled = program.lower(hp, keys).compile()
     compile_s = time.perf_counter() - t0
@@ -149,7 +149,7 @@ def _torch_point(torch, p: int, n_models: int, steps: int, jax_models) -> dict:
     for i in range(n_models):
         net = _TorchTransformer(torch, jax_models[i % len(jax_models)])
         opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / 10, 1.0))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(s / 10, 1.0))  # as toylab: lr 0 at step 0
 
         def step():
             loss = torch.nn.functional.cross_entropy(net(tokens).double(), labels)

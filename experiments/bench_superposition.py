@@ -345,8 +345,8 @@ def main(argv=None, prog: str | None = None) -> int:
 
         one = SuperpositionConfig(n_features=N_FEATURES, n_hidden=N_HIDDEN, model="relu_output", batch_size=BATCH,
                                   feature_probability=PROB, steps=100, log_every=100)
-        block_size = default_block_size(backend, toylab.make_train("superposition", one), one.hparams(),
-                                        toylab.make_key(0))
+        block_size = default_block_size(backend, fn=toylab.make_train("superposition", one),
+                                        args=(one.hparams(), toylab.make_key(0)))
     else:
         block_size = args.block_size or None
     log(f"jax {jax.__version__}, backend: {backend}, devices: {devices}")

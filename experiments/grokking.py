@@ -120,7 +120,8 @@ def figures_abc(out: Path, quick: bool, quiet: bool, work=None) -> list[Claim]:
     _, logit_share = (np.asarray(x) for x in fa.logit_frequency_components(logits, p))
     key_logit_share = float(logit_share[key].sum())
     in_key_cluster = np.isin(cl_freq[active], np.flatnonzero(key) + 1)
-    _save(plots.fourier_structure_plot(embed_norms, fa.basis_names(p), key, cl_freq[active], cl_frac[active],
+    _save(plots.fourier_structure_plot(embed_norms, fa.basis_names(p), fa.basis_frequency(p), key,
+                                       cl_freq[active], cl_frac[active],
                                        logit_share, f"(c) the Fourier mechanism, p={p}, seed {run.seed}: "
                                        f"key frequencies {_ints(np.flatnonzero(key) + 1)}"), out, "grokking_c_fourier.png")
 
@@ -130,9 +131,10 @@ def figures_abc(out: Path, quick: bool, quiet: bool, work=None) -> list[Claim]:
     measures = jax.jit(jax.vmap(lambda m: fa.progress_measures(m, p, key, train_grid, hp["alpha"])))(snaps)
     measures = {k: np.asarray(v) for k, v in measures.items()}
     snap_steps = np.asarray(cfg.snapshot_steps)
-    s_idx = np.searchsorted(steps, np.maximum(snap_steps, steps[0]))
-    measures["train_loss"] = run.metrics["train_loss"][s_idx]
-    measures["test_loss"] = run.metrics["test_loss"][s_idx]
+    family = res.family
+    at_snaps = jax.jit(jax.vmap(lambda m: family.evaluate(m, cfg, hp)))(snaps)  # losses at the snapshot steps
+    measures["train_loss"] = np.asarray(at_snaps["train_loss"])
+    measures["test_loss"] = np.asarray(at_snaps["test_loss"])
     bounds = locate_phases(steps, run.metrics["train_accuracy"], run.metrics["test_loss"])
     shown = tuple(b if b is not None else int(steps[-1]) for b in bounds)
     _save(plots.progress_measures_plot(snap_steps, measures, shown,
@@ -241,17 +243,21 @@ WEIGHT_DECAY = 2.5
 
 def _accuracies(model, cfg, f, xi):
     """Accuracy on the corrupted training rows, the clean training rows and the held-out rows."""
-    from toylab.tasks.modular import corrupted_mask, train_mask
+    from toylab.tasks.modular import corrupted_mask, noisy_labels, train_mask
 
     table = table_of(cfg.p, cfg.op, cfg.data_seed)
-    logits = jax.vmap(model)(jnp.asarray(table.tokens()))
-    pred = np.asarray(jnp.argmax(logits, -1))
+    pred = np.asarray(jnp.argmax(jax.vmap(model)(jnp.asarray(table.tokens())), -1))
     is_train = np.asarray(train_mask(table.n, f))
     corrupted = np.asarray(corrupted_mask(table, f, xi))
-    labels = np.asarray(jnp.where(corrupted, table.noise_labels, table.c))
+    labels = np.asarray(noisy_labels(table, f, xi))
     mean = lambda m, y: float(np.mean(pred[m] == y[m])) if m.any() else float("nan")  # noqa: E731
     return {"corrupted": mean(corrupted, labels), "clean_train": mean(is_train & ~corrupted, labels),
             "test": mean(~is_train, table.c), "train": mean(is_train, labels)}
+
+
+def _neuron_sizes(model):
+    """‖w_in‖·‖w_out‖ per neuron of an embedding MLP: how much a neuron can matter."""
+    return np.asarray(jnp.linalg.norm(model.W_out, axis=0) * jnp.linalg.norm(model.W_in, axis=1))
 
 
 def figure_d(out: Path, quick: bool, quiet: bool, work=None) -> list[Claim]:
@@ -296,7 +302,7 @@ def figure_d(out: Path, quick: bool, quiet: bool, work=None) -> list[Claim]:
     model = raw.model
     ipr = np.asarray(fa.neuron_ipr(model, p))
     # Neurons that carry weight (others are near-zero noise whatever their IPR).
-    size = np.asarray(jnp.linalg.norm(model.W_out, axis=0) * jnp.linalg.norm(model.W_in, axis=1))
+    size = _neuron_sizes(model)
     order = np.argsort(ipr)
     shares = np.linspace(0, 0.9, 10)
     curve = []
@@ -310,7 +316,7 @@ def figure_d(out: Path, quick: bool, quiet: bool, work=None) -> list[Claim]:
                              f"(d) pruning the lowest-IPR neurons, no weight decay, ξ={xi_main}, f={f_main}"),
           out, "grokking_d_pruning.png")
     ipr_reg = np.asarray(fa.neuron_ipr(reg.model, p))
-    size_reg = np.asarray(jnp.linalg.norm(reg.model.W_out, axis=0) * jnp.linalg.norm(reg.model.W_in, axis=1))
+    size_reg = _neuron_sizes(reg.model)
     big = lambda s: s > 0.1 * s.max()  # noqa: E731
 
     i_top = len(fractions) - 1

@@ -15,7 +15,7 @@ from toylab.core.config import ConfigError
 from toylab.core.precision import weighted_cross_entropy
 from toylab.core.train import stack_hparams
 from toylab.families.grokking import GrokkingConfig, train_rows
-from toylab.models.mlp import EmbedMLP
+from toylab.models.mlp import EmbedMLP, fourier_solution
 from toylab.models.transformer import init_transformer
 from toylab.tasks.modular import corrupted_mask, modular_table, noisy_labels, train_mask
 
@@ -74,9 +74,52 @@ def test_bad_config_names_the_field(fields, needle):
         GrokkingConfig(**fields)
 
 
-def test_division_by_zero_in_expression_is_a_clear_error():
+def test_expressions_are_exact_and_checked_on_every_pair():
+    t = modular_table(7, "a**40 + 3*b")  # a**40 overflows int64; the table must not
+    np.testing.assert_array_equal(t.c, [(int(a) ** 40 + 3 * int(b)) % 7 for a, b in zip(t.a, t.b)])
     with pytest.raises(ConfigError, match="op"):
         GrokkingConfig(p=7, op="a // b")
+    with pytest.raises(ConfigError, match="ZeroDivisionError"):  # only b = 5 divides by zero
+        GrokkingConfig(p=7, op="a // (b - 5)")
+    with pytest.raises(ConfigError, match="exponents"):
+        GrokkingConfig(p=7, op="a + 9**9**9")
+    with pytest.raises(ConfigError, match="data_seed"):
+        modular_table(7, "+", data_seed=-1)
+    with pytest.raises(ConfigError, match="p=7.5"):
+        modular_table(7.5, "+")
+
+
+def test_sum_projections_at_even_p():
+    # At even p, sin(π(a+b)) vanishes on the grid: the frequency p/2 has one direction only.
+    p = 10
+    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    L = np.zeros((p, p, p), np.float32)
+    L[:, :, 0] = np.cos(np.pi * (a + b))
+    L[:, :, 1] = np.cos(2 * np.pi * 2 * (a + b) / p)
+    mask = np.zeros(p // 2, bool)
+    mask[p // 2 - 1] = True
+    r = np.asarray(fa.restricted_logits(L, p, mask))
+    np.testing.assert_allclose(r[:, :, 0], L[:, :, 0], atol=1e-5)
+    np.testing.assert_allclose(r[:, :, 1], 0.0, atol=1e-5)  # frequency 2 is not kept
+    mask[1] = True
+    np.testing.assert_allclose(fa.restricted_logits(L, p, mask), L, atol=1e-5)
+    np.testing.assert_allclose(fa.excluded_logits(L, p, mask), 0.0, atol=1e-5)
+    with pytest.raises(ValueError, match="key_mask"):
+        fa.restricted_logits(L, p, mask[:-1])
+
+
+def test_fourier_ablations_keep_all_and_remove_all():
+    p = 11
+    t = init_transformer(jax.random.key(3), d_vocab=p + 1, d_vocab_out=p, d_model=16, n_heads=2, d_mlp=24)
+    every = np.ones(p // 2, bool)
+    full = float(fa.cross_entropy(fa.grid_logits(t, p).reshape(p * p, p), fa.sum_labels(p).ravel()))
+    assert float(fa.embedding_ablation_loss(t, p, every, keep=True)) == pytest.approx(full, rel=1e-4)
+    assert float(fa.neuron_ablation_loss(t, p, every, keep=True)) == pytest.approx(full, rel=1e-4)
+    # Removing every frequency makes all tokens' embeddings equal: the logits cannot depend on
+    # (a, b), so the loss is at least that of the best constant guess, log p.
+    assert float(fa.embedding_ablation_loss(t, p, every, keep=False)) >= math.log(p) - 1e-4
+    with pytest.raises(ValueError, match="neuron_ipr needs an embedding MLP"):
+        fa.neuron_ipr(t, p)
 
 
 # ----------------------------------------------------------------------------- the models
@@ -179,25 +222,17 @@ def test_gini_is_zero_when_flat_and_maximal_for_one_frequency(n, value, which):
 # ----------------------------------------------------------------------------- a hand-built Fourier MLP
 
 
-def fourier_mlp(p: int, freqs, scale: float = 4.0) -> EmbedMLP:
-    """The Fourier multiplication algorithm as weights of the quadratic one-hot MLP.
+def fourier_mlp(p, freqs, scale=4.0):
+    return fourier_solution(p, freqs, scale)
 
-    For each key frequency k (θ = 2πk/p) eight neurons h = (cos(θa+φ) + cos(θb+ψ))² with
-    phase sums σ = φ+ψ in {0, π/2, π, 3π/2} and differences φ−ψ in {0, π}; the output weight
-    cos(θc+σ). Summed over the eight, every term cancels except 4·cos(θ(a+b−c))."""
-    x = np.arange(p)
-    rows_a, rows_b, outs = [], [], []
-    for k in freqs:
-        th = 2 * np.pi * k / p
-        for sigma in (0, np.pi / 2, np.pi, 3 * np.pi / 2):
-            for delta in (0, np.pi):
-                phi, psi = (sigma + delta) / 2, (sigma - delta) / 2
-                rows_a.append(np.cos(th * x + phi))
-                rows_b.append(np.cos(th * x + psi))
-                outs.append(np.cos(th * x + sigma) * scale)
-    W_in = jnp.asarray(np.concatenate([np.stack(rows_a), np.stack(rows_b)], axis=1), jnp.float32)
-    return EmbedMLP(None, None, W_in, None, jnp.asarray(np.stack(outs, axis=1), jnp.float32), None,
-                    embed="onehot", activation="quadratic")
+
+def test_fourier_solution_rejects_bad_frequencies():
+    with pytest.raises(ValueError, match="freqs"):
+        fourier_solution(11, [0])
+    with pytest.raises(ValueError, match="freqs"):
+        fourier_solution(11, [2, 2])
+    with pytest.raises(ValueError, match="p=2"):
+        fourier_solution(2, [1])
 
 
 @settings(max_examples=12)
@@ -211,6 +246,8 @@ def test_hand_built_fourier_mlp_adds_mod_p_and_its_restricted_loss_equals_its_lo
     key_mask = np.isin(np.arange(1, p // 2 + 1), ks)
     loss = float(fa.cross_entropy(logits.reshape(p * p, p), ((a + b) % p).ravel()))
     assert float(fa.restricted_loss(logits, p, key_mask)) == pytest.approx(loss, rel=1e-3, abs=1e-7)
+    # Keeping only the other frequencies leaves nothing to go on either: loss ≈ log p.
+    assert float(fa.restricted_loss(logits, p, ~key_mask)) == pytest.approx(math.log(p), rel=0.05)
     # Removing the key frequencies leaves nothing to go on: loss ≈ log p.
     assert float(fa.excluded_loss(logits, p, key_mask, np.ones((p, p), bool))) == pytest.approx(math.log(p), rel=0.05)
     # Each neuron's input weights are one wave: IPR 1. Every neuron is in its frequency's

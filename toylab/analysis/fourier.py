@@ -7,7 +7,11 @@ snapshots; frequencies are returned as masks or arrays, never as Python lists, s
 they vmap.
 
 Conventions: cubes of logits are indexed [a, b, c] over the full grid of pairs in
-row-major order (``grid_tokens(p)``); neurons are [a, b, neuron] at the last position.
+row-major order (``grid_tokens(p)``); neurons are [a, b, neuron] at the last position. The
+losses (restricted, excluded, ablations, progress measures) score the answers of
+(a + b) mod p, the task whose algorithm they describe. Restricted and excluded losses
+project the logits (Nanda et al. project the neurons' contribution; for an MLP, whose
+logits are all neuron contribution, the two agree).
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ import numpy as np
 from ..core.precision import weighted_cross_entropy
 
 __all__ = [
-    "fourier_basis", "basis_names", "basis_frequency", "n_frequencies", "fourier_basis_2d",
+    "fourier_basis", "basis_names", "basis_frequency", "n_frequencies",
     "frequency_power", "fourier_norms", "embedding_fourier_norms", "gini", "key_frequencies",
     "grid_tokens", "grid_logits", "sum_labels", "grid_neurons", "neuron_frequency_clusters",
     "logit_frequency_components", "restricted_logits", "excluded_logits", "cross_entropy",
     "restricted_loss", "excluded_loss", "embedding_ablation_loss", "neuron_ablation_loss",
-    "inverse_participation_ratio", "neuron_ipr", "prune_neurons", "weight_norm", "progress_measures",
+    "inverse_participation_ratio", "embedding_matrix", "neuron_ipr", "prune_neurons", "weight_norm", "progress_measures",
 ]
 
 
@@ -46,14 +50,20 @@ def _basis_np(p: int) -> np.ndarray:
     return np.stack(rows)
 
 
-def fourier_basis(p: int) -> np.ndarray:
-    """(p, p) real orthonormal Fourier basis of Z_p, one basis vector per row."""
+def _check_p(p) -> int:
     if not isinstance(p, (int, np.integer)) or isinstance(p, bool) or p < 2:
         raise ValueError(f"p={p!r}: must be an integer >= 2")
-    return _basis_np(int(p)).copy()
+    return int(p)
+
+
+def fourier_basis(p: int) -> np.ndarray:
+    """(p, p) real orthonormal Fourier basis of Z_p, one basis vector per row."""
+    return _basis_np(_check_p(p)).copy()
 
 
 def basis_names(p: int) -> list[str]:
+    """Names of the basis rows: const, cos 1, sin 1, ..."""
+    p = _check_p(p)
     names = ["const"]
     for k in range(1, (p - 1) // 2 + 1):
         names += [f"cos {k}", f"sin {k}"]
@@ -64,6 +74,7 @@ def basis_names(p: int) -> list[str]:
 
 def basis_frequency(p: int) -> np.ndarray:
     """(p,) the frequency k of each basis row (0 for the constant)."""
+    p = _check_p(p)
     freq = [0] + [k for k in range(1, (p - 1) // 2 + 1) for _ in range(2)]
     if p % 2 == 0:
         freq.append(p // 2)
@@ -72,13 +83,7 @@ def basis_frequency(p: int) -> np.ndarray:
 
 def n_frequencies(p: int) -> int:
     """Number of nonzero frequencies, ⌊p/2⌋."""
-    return p // 2
-
-
-def fourier_basis_2d(p: int) -> np.ndarray:
-    """(p, p, p, p) basis of functions on Z_p × Z_p: B[i, j, a, b] = F[i, a] F[j, b]."""
-    F = fourier_basis(p)
-    return np.einsum("ia,jb->ijab", F, F)
+    return _check_p(p) // 2
 
 
 def _onehot_freq(p: int) -> np.ndarray:
@@ -96,6 +101,8 @@ def frequency_power(coeffs, p: int, axis: int = 0):
 def fourier_norms(W, p: int, axis: int = -1):
     """Norm of W's component along each basis row, W's ``axis`` (length p) being Z_p."""
     W = jnp.moveaxis(jnp.asarray(W), axis, -1)
+    if W.shape[-1] != p:
+        raise ValueError(f"W: axis {axis} has length {W.shape[-1]}; must have length p={p}")
     coeffs = W @ jnp.asarray(fourier_basis(p)).T  # (..., p) in the basis
     return jnp.sqrt(jnp.sum(coeffs.reshape(-1, p) ** 2, axis=0))
 
@@ -106,8 +113,8 @@ def embedding_fourier_norms(W_E, p: int):
 
 
 def gini(x):
-    """Gini coefficient of non-negative values: 0 when all are equal, (n−1)/n when one is
-    nonzero."""
+    """Gini coefficient of the magnitudes |x| (norms, powers): 0 when all are equal, (n−1)/n
+    when one is nonzero."""
     x = jnp.sort(jnp.abs(jnp.ravel(x)))
     n = x.shape[0]
     i = jnp.arange(1, n + 1)
@@ -183,7 +190,9 @@ def _sum_directions(p: int) -> np.ndarray:
     ks = np.arange(1, n_frequencies(p) + 1)
     theta = 2 * np.pi * ks[:, None, None] * (a + b)[None] / p
     d = np.stack([np.cos(theta), np.sin(theta)], axis=1)
-    return d / np.linalg.norm(d.reshape(len(ks), 2, -1), axis=-1)[..., None, None]
+    d[2 * ks == p, 1] = 0.0  # sin(π(a+b)) vanishes on the grid (even p): no such direction
+    norm = np.linalg.norm(d.reshape(len(ks), 2, -1), axis=-1)
+    return d / np.where(norm > 0, norm, 1.0)[..., None, None]
 
 
 def logit_frequency_components(logits, p: int):
@@ -193,17 +202,26 @@ def logit_frequency_components(logits, p: int):
     (n_freq,)): the projection on each unit direction cos(w(a+b−c)) and the share of the
     variance of the logits (centred over c) it explains."""
     L = jnp.asarray(logits)
+    if L.shape != (p, p, p):
+        raise ValueError(f"logits: shape {L.shape}; must be (p, p, p) = ({p}, {p}, {p}) over [a, b, c]")
     L = L - L.mean(-1, keepdims=True)
-    a, b, c = np.meshgrid(np.arange(p), np.arange(p), np.arange(p), indexing="ij")
     ks = np.arange(1, n_frequencies(p) + 1)
-    D = np.cos(2 * np.pi * ks[:, None, None, None] * (a + b - c)[None] / p)
-    D = D / np.linalg.norm(D.reshape(len(ks), -1), axis=-1)[:, None, None, None]
-    coef = jnp.einsum("kabc,abc->k", jnp.asarray(D, jnp.float32), L)
+    C = jnp.asarray(np.cos(2 * np.pi * ks[:, None] * np.arange(p)[None] / p), jnp.float32)
+    S = jnp.asarray(np.sin(2 * np.pi * ks[:, None] * np.arange(p)[None] / p), jnp.float32)
+    # cos(w(a+b−c)) = CCC − SSC + SCS + CSS in the factors of a, b, c; contracted one axis at a time.
+    term = lambda A, B, Cc: jnp.einsum("wc,wbc->w", Cc, jnp.einsum("wb,wabc->wbc", B, jnp.einsum("wa,abc->wabc", A, L)))  # noqa: E731
+    coef = term(C, C, C) - term(S, S, C) + term(S, C, S) + term(C, S, S)
+    norm2 = np.where(2 * ks == p, float(p) ** 3, float(p) ** 3 / 2)  # Σ cos² over the cube
+    coef = coef / jnp.sqrt(jnp.asarray(norm2, jnp.float32))
     return coef, coef ** 2 / jnp.maximum(jnp.sum(L ** 2), 1e-30)
 
 
 def _project_sum_directions(logits, p: int, mask):
     """The part of the logits along cos/sin(w(a+b)) for the frequencies in mask, per c."""
+    if logits.shape[:2] != (p, p):
+        raise ValueError(f"logits: shape {logits.shape}; must be (p, p, n_out) with p={p} over [a, b, c]")
+    if jnp.shape(mask) != (n_frequencies(p),):
+        raise ValueError(f"key_mask: shape {jnp.shape(mask)}; must be ({n_frequencies(p)},), one entry per frequency 1..p//2")
     D = jnp.asarray(_sum_directions(p), jnp.float32) * jnp.asarray(mask, jnp.float32)[:, None, None, None]
     coef = jnp.einsum("kdab,abc->kdc", D, logits)
     return jnp.einsum("kdab,kdc->abc", D, coef)
@@ -298,14 +316,23 @@ def inverse_participation_ratio(power):
     return jnp.where(ok, (q ** 2).sum(-1) / jnp.where(ok, total, 1.0) ** 2, 0.0)
 
 
+def embedding_matrix(model):
+    """The token embedding (d, p…) whose Fourier spectrum the progress measures use: W_E of a
+    transformer; an MLP's input weights on a (its one-hot W_in block, or W_in·W_E_left)."""
+    return model.input_weights()[0] if hasattr(model, "input_weights") else model.W_E
+
+
 def neuron_ipr(model, p: int):
     """(d,) IPR of each neuron's input weights on a and on b over the nonzero frequencies
-    (powers of a's and b's weights added per frequency). Memorising neurons have low IPR."""
-    if hasattr(model, "input_weights"):
-        left, right = model.input_weights()
-    else:  # transformer: the direct path from the token embeddings into the neurons
-        W = model.blocks[-1].W_in @ model.W_E[:, :p]
-        left = right = W
+    (powers of a's and b's weights added per frequency), for an embedding MLP, as Doshi et
+    al. Memorising neurons have low IPR. (A transformer's neurons see a and b only through
+    attention; use :func:`neuron_frequency_clusters` on its activations instead.)"""
+    if not hasattr(model, "input_weights"):
+        raise ValueError(f"model: a {type(model).__name__} has no input weights on a and b; neuron_ipr "
+                         "needs an embedding MLP (use neuron_frequency_clusters for a transformer)")
+    left, right = model.input_weights()
+    if left.shape[1] != p:
+        raise ValueError(f"p={p}: the model's inputs have {left.shape[1]} values; must equal p")
     F = jnp.asarray(fourier_basis(p))
     power = frequency_power(left[:, :p] @ F.T, p, axis=-1) + frequency_power(right[:, :p] @ F.T, p, axis=-1)
     return inverse_participation_ratio(power[:, 1:])
@@ -315,6 +342,9 @@ def prune_neurons(model, keep):
     """The model with the neurons where ``keep`` (d,) is false removed (their output weights
     zeroed), for an embedding MLP or the last MLP layer of a transformer."""
     keep = jnp.asarray(keep, jnp.float32)
+    d = model.W_out.shape[1] if hasattr(model, "input_weights") else model.blocks[-1].W_out.shape[1]
+    if keep.shape != (d,):
+        raise ValueError(f"keep: shape {keep.shape}; must be ({d},), one entry per neuron")
     if hasattr(model, "input_weights"):
         return eqx.tree_at(lambda m: m.W_out, model, model.W_out * keep[None, :])
     last = model.blocks[-1]
@@ -332,7 +362,7 @@ def progress_measures(model, p: int, key_mask, train_mask, alpha=1.0) -> dict:
     excluded loss (training pairs), Gini of the Fourier norms of W_E and of W_L, and the sum
     of squared weights. ``key_mask`` (n_freq,) bool, ``train_mask`` (p, p) bool."""
     logits = grid_logits(model, p, alpha)
-    W_E = model.input_weights()[0] if hasattr(model, "input_weights") else model.W_E
+    W_E = embedding_matrix(model)
     return {
         "restricted_loss": restricted_loss(logits, p, key_mask),
         "excluded_loss": excluded_loss(logits, p, key_mask, train_mask),

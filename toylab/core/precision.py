@@ -56,9 +56,12 @@ _wce64.defvjp(_wce64_fwd, _wce64_bwd)
 def weighted_cross_entropy(logits, labels, weights=None, precision: str = "float64"):
     """Σ_i w_i · (−log softmax(logits_i)[labels_i]) / max(Σ_i w_i, 1), as float32.
 
+    Differentiable in ``logits`` by reverse mode (grad, vjp); the float64 path has a custom
+    VJP, so forward mode (jacfwd) is not available, and it passes no gradient to ``weights``.
+
     Args:
         logits: (..., n_classes) float32.
-        labels: (...) integer classes.
+        labels: (...) integer classes in 0..n_classes−1 (not checked inside traced code).
         weights: (...) row weights (a 0/1 mask selects rows); None weighs all rows 1.
         precision: "float64" (computed, and differentiated, in float64) or "float32".
     """

@@ -124,7 +124,7 @@ class _GroupProgram:
         if block_size == "auto":  # measured from one instance's compiled segment
             hp = cfg.hparams()
             state = jax.eval_shape(init, hp, np.uint32(0))
-            block_size = default_block_size(None, segment, state, hp, np.uint32(0))
+            block_size = default_block_size(fn=segment, args=(state, hp, np.uint32(0)))
         self.block_size = block_size
         donate = (0,) if jax.default_backend() != "cpu" else ()
         self.init = jax.jit(jax.vmap(init))

@@ -141,16 +141,16 @@ def make_train(family: Family | str, config):
     return Trainer(family, config).train
 
 
-def default_block_size(backend: str | None = None, fn=None, *one_instance_args) -> int | None:
+def default_block_size(backend: str | None = None, *, fn=None, args: tuple = ()) -> int | None:
     """The ensemble block size for :func:`ensemble_map` on a backend: None (one vmap) on an
     accelerator; on CPU, as many instances as fit in ``CPU_BLOCK_BYTES`` of working memory,
-    measured by compiling ``fn`` for one instance (args may be ShapeDtypeStructs), between
+    measured by compiling ``fn(*args)`` for one instance (args may be ShapeDtypeStructs), between
     1 and ``CPU_BLOCK_SIZE`` (that when no ``fn`` is given)."""
     if (backend or jax.default_backend()) != "cpu":
         return None
     if fn is None:
         return CPU_BLOCK_SIZE
-    memory = jax.jit(fn).lower(*one_instance_args).compile().memory_analysis()
+    memory = jax.jit(fn).lower(*args).compile().memory_analysis()
     temp = getattr(memory, "temp_size_in_bytes", 0) if memory is not None else 0
     if not temp:
         return CPU_BLOCK_SIZE

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..analysis.fourier import fourier_norms, gini, weight_norm
+from ..analysis.fourier import embedding_matrix, fourier_norms, gini, weight_norm
 from ..core.config import (ConfigError, TrainConfig, in_interval, nonnegative, nonnegative_int, one_of,
                            positive_int, static, sweepable)
 from ..core.family import Family, register_family
@@ -121,8 +121,16 @@ def _batch(cfg: GrokkingConfig, hparams, key):
     table = table_of(cfg.p, cfg.op, cfg.data_seed)
     rows = train_rows(cfg)
     labels = noisy_labels(table, hparams["train_fraction"], hparams["label_noise"])[:rows]
-    mask = train_mask(table.n, hparams["train_fraction"], rows)
+    mask = _is_train(cfg, hparams)[:rows]
     return {"tokens": jnp.asarray(table.tokens()[:rows]), "labels": labels, "mask": mask}
+
+
+def _is_train(cfg: GrokkingConfig, hparams):
+    """(N,) training rows: the traced ⌊f·N⌋ prefix, never beyond the rows the program trains
+    on (the static count is computed in Python, the traced one in float32; they agree but
+    for rounding, and this keeps training and evaluation on the same rows either way)."""
+    table = table_of(cfg.p, cfg.op, cfg.data_seed)
+    return train_mask(table.n, hparams["train_fraction"]) & (jnp.arange(table.n) < train_rows(cfg))
 
 
 def _logits(model, tokens, hparams):
@@ -155,7 +163,7 @@ def _evaluate(model, cfg: GrokkingConfig, hparams):
     table = table_of(cfg.p, cfg.op, cfg.data_seed)
     tokens = jnp.asarray(table.tokens())
     logits = _logits(model, tokens, hparams)
-    is_train = train_mask(table.n, hparams["train_fraction"])
+    is_train = _is_train(cfg, hparams)
     labels = noisy_labels(table, hparams["train_fraction"], hparams["label_noise"])
     clean = jnp.asarray(table.c)
     pred = jnp.argmax(logits, axis=-1)
@@ -164,7 +172,7 @@ def _evaluate(model, cfg: GrokkingConfig, hparams):
         "train_loss": _mean_loss(logits, labels, is_train, cfg),
         "test_loss": jnp.where(has_test, _mean_loss(logits, clean, ~is_train, cfg), jnp.nan),
     }
-    W_E = model.input_weights()[0] if cfg.model == "mlp" else model.W_E
+    W_E = embedding_matrix(model)
     out.update({
         "train_accuracy": _masked_mean((pred == labels).astype(jnp.float32), is_train),
         "test_accuracy": jnp.where(has_test, _masked_mean((pred == clean).astype(jnp.float32), ~is_train), jnp.nan),
@@ -182,7 +190,6 @@ GROKKING = register_family(Family(
     init=_init,
     batch=_batch,
     loss=_loss,
-    summary=_evaluate,
-    evaluate=_evaluate,
+    evaluate=_evaluate,  # its last values are the run's final measures in summary.json
     description="modular arithmetic (a op b) mod p: one-layer transformer or MLP, grokking (Nanda et al. 2023)",
 ))

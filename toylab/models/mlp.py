@@ -18,10 +18,11 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .transformer import ACTIVATIONS
 
-__all__ = ["EmbedMLP", "init_embed_mlp", "EMBEDDINGS"]
+__all__ = ["EmbedMLP", "init_embed_mlp", "fourier_solution", "EMBEDDINGS"]
 
 EMBEDDINGS = ("onehot", "sum", "concat")
 
@@ -79,6 +80,11 @@ def init_embed_mlp(key, *, n_in: int, n_out: int, d_hidden: int = 512, d_embed: 
     operand, so W_in gets std 1/√2 there); zero biases."""
     if embed not in EMBEDDINGS:
         raise ValueError(f"embed={embed!r}: must be one of {', '.join(EMBEDDINGS)}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation={activation!r}: must be one of {', '.join(ACTIVATIONS)}")
+    for name, v in (("n_in", n_in), ("n_out", n_out), ("d_hidden", d_hidden), ("d_embed", d_embed)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name}={v!r}: must be a positive integer")
     k_l, k_r, k_in, k_out = jax.random.split(key, 4)
     if embed == "onehot":
         left = right = None
@@ -96,3 +102,36 @@ def init_embed_mlp(key, *, n_in: int, n_out: int, d_hidden: int = 512, d_embed: 
         b_out=jnp.zeros(n_out) if bias else None,
         embed=embed, activation=activation,
     )
+
+
+def fourier_solution(p: int, freqs, scale: float = 1.0) -> EmbedMLP:
+    """Gromov's closed-form solution of (a + b) mod p as weights of the quadratic one-hot MLP.
+
+    For each frequency k (θ = 2πk/p), eight neurons h = (cos(θa+φ) + cos(θb+ψ))² with phase
+    sums σ = φ+ψ in {0, π/2, π, 3π/2} and differences φ−ψ in {0, π}, read out by
+    scale·cos(θc+σ). Summed over the eight, every term cancels except 4·scale·cos(θ(a+b−c)),
+    so the logits are 4·scale·Σ_k cos(θ_k(a+b−c)), largest at c = (a+b) mod p for prime p.
+
+    Args:
+        p: modulus (≥ 3).
+        freqs: frequencies k, each in 1..⌊(p−1)/2⌋, no repeats.
+        scale: output weight scale (larger: more confident logits).
+    """
+    if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 3:
+        raise ValueError(f"p={p!r}: must be an integer >= 3")
+    freqs = [int(k) for k in freqs]
+    if not freqs or len(set(freqs)) != len(freqs) or any(not 1 <= k <= (p - 1) // 2 for k in freqs):
+        raise ValueError(f"freqs={freqs!r}: must be distinct integers in 1..{(p - 1) // 2}, at least one")
+    x = np.arange(p)
+    rows_a, rows_b, outs = [], [], []
+    for k in freqs:
+        th = 2 * np.pi * k / p
+        for sigma in (0, np.pi / 2, np.pi, 3 * np.pi / 2):
+            for delta in (0, np.pi):
+                phi, psi = (sigma + delta) / 2, (sigma - delta) / 2
+                rows_a.append(np.cos(th * x + phi))
+                rows_b.append(np.cos(th * x + psi))
+                outs.append(np.cos(th * x + sigma) * scale)
+    W_in = jnp.asarray(np.concatenate([np.stack(rows_a), np.stack(rows_b)], axis=1), jnp.float32)
+    return EmbedMLP(None, None, W_in, None, jnp.asarray(np.stack(outs, axis=1), jnp.float32), None,
+                    embed="onehot", activation="quadratic")

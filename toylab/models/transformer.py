@@ -105,10 +105,16 @@ class Transformer(eqx.Module):
 
 def init_transformer(key, *, d_vocab: int, d_vocab_out: int, n_ctx: int = 3, d_model: int = 128, n_heads: int = 4,
                      d_mlp: int = 512, n_layers: int = 1, activation: str = "relu") -> Transformer:
-    """Gaussian init as the paper's code: std 1/√d_model for embeddings, attention and W_in,
-    1/√d_mlp for W_out, 1/√d_vocab for W_U; zero biases."""
+    """Gaussian init as the paper's code: std 1/√d_model for the embeddings, attention and
+    both MLP matrices, 1/√d_vocab_out for W_U; zero biases."""
+    for name, v in (("d_vocab", d_vocab), ("d_vocab_out", d_vocab_out), ("n_ctx", n_ctx), ("d_model", d_model),
+                    ("n_heads", n_heads), ("d_mlp", d_mlp), ("n_layers", n_layers)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name}={v!r}: must be a positive integer")
     if d_model % n_heads:
-        raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+        raise ValueError(f"n_heads={n_heads}: must divide d_model={d_model}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation={activation!r}: must be one of {', '.join(ACTIVATIONS)}")
     d_head = d_model // n_heads
     keys = jax.random.split(key, 3 + n_layers)
     s = 1.0 / math.sqrt(d_model)
@@ -122,7 +128,7 @@ def init_transformer(key, *, d_vocab: int, d_vocab_out: int, n_ctx: int = 3, d_m
             W_O=jax.random.normal(ko, (d_model, n_heads * d_head)) * s,
             W_in=jax.random.normal(ki, (d_mlp, d_model)) * s,
             b_in=jnp.zeros(d_mlp),
-            W_out=jax.random.normal(kout, (d_model, d_mlp)) / math.sqrt(d_mlp),
+            W_out=jax.random.normal(kout, (d_model, d_mlp)) * s,
             b_out=jnp.zeros(d_model),
         )
 

@@ -65,16 +65,16 @@ def progress_measures_plot(steps, measures: dict, bounds, title=""):
     return fig
 
 
-def fourier_structure_plot(embed_norms, names, key_mask, cluster_freq, cluster_frac, logit_share, title=""):
-    """(1) Fourier norms of the embedding per basis vector; (2) each neuron's frequency and
+def fourier_structure_plot(embed_norms, names, basis_freq, key_mask, cluster_freq, cluster_frac, logit_share,
+                           title=""):
+    """(1) Fourier norms of the embedding per basis vector (``basis_freq``: each one's
+    frequency); (2) each neuron's frequency and
     the share of its variance that frequency explains; (3) the share of logit variance
     explained by cos(w(a+b−c)) for each w."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     ax = axes[0]
     n_freq = len(key_mask)
-    freq_of = [0] + [k for k in range(1, n_freq + 1) for _ in range(2)]
-    freq_of = freq_of[: len(names)] + [n_freq] * (len(names) - len(freq_of))
-    colors = ["tab:red" if f > 0 and key_mask[f - 1] else "tab:gray" for f in freq_of]
+    colors = ["tab:red" if f > 0 and key_mask[f - 1] else "tab:gray" for f in basis_freq]
     ax.bar(np.arange(len(names)), embed_norms, color=colors)
     # One tick per frequency, at its cos bar (its sin bar is the next one).
     ticks = [0] + [i for i, name in enumerate(names) if name.startswith("cos")]

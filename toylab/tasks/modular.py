@@ -39,6 +39,9 @@ def canonical_op(op: str) -> str:
     return _NAMES.get(op, op)
 
 
+MAX_CONSTANT, MAX_EXPONENT = 10**9, 64  # keeps evaluation exact and quick
+
+
 def _parse_expression(expr: str):
     try:
         tree = ast.parse(expr, mode="eval")
@@ -49,13 +52,23 @@ def _parse_expression(expr: str):
             return None, "may use only a, b, p, integers and + - * ** % //"
         if isinstance(node, ast.Name) and node.id not in ("a", "b", "p"):
             return None, f"unknown name {node.id!r}; use a, b and p"
-        if isinstance(node, ast.Constant) and (isinstance(node.value, bool) or not isinstance(node.value, int)):
-            return None, "constants must be integers"
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, bool) or not isinstance(node.value, int):
+                return None, "constants must be integers"
+            if abs(node.value) > MAX_CONSTANT:
+                return None, f"constants must be at most {MAX_CONSTANT} in size"
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            if not (isinstance(node.right, ast.Constant) and isinstance(node.right.value, int)
+                    and 0 <= node.right.value <= MAX_EXPONENT):
+                return None, f"exponents must be integer constants in 0..{MAX_EXPONENT}"
     return compile(tree, "<op>", "eval"), None
 
 
 def check_op(op: str, p: int) -> str | None:
-    """None when ``op`` is allowed for modulus p, else what is allowed."""
+    """None when ``op`` is allowed for modulus p, else what is allowed. An expression is
+    evaluated on every pair, so one that fails anywhere (a division by zero) is refused."""
+    if not isinstance(op, str):
+        return "must be a string: + - * / or an integer expression in a and b"
     op = canonical_op(op)
     if op in OPERATIONS:
         if op in ("*", "/") and not is_prime(p):
@@ -64,17 +77,20 @@ def check_op(op: str, p: int) -> str | None:
     code, problem = _parse_expression(op)
     if problem:
         return f"must be one of + - * / or an integer expression in a and b (e.g. a**2+a*b+b**2): {problem}"
+    a, b = (x.ravel() for x in np.meshgrid(np.arange(p), np.arange(p), indexing="ij"))
     try:
-        _evaluate(code, np.arange(2), np.arange(2), p)
-    except (ArithmeticError, ValueError) as e:
-        return f"fails on small inputs ({e})"
+        _evaluate(code, a, b, p)
+    except ArithmeticError as e:
+        return f"fails on some pair (a, b) in 0..{p - 1} ({type(e).__name__}: {e})"
     return None
 
 
 def _evaluate(code, a, b, p):
-    with np.errstate(all="raise"):
-        out = eval(code, {"__builtins__": {}}, {"a": a.astype(np.int64), "b": b.astype(np.int64), "p": np.int64(p)})
-    return np.broadcast_to(np.asarray(out, np.int64), a.shape)
+    """The expression on every pair, exactly (Python integers: no overflow), reduced mod p."""
+    env = {"a": a.astype(object), "b": b.astype(object), "p": int(p)}
+    out = eval(code, {"__builtins__": {}}, env)
+    out = np.broadcast_to(np.asarray(out, dtype=object), a.shape)
+    return np.asarray([int(v) % p for v in out], np.int64)
 
 
 class ModularTable(NamedTuple):
@@ -98,13 +114,15 @@ class ModularTable(NamedTuple):
 
 def modular_table(p: int, op: str = "+", data_seed: int = 0) -> ModularTable:
     """The full table for (a op b) mod p, rows shuffled by a permutation fixed by data_seed."""
-    problem = check_op(op, p)
-    if p < 2:
-        problem = problem or "must be >= 2"
-    if problem:
-        from ..core.config import ConfigError
+    from ..core.config import ConfigError
 
-        raise ConfigError("p" if p < 2 else "op", p if p < 2 else op, problem)
+    if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 2:
+        raise ConfigError("p", p, "must be an integer >= 2")
+    if isinstance(data_seed, bool) or not isinstance(data_seed, (int, np.integer)) or data_seed < 0:
+        raise ConfigError("data_seed", data_seed, "must be a non-negative integer")
+    problem = check_op(op, p)
+    if problem:
+        raise ConfigError("op", op, problem)
     op = canonical_op(op)
     a, b = (x.ravel() for x in np.meshgrid(np.arange(p), np.arange(p), indexing="ij"))
     if op == "/":
