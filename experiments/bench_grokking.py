@@ -13,9 +13,9 @@ cross-entropy computed in float64. Measured:
   ``torch.optim.AdamW`` with the same hyperparameters and warmup, one model per loop (seeds
   run one after another, as a researcher would without vmap).
 
-Before timing, the torch network is loaded with the JAX model's initial weights and both
-compute the loss and logits on the training set: the benchmark prints the largest
-difference, so the two implement the same function. Timing is steady state (compiled,
+Before timing, the torch network is loaded with the JAX run's initial weights: the benchmark
+prints the largest difference of their logits on the training set, and of the training loss
+both reach after 20 AdamW steps each, so the two implement the same network and training. Timing is steady state (compiled,
 warm-up call untimed); figures are model-steps per second.
 
 Run ``toylab bench grokking --help``; ``main(argv)`` returns an exit code.
@@ -170,29 +170,46 @@ def _torch_point(torch, p: int, n_models: int, steps: int, jax_models) -> dict:
             "final_train_loss": float(np.mean(losses))}
 
 
-def _same_function(torch, p: int):
-    """Largest |difference| of logits and of the loss between the JAX and torch networks at
-    the same weights, on the training rows."""
+def _same_function(torch, p: int, steps: int = 20):
+    """The JAX and torch networks at the same initial weights: the largest |difference| of
+    their logits on the training rows, and of their training losses after ``steps`` AdamW
+    steps each (same data, schedule and optimizer settings). Returns (logit diff, loss
+    diff after training, the JAX loss after training, the initial JAX model)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
     import toylab
+    from toylab.core.train import Trainer
     from toylab.families.grokking import table_of, train_rows
 
-    cfg = _config(p, 1)
-    model = toylab.get_family("grokking").init(cfg, cfg.hparams(), jax.random.key(0))
+    cfg = _config(p, steps)
+    trainer = Trainer("grokking", cfg)
+    key = toylab.make_key(0)
+    model = trainer._model(trainer.init(cfg.hparams(), key).params)  # the run's initial model
     table = table_of(p, "+", 0)
     rows = train_rows(cfg)
     tok = table.tokens()[:rows]
     logits_jax = np.asarray(jax.vmap(model)(jnp.asarray(tok)))
-    batch = toylab.get_family("grokking").batch(cfg, cfg.hparams(), None)
-    loss_jax = float(toylab.get_family("grokking").loss(model, batch, cfg, cfg.hparams())[0])
     net = _TorchTransformer(torch, model)
+    tokens_t = torch.tensor(tok, dtype=torch.long)
+    labels_t = torch.tensor(table.c[:rows], dtype=torch.long)
     with torch.no_grad():
-        logits_t = net(torch.tensor(tok, dtype=torch.long))
-        loss_t = float(torch.nn.functional.cross_entropy(logits_t.double(), torch.tensor(table.c[:rows], dtype=torch.long)))
-    return float(np.max(np.abs(logits_jax - logits_t.numpy()))), abs(loss_jax - loss_t), model
+        d_logits = float(np.max(np.abs(logits_jax - net(tokens_t).numpy())))
+    # Train both for `steps` steps and compare the training loss they reach.
+    trained = jax.jit(toylab.make_train("grokking", cfg))(cfg.hparams(), key)
+    loss_jax = float(trained.metrics["train_loss"][-1])
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(s / 10, 1.0))  # as toylab: lr 0 at step 0
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(net(tokens_t).double(), labels_t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    with torch.no_grad():
+        loss_torch = float(torch.nn.functional.cross_entropy(net(tokens_t).double(), labels_t))
+    return d_logits, abs(loss_jax - loss_torch), loss_jax, model
 
 
 def main(argv=None, prog=None) -> int:
@@ -230,9 +247,10 @@ def main(argv=None, prog=None) -> int:
             torch = None
             log("torch is not importable: pip install torch to compare")
         if torch is not None:
-            d_logits, d_loss, model = _same_function(torch, args.p)
-            check = {"max_abs_logit_diff": d_logits, "abs_loss_diff": d_loss}
-            log(f"same function: max |logits_jax − logits_torch| = {d_logits:.2e}, |loss difference| = {d_loss:.2e}")
+            d_logits, d_loss, loss_jax, model = _same_function(torch, args.p)
+            check = {"max_abs_logit_diff": d_logits, "loss_after_20_steps": loss_jax, "abs_loss_diff_after_20_steps": d_loss}
+            log(f"same network: max |logits_jax − logits_torch| at the same weights = {d_logits:.2e}; "
+                f"after 20 AdamW steps each, train loss {loss_jax:.6f} (jax) differs by {d_loss:.2e}")
             before = torch.get_num_threads()
             for threads in args.torch_threads or tuple(sorted({1, os.cpu_count() or 1})):
                 torch.set_num_threads(threads)

@@ -209,6 +209,36 @@ def test_fourier_basis_is_orthonormal_and_parseval_holds(p, seed):
     assert len(fa.basis_names(p)) == p
 
 
+@settings(max_examples=10)
+@given(p=st.integers(2, 30), seed=st.integers(0, 100))
+def test_2d_fourier_transform_is_orthonormal(p, seed):
+    x = np.random.default_rng(seed).normal(size=(p, p, 3)).astype(np.float32)
+    c = fa.fourier_2d(x, p)
+    np.testing.assert_allclose(np.sum(np.asarray(c) ** 2), np.sum(x ** 2), rtol=1e-4)
+    np.testing.assert_allclose(fa.fourier_2d_inverse(c, p), x, atol=1e-4)
+    # cos(2πka/p)·cos(2πkb/p) is one basis function (up to scale): a single coefficient.
+    if p >= 3:
+        a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+        one = np.cos(2 * np.pi * a / p) * np.cos(2 * np.pi * b / p)
+        c1 = np.abs(np.asarray(fa.fourier_2d(one, p)))
+        assert (c1 > 1e-4).sum() == 1 and c1[1, 1] == pytest.approx(p / 2, rel=1e-4)
+
+
+def test_progress_measures_vmap_over_snapshots_like_a_loop():
+    p = 7
+    models = [init_transformer(jax.random.key(i), d_vocab=p + 1, d_vocab_out=p, d_model=8, n_heads=2, d_mlp=12)
+              for i in range(3)]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs) if eqx.is_array(xs[0]) else xs[0], *models)
+    key = np.zeros(p // 2, bool)
+    key[1] = True
+    train = np.random.default_rng(0).random((p, p)) < 0.5
+    together = jax.jit(jax.vmap(lambda m: fa.progress_measures(m, p, key, train)))(stacked)
+    for i, m in enumerate(models):
+        alone = fa.progress_measures(m, p, key, train)
+        for k, v in alone.items():
+            np.testing.assert_allclose(together[k][i], v, rtol=1e-4, atol=1e-6)
+
+
 @settings(max_examples=20)
 @given(n=st.integers(2, 200), value=st.floats(0.1, 10), which=st.integers(0, 199))
 def test_gini_is_zero_when_flat_and_maximal_for_one_frequency(n, value, which):
@@ -362,3 +392,32 @@ def test_phases_are_located_from_synthetic_curves():
     assert 3400 <= t_clean <= 3600  # half-way in log between 20 and 1e-6
     assert 5400 <= t_end <= 5600  # within a factor 10 of the final loss
     assert locate_phases(steps, np.zeros(100), np.exp(log_loss)) == (None, None, None)
+
+
+def test_bench_grokking_plumbing(tmp_path, capsys):
+    """The benchmark runs end to end at a tiny size (its figures are not asserted here)."""
+    import json
+
+    from experiments.bench_grokking import main
+
+    out = tmp_path / "b.json"
+    assert main(["--p", "7", "--steps", "10", "--seeds", "1,2", "--no-torch", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [pt["models"] for pt in data["jax"]] == [1, 2]
+    assert all(pt["model_steps_per_s"] > 0 and pt["block_size"] >= 1 for pt in data["jax"])
+    assert main(["--seeds", "0"]) == 2 and main(["--p", "1"]) == 2
+
+
+@pytest.mark.parametrize("embed", ["onehot", "sum", "concat"])
+def test_embedding_mlp_input_weights_are_its_first_layer(embed):
+    from toylab.models.mlp import init_embed_mlp
+
+    m = init_embed_mlp(jax.random.key(0), n_in=7, n_out=7, d_hidden=10, d_embed=6, embed=embed, bias=True)
+    m = eqx.tree_at(lambda m: m.b_in, m, jnp.arange(10.0))
+    left, right = m.input_weights()
+    for a, b in ((0, 3), (6, 2)):
+        np.testing.assert_allclose(m.hidden_pre(a, b), left[:, a] + right[:, b] + m.b_in, rtol=1e-5, atol=1e-5)
+    logits = m(jnp.asarray([4, 5, 7]))
+    np.testing.assert_allclose(logits, m.W_out @ jax.nn.relu(left[:, 4] + right[:, 5] + m.b_in) + m.b_out, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="activation='gelu'"):
+        init_embed_mlp(jax.random.key(0), n_in=7, n_out=7, activation="gelu")

@@ -26,7 +26,7 @@ import numpy as np
 from ..core.precision import weighted_cross_entropy
 
 __all__ = [
-    "fourier_basis", "basis_names", "basis_frequency", "n_frequencies",
+    "fourier_basis", "basis_names", "basis_frequency", "n_frequencies", "fourier_2d", "fourier_2d_inverse",
     "frequency_power", "fourier_norms", "embedding_fourier_norms", "gini", "key_frequencies",
     "grid_tokens", "grid_logits", "sum_labels", "grid_neurons", "neuron_frequency_clusters",
     "logit_frequency_components", "restricted_logits", "excluded_logits", "cross_entropy",
@@ -84,6 +84,26 @@ def basis_frequency(p: int) -> np.ndarray:
 def n_frequencies(p: int) -> int:
     """Number of nonzero frequencies, ⌊p/2⌋."""
     return _check_p(p) // 2
+
+
+def fourier_2d(values, p: int):
+    """Coefficients of functions on Z_p × Z_p in the 2-D basis F[i, a]·F[j, b]: ``values``
+    (p, p, ...) over (a, b) → (p, p, ...) over (basis row i, basis row j). Orthonormal, so
+    ``fourier_2d_inverse`` undoes it and squared coefficients sum to the squared values."""
+    values = jnp.asarray(values)
+    if values.shape[:2] != (p, p):
+        raise ValueError(f"values: shape {values.shape}; must start with (p, p) = ({p}, {p})")
+    F = jnp.asarray(fourier_basis(p), values.dtype if jnp.issubdtype(values.dtype, jnp.floating) else jnp.float32)
+    return jnp.einsum("ia,jb,ab...->ij...", F, F, values)
+
+
+def fourier_2d_inverse(coeffs, p: int):
+    """Values over (a, b) from 2-D basis coefficients (the inverse of :func:`fourier_2d`)."""
+    coeffs = jnp.asarray(coeffs)
+    if coeffs.shape[:2] != (p, p):
+        raise ValueError(f"coeffs: shape {coeffs.shape}; must start with (p, p) = ({p}, {p})")
+    F = jnp.asarray(fourier_basis(p), coeffs.dtype)
+    return jnp.einsum("ia,jb,ij...->ab...", F, F, coeffs)
 
 
 def _onehot_freq(p: int) -> np.ndarray:
@@ -169,9 +189,7 @@ def neuron_frequency_clusters(neurons, p: int):
     frequency k explains the terms whose two basis rows are each of frequency k or constant
     (cos ka, sin kb, cos ka·sin kb, ...), the constant term itself excluded. Returns
     (frequency (d,) int in 1..⌊p/2⌋, fraction (d,), fractions (d, n_freq) for every k)."""
-    F = jnp.asarray(fourier_basis(p))
-    coeffs = jnp.einsum("ia,jb,abn->ijn", F, F, jnp.asarray(neurons))
-    power = coeffs ** 2
+    power = fourier_2d(neurons, p) ** 2
     f = basis_frequency(p)
     total = power.sum((0, 1)) - power[0, 0]
     ks = np.arange(1, n_frequencies(p) + 1)
@@ -291,13 +309,11 @@ def neuron_ablation_loss(model, p: int, key_mask, keep: bool, alpha=1.0):
     tokens = jnp.asarray(grid_tokens(p))
     logits, cache = jax.vmap(lambda t: model(t, alpha, return_activations=True))(tokens)
     post = cache[-1]["mlp_post"][:, -1].reshape(p, p, -1)
-    F = jnp.asarray(fourier_basis(p))
     rows = _key_basis_rows(p, key_mask)
     sel = rows[:, None] * rows[None, :]  # key-or-constant in both coordinates
     if not keep:
         sel = 1.0 - sel + jnp.zeros((p, p)).at[0, 0].set(1.0)
-    coeffs = jnp.einsum("ia,jb,abn->ijn", F, F, post) * sel[:, :, None]
-    new_post = jnp.einsum("ia,jb,ijn->abn", F, F, coeffs).reshape(p * p, -1)
+    new_post = fourier_2d_inverse(fourier_2d(post, p) * sel[:, :, None], p).reshape(p * p, -1)
     delta = (new_post - post.reshape(p * p, -1)) @ model.W_L.T
     return cross_entropy(logits + delta, sum_labels(p).ravel())
 
