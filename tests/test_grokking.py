@@ -120,6 +120,8 @@ def test_fourier_ablations_keep_all_and_remove_all():
     assert float(fa.embedding_ablation_loss(t, p, every, keep=False)) >= math.log(p) - 1e-4
     with pytest.raises(ValueError, match="neuron_ipr needs an embedding MLP"):
         fa.neuron_ipr(t, p)
+    with pytest.raises(ValueError, match="p=13: the model reads 11"):
+        fa.grid_logits(t, 13)
 
 
 # ----------------------------------------------------------------------------- the models

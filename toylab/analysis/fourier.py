@@ -166,14 +166,25 @@ def grid_tokens(p: int) -> np.ndarray:
     return np.stack([a.ravel(), b.ravel(), np.full(p * p, p)], axis=1).astype(np.int32)
 
 
+def _check_model_p(model, p: int):
+    """The model must read tokens 0..p−1 (and '=' = p for a transformer): JAX would silently
+    clamp out-of-range token indices."""
+    p = _check_p(p)
+    n_in = model.input_weights()[0].shape[1] if hasattr(model, "input_weights") else model.W_E.shape[1] - 1
+    if n_in != p:
+        raise ValueError(f"p={p}: the model reads {n_in} operand values; p must match it")
+
+
 def grid_logits(model, p: int, alpha=1.0):
     """(p, p, n_out) logits over every pair."""
+    _check_model_p(model, p)
     logits = jax.vmap(lambda t: model(t, alpha))(jnp.asarray(grid_tokens(p)))
     return logits.reshape(p, p, -1)
 
 
 def grid_neurons(model, p: int, alpha=1.0):
     """(p, p, d_mlp) neuron activations (after the nonlinearity) at the last position."""
+    _check_model_p(model, p)
     post = jax.vmap(lambda t: model(t, alpha, return_activations=True)[1][-1]["mlp_post"][-1])(
         jnp.asarray(grid_tokens(p)))
     return post.reshape(p, p, -1)
