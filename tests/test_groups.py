@@ -85,3 +85,53 @@ def test_from_table_names_the_failing_axiom():
         from_table(np.zeros((2, 3), int))
     with pytest.raises(GroupError, match="names"):
         from_table(good, names=["a", "a", "b", "c"])
+
+
+# ----------------------------------------------------------------------------- irreps
+
+from toylab.groups.irreps import character_table, irreps, partitions, standard_tableaux  # noqa: E402
+
+IRREP_GROUPS = ["C1", "C2", "C5", "C6", "D2", "D3", "D4", "D5", "S1", "S2", "S3", "S4", "S5", "S3xC2", "D3xC4",
+                "C2xC2xC3"]
+
+
+@settings(max_examples=16, deadline=None)
+@given(name=st.sampled_from(IRREP_GROUPS))
+def test_irreps_are_unitary_homomorphisms_with_orthonormal_characters(name):
+    g = group(name)
+    reps = irreps(g)
+    for r in reps:
+        M = r.matrices
+        # ρ(a∘b) = ρ(a)ρ(b) for every pair (one gather against one batched product).
+        np.testing.assert_allclose(M[g.mul], np.einsum("aij,bjk->abik", M, M), atol=1e-10)
+        np.testing.assert_allclose(np.einsum("gji,gjk->gik", M.conj(), M), np.broadcast_to(np.eye(r.dim), M.shape),
+                                   atol=1e-10)
+        if r.is_real:  # real-type irreps come as real orthogonal matrices
+            assert not np.iscomplexobj(M) or np.abs(M.imag).max() < 1e-12
+    assert sum(r.dim ** 2 for r in reps) == g.order
+    assert len(reps) == len(g.conjugacy_classes())
+    X = np.stack([r.character for r in reps]).astype(complex)
+    np.testing.assert_allclose(X.conj() @ X.T / g.order, np.eye(len(reps)), atol=1e-10)
+    # Characters are class functions; no two irreps share one.
+    table = character_table(g, reps)
+    for cls_i, cls in enumerate(g.conjugacy_classes()):
+        np.testing.assert_allclose(X[:, cls], np.broadcast_to(table[:, cls_i:cls_i + 1], X[:, cls].shape), atol=1e-10)
+    assert len({tuple(np.round(row, 6)) for row in X}) == len(reps)
+
+
+def test_symmetric_group_irreps_are_named_by_partitions_with_hook_length_dimensions():
+    assert partitions(4) == [(4,), (3, 1), (2, 2), (2, 1, 1), (1, 1, 1, 1)]
+    reps = irreps(group("S5"))
+    dims = {r.name: r.dim for r in reps}
+    assert dims == {"(5,)": 1, "(4, 1)": 4, "(3, 2)": 5, "(3, 1, 1)": 6, "(2, 2, 1)": 5, "(2, 1, 1, 1)": 4,
+                    "(1, 1, 1, 1, 1)": 1}
+    assert len(standard_tableaux((3, 2))) == 5
+    sign = next(r for r in reps if r.name == "(1, 1, 1, 1, 1)").character
+    g = group("S5")
+    assert sign[g.element("(1 2)")] == -1 and sign[g.element("(1 2 3)")] == 1
+
+
+def test_all_irreps_of_s6():
+    reps = irreps(group("S6"))
+    assert sum(r.dim ** 2 for r in reps) == 720 and len(reps) == 11
+    assert max(r.dim for r in reps) == 16
