@@ -10,8 +10,9 @@ orthogonal for real-type irreps), with ``matrices[a∘b] = matrices[a] @ matrice
   matrices on standard Young tableaux), named by the partition.
 - Direct products: Kronecker products of the factors' irreps.
 
-``real_forms`` turns a list of complex irreps into real ones (complex-type pairs become 2-D
-rotation blocks), the form a network's weights can hold.
+Not built yet: irreps of A_n (restriction from S_n), the general fallback for a group given
+only by its Cayley table, and real forms of the complex-type irreps (a conjugate pair as one
+2-D rotation block, the form a network's weights can hold).
 """
 
 from __future__ import annotations
