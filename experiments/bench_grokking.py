@@ -30,41 +30,25 @@ import os
 import sys
 import time
 
+from experiments.common import block_size_arg, int_list, positive_int
+
 DEFAULT_SEEDS = (1, 4, 16)
-
-
-def _sizes(text: str) -> tuple[int, ...]:
-    allowed = "must be a comma-separated list of positive integers, e.g. 1,4,16"
-    try:
-        values = [int(s.strip()) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {allowed}") from None
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {allowed}")
-    return tuple(sorted(set(values)))
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive integer")
-    return value
 
 
 def build_parser(prog=None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog or "bench_grokking",
                                 description="Model-steps per second of the grokking transformer (p=113, 30%% train, "
                                             "d_model 128): toylab's JAX program against a straightforward PyTorch loop.")
-    p.add_argument("--seeds", type=_sizes, default=DEFAULT_SEEDS, metavar="S1,S2,...",
+    p.add_argument("--seeds", type=int_list, default=DEFAULT_SEEDS, metavar="S1,S2,...",
                    help=f"numbers of models trained together by the JAX program (default {','.join(map(str, DEFAULT_SEEDS))})")
-    p.add_argument("--p", type=_positive_int, default=113, help="modulus (default 113)")
-    p.add_argument("--steps", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--p", type=positive_int, default=113, help="modulus (default 113)")
+    p.add_argument("--steps", type=positive_int, default=None, metavar="N",
                    help="timed steps per measurement (default: about 5 seconds' worth)")
+    p.add_argument("--block-size", type=block_size_arg, default=None, metavar="B",
+                   help="models per vmapped block of the JAX program, or 'none' for one vmap over all "
+                        "(default: the sweep runner's choice, measured from one model's program)")
     p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True, help="time the PyTorch loop")
-    p.add_argument("--torch-threads", type=_sizes, default=None, metavar="N1,N2,...",
+    p.add_argument("--torch-threads", type=int_list, default=None, metavar="N1,N2,...",
                    help="thread counts to time the torch loop at (default: 1 and os.cpu_count())")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON")
     return p
@@ -76,7 +60,7 @@ def _config(p: int, steps: int):
     return GrokkingConfig(p=p, steps=steps, log_every=steps, warmup_steps=min(10, steps))
 
 
-def _jax_point(p: int, n_models: int, steps: int) -> dict:
+def _jax_point(p: int, n_models: int, steps: int, block_size: int | None = None) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -89,7 +73,10 @@ def _jax_point(p: int, n_models: int, steps: int) -> dict:
     hp = {k: np.full(n_models, v) for k, v in cfg.hparams().items()}
     keys = jax.vmap(toylab.make_key)(jnp.arange(n_models, dtype=jnp.uint32))
     t0 = time.perf_counter()
-    block = default_block_size(fn=train, args=(cfg.hparams(), toylab.make_key(0)))  # as the sweep runner chooses
+    if block_size is None:  # as the sweep runner chooses
+        block = default_block_size(fn=train, args=(cfg.hparams(), toylab.make_key(0)))
+    else:
+        block = block_size or None  # 0: one vmap over all models
     program = jax.jit(ensemble_map(train, block))
     compiled = program.lower(hp, keys).compile()
     compile_s = time.perf_counter() - t0
@@ -235,7 +222,7 @@ def main(argv=None, prog=None) -> int:
     jax_res = []
     for n in args.seeds:
         s = max(10, steps // n) if not on_gpu else steps
-        pt = _jax_point(args.p, n, s)
+        pt = _jax_point(args.p, n, s, args.block_size)
         jax_res.append(pt)
         log(f"  jax   models={n:<4} steps={s:<6} block {pt['block_size']} {pt['seconds']:.2f}s (compile {pt['compile_s']:.1f}s) "
             f"{pt['model_steps_per_s']:,.1f} model-steps/s  loss {pt['final_train_loss']:.3g}")

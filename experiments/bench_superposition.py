@@ -30,6 +30,8 @@ import os
 import sys
 import time
 
+from experiments.common import block_size_arg, int_list, positive_float, positive_int
+
 DEFAULT_INSTANCES = (1, 4, 16, 64, 256, 1024, 4096)
 QUICK_INSTANCES = (1, 16, 256)
 N_FEATURES, N_HIDDEN, BATCH, PROB = 20, 5, 1024, 0.05
@@ -39,51 +41,6 @@ GPU_TARGET = 100.0  # 4096-instance throughput / 1-instance throughput on a GPU
 
 # ----------------------------------------------------------------------------- CLI parsing
 
-def _instances(text: str) -> tuple[int, ...]:
-    allowed = "must be a comma-separated list of positive integers, e.g. 1,4,16,64"
-    try:
-        values = [int(s.strip().replace("_", "")) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {allowed}") from None
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {allowed}")
-    return tuple(sorted(set(values)))
-
-
-def _threads(text: str) -> tuple[int, ...]:
-    return _instances(text)
-
-
-def _block_size(text: str) -> int:
-    """A positive block size, or 0 for 'none' (one vmap over all instances)."""
-    if text.strip().lower() == "none":
-        return 0
-    try:
-        return _positive_int(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive integer or 'none'") from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text.strip().replace("_", ""))
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive integer")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a number > 0")
-    return value
-
-
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog or "bench_superposition",
@@ -91,26 +48,26 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                      f"m={N_HIDDEN}, batch {BATCH}, ReLU output, p={PROB}): toylab's JAX loop "
                      "(threefry and unsafe_rbg PRNG) against a PyTorch reference loop."),
     )
-    p.add_argument("--instances", type=_instances, default=None, metavar="L1,L2,...",
+    p.add_argument("--instances", type=int_list, default=None, metavar="L1,L2,...",
                    help=f"ensemble sizes (default {','.join(map(str, DEFAULT_INSTANCES))}; "
                         f"--quick: {','.join(map(str, QUICK_INSTANCES))})")
-    p.add_argument("--steps", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--steps", type=positive_int, default=None, metavar="N",
                    help="fixed steps per measurement for every size (default: scaled with the "
                         "ensemble size so each measurement takes about --seconds)")
-    p.add_argument("--seconds", type=_positive_float, default=None, metavar="T",
+    p.add_argument("--seconds", type=positive_float, default=None, metavar="T",
                    help="target seconds per timed measurement when --steps is not given "
                         "(default 2, --quick 0.25)")
     p.add_argument("--quick", action="store_true",
                    help="smoke check: sizes 1,16,256 with short measurements (well under 30 s)")
     p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True,
                    help="also time the PyTorch reference loop (default: on)")
-    p.add_argument("--torch-threads", type=_threads, default=None, metavar="N1,N2,...",
+    p.add_argument("--torch-threads", type=int_list, default=None, metavar="N1,N2,...",
                    help="thread counts to time the torch loop at on CPU, each its own column "
                         "(default: 1 and os.cpu_count())")
-    p.add_argument("--block-size", type=_block_size, default=None, metavar="B",
+    p.add_argument("--block-size", type=block_size_arg, default=None, metavar="B",
                    help="instances per vmapped block of the JAX program, or 'none' for one vmap "
                         "over all (default: the sweep runner's, 64 on CPU and none on accelerators)")
-    p.add_argument("--repeats", type=_positive_int, default=1, metavar="R",
+    p.add_argument("--repeats", type=positive_int, default=1, metavar="R",
                    help="timed calls per point after the warm-up; the fastest is reported (default 1)")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON to PATH")
     return p

@@ -20,7 +20,6 @@ Run: ``toylab reproduce grokking [--quick]`` or ``python -m experiments.grokking
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -28,22 +27,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.common import run_figures, save_figure, script_main
 from toylab.analysis import fourier as fa
-from toylab.core.claims import Claim, format_claims
+from toylab.core.claims import Claim
 from toylab.core.sweep import run_sweep
 from toylab.families.grokking import GrokkingConfig, grid_train_mask, table_of
 from toylab.plots import grokking as plots
 
 NAME = "grokking"
-
-
-def _save(fig, out: Path, name: str) -> Path:
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / name, dpi=110)
-    plt.close(fig)
-    return out / name
 
 
 def _first(steps, condition):
@@ -102,7 +93,7 @@ def figures_abc(out: Path, quick: bool, quiet: bool, work=None) -> list[Claim]:
     grokked = [i for i, t in enumerate(t_grok) if t is not None]
     chosen = min(grokked, key=lambda i: t_grok[i]) if grokked else int(np.argmin(test_loss[:, -1]))
     tag = f"p={p}, {base['train_fraction']:.0%} train, {seeds} seeds"
-    _save(plots.loss_curves(steps, train_loss, test_loss, chosen,
+    save_figure(plots.loss_curves(steps, train_loss, test_loss, chosen,
                             f"(a) grokking (a+b) mod {p}: {tag}; seed {res[chosen].seed} bold"), out, "grokking_a_loss.png")
 
     # ---- the chosen run's mechanism, from its final model
@@ -120,7 +111,7 @@ def figures_abc(out: Path, quick: bool, quiet: bool, work=None) -> list[Claim]:
     _, logit_share = (np.asarray(x) for x in fa.logit_frequency_components(logits, p))
     key_logit_share = float(logit_share[key].sum())
     in_key_cluster = np.isin(cl_freq[active], np.flatnonzero(key) + 1)
-    _save(plots.fourier_structure_plot(embed_norms, fa.basis_names(p), fa.basis_frequency(p), key,
+    save_figure(plots.fourier_structure_plot(embed_norms, fa.basis_names(p), fa.basis_frequency(p), key,
                                        cl_freq[active], cl_frac[active],
                                        logit_share, f"(c) the Fourier mechanism, p={p}, seed {run.seed}: "
                                        f"key frequencies {_ints(np.flatnonzero(key) + 1)}"), out, "grokking_c_fourier.png")
@@ -137,7 +128,7 @@ def figures_abc(out: Path, quick: bool, quiet: bool, work=None) -> list[Claim]:
     measures["test_loss"] = np.asarray(at_snaps["test_loss"])
     bounds = locate_phases(steps, run.metrics["train_accuracy"], run.metrics["test_loss"])
     shown = tuple(b if b is not None else int(steps[-1]) for b in bounds)
-    _save(plots.progress_measures_plot(snap_steps, measures, shown,
+    save_figure(plots.progress_measures_plot(snap_steps, measures, shown,
                                        f"(b) progress measures, p={p}, seed {run.seed}; phases located from the curves: "
                                        f"memorization to {bounds[0]}, circuit formation to {bounds[1]}, cleanup to {bounds[2]}"),
           out, "grokking_b_progress.png")
@@ -150,7 +141,7 @@ def figures_abc(out: Path, quick: bool, quiet: bool, work=None) -> list[Claim]:
         "neurons: keep key": float(fa.neuron_ablation_loss(model, p, key, True, hp["alpha"])),
         "neurons: remove key": float(fa.neuron_ablation_loss(model, p, key, False, hp["alpha"])),
     }
-    _save(plots.ablation_plot(list(abl), list(abl.values()),
+    save_figure(plots.ablation_plot(list(abl), list(abl.values()),
                               [("unablated", full, "tab:green"), ("chance, log p", math.log(p), "tab:red")],
                               f"(c) Fourier-space ablations, p={p}, seed {run.seed}"), out, "grokking_c_ablations.png")
 
@@ -282,7 +273,7 @@ def figure_d(out: Path, quick: bool, quiet: bool, work=None) -> list[Claim]:
     test_wd, train_wd = final("test_accuracy"), final("train_accuracy")
     test_0 = np.asarray([r.metrics["test_accuracy"][-1] for r in res0])
     train_0 = np.asarray([r.metrics["train_accuracy"][-1] for r in res0])
-    _save(plots.phase_diagram_plot(fractions, noises, test_wd, train_wd, expected,
+    save_figure(plots.phase_diagram_plot(fractions, noises, test_wd, train_wd, expected,
                                    f"(d) corrupted labels, quadratic MLP, p={p}, weight decay {WEIGHT_DECAY:g}"),
           out, "grokking_d_phase_diagram.png")
 
@@ -290,7 +281,7 @@ def figure_d(out: Path, quick: bool, quiet: bool, work=None) -> list[Claim]:
     f_main, xi_main = fractions[-1], 0.2
     reg = res.one(train_fraction=f_main, label_noise=xi_main)
     raw = res0.one(label_noise=xi_main)
-    _save(plots.label_noise_plot(reg.steps, {"train (corrupted labels)": reg.metrics["train_accuracy"],
+    save_figure(plots.label_noise_plot(reg.steps, {"train (corrupted labels)": reg.metrics["train_accuracy"],
                                              "train, true labels": reg.metrics["train_clean_accuracy"],
                                              "test": reg.metrics["test_accuracy"]},
                                  1 - xi_main + xi_main / p,
@@ -312,7 +303,7 @@ def figure_d(out: Path, quick: bool, quiet: bool, work=None) -> list[Claim]:
         curve.append(_accuracies(fa.prune_neurons(model, keep), cfg, f_main, xi_main))
     before = curve[0]
     best = max(range(len(curve)), key=lambda i: curve[i]["test"] - curve[i]["corrupted"])
-    _save(plots.pruning_plot(shares, curve, ipr, size,
+    save_figure(plots.pruning_plot(shares, curve, ipr, size,
                              f"(d) pruning the lowest-IPR neurons, no weight decay, ξ={xi_main}, f={f_main}"),
           out, "grokking_d_pruning.png")
     ipr_reg = np.asarray(fa.neuron_ipr(reg.model, p))
@@ -356,20 +347,8 @@ FIGURES = {"a": figures_abc, "d": figure_d}
 def reproduce(out, quick: bool = True, quiet: bool = False, only: str | None = None, work=None):
     """Run the reproductions, write PNGs into ``out``, return the checked claims. With
     ``work``, the sweeps are kept in that folder and reused by the next call."""
-    out = Path(out)
-    claims = []
-    for key, fn in FIGURES.items():
-        if only and key not in only:
-            continue
-        claims += fn(out, quick, quiet, work)
-    return claims
+    return run_figures(FIGURES, out, quick, quiet, only, work)
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default="figures")
-    ap.add_argument("--only", default=None, help="letters of figure sets to run: a (grokking), d (corrupted labels)")
-    ap.add_argument("--work", default=None, help="keep the sweeps in this folder and reuse them")
-    args = ap.parse_args()
-    print(format_claims(reproduce(args.out, args.quick, only=args.only, work=args.work)))
+    script_main(__doc__, reproduce, "letters of figure sets to run: a (grokking), d (corrupted labels)", work=True)

@@ -14,15 +14,15 @@ Run: ``toylab reproduce superposition [--quick]`` or ``python -m experiments.sup
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.common import run_figures, save_figure, script_main
 from toylab.analysis import superposition as geo
-from toylab.core.claims import Claim, format_claims
+from toylab.core.claims import Claim
 from toylab.core.sweep import run_sweep
 from toylab.plots import superposition as plots
 from toylab.tasks.sparse_features import sparse_features
@@ -34,16 +34,6 @@ def _best_per_point(results, **fields):
     """The lowest-final-loss run among the seeds of one grid point."""
     runs = results.select(**fields)
     return min(runs, key=lambda r: r.metrics["loss"][-1])
-
-
-def _save(fig, out: Path, name: str) -> Path:
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / name
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 # ----------------------------------------------------------------------------- (a)
@@ -67,7 +57,7 @@ def figure_a(out, quick, quiet):
     fig = plots.gram_grid([grams["linear"], grams["relu_output"]], [biases["linear"], biases["relu_output"]],
                           ["linear", "ReLU output"], [f"1−S={p:g}" for p in densities],
                           "WᵀW and b, n=20, m=5, I=0.7^i")
-    _save(fig, out, "superposition_a_gram.png")
+    save_figure(fig, out, "superposition_a_gram.png")
     lin = [represented["linear", p] for p in densities]
     relu_dense, relu_sparse = represented["relu_output", 1.0], represented["relu_output", 0.001]
     return [
@@ -100,8 +90,8 @@ def figure_bc(out, quick, quiet):
         d = np.asarray(geo.feature_dimensionality(W))
         dims.append(np.where(np.asarray(geo.feature_norms(W)) > 0.5, d, 0.0))  # represented features only
     inv = 1 / densities
-    _save(plots.dimensions_per_feature_plot(inv, dstar), out, "superposition_b_dimensions_per_feature.png")
-    _save(plots.feature_dimensionality_plot(inv, dims, dstar), out, "superposition_c_feature_dimensionality.png")
+    save_figure(plots.dimensions_per_feature_plot(inv, dstar), out, "superposition_b_dimensions_per_feature.png")
+    save_figure(plots.feature_dimensionality_plot(inv, dims, dstar), out, "superposition_c_feature_dimensionality.png")
     dstar = np.asarray(dstar)
     near_half = np.abs(dstar - 0.5) < 0.05
     longest_run = max((len(run) for run in "".join("1" if h else "0" for h in near_half).split("0")), default=0)
@@ -143,7 +133,7 @@ def figure_d(out, quick, quiet):
         for j, p in enumerate(densities):
             W = _best_per_point(res, importance_decay=float(r), feature_probability=float(p)).model.W
             phases[i, j] = int(geo.classify_phase(W))
-    _save(plots.phase_diagram(phases, densities, importances), out, "superposition_d_phase_diagram.png")
+    save_figure(plots.phase_diagram(phases, densities, importances), out, "superposition_d_phase_diagram.png")
     dense_high = phases[importances >= 2, 0]
     dense_low = phases[importances <= 0.5, 0]
     sparse_equal = phases[np.abs(np.log10(importances)) < 0.3][:, densities <= 0.03]
@@ -179,8 +169,8 @@ def figure_e(out, quick, quiet):
         weights.append(W)
         counts.append(int(np.sum(np.linalg.norm(W, axis=0) > 0.5)))
         dims.append(np.asarray(geo.feature_dimensionality(jnp.asarray(W))))
-    _save(plots.feature_geometry(weights, [f"1−S={p:g}\n{c} features" for p, c in zip(densities, counts)]),
-          out, "superposition_e_geometry.png")
+    save_figure(plots.feature_geometry(weights, [f"1−S={p:g}\n{c} features" for p, c in zip(densities, counts)]),
+                out, "superposition_e_geometry.png")
     sparse_dims = dims[-1][np.linalg.norm(weights[-1], axis=0) > 0.5]
     pairs = [i for i, (c, d) in enumerate(zip(counts, dims)) if c == 4 and np.sum(np.abs(d - 0.5) < 0.05) == 4]
     return [
@@ -219,7 +209,7 @@ def figure_f(out, quick, quiet):
         # Threshold-free count: the variance explained, summed over features (Σ R²_i), is the
         # number of features' worth of |x| the model computes.
         n_computed.append(float(np.sum(np.clip(1 - err, 0, 1))))
-    _save(plots.abs_computation_plot(densities, n_computed, m, errors), out, "superposition_f_abs.png")
+    save_figure(plots.abs_computation_plot(densities, n_computed, m, errors), out, "superposition_f_abs.png")
     return [
         Claim("superposition (f)", "dense: |x| computed for fewer features than neurons",
               "dense inputs: each |x_i| needs its own neurons, so fewer than m features are computed",
@@ -237,19 +227,8 @@ FIGURES = {"a": figure_a, "b": figure_bc, "d": figure_d, "e": figure_e, "f": fig
 
 def reproduce(out, quick: bool = True, quiet: bool = False, only: str | None = None):
     """Run the reproductions, write PNGs into ``out``, return the checked claims."""
-    out = Path(out)
-    claims = []
-    for key, fn in FIGURES.items():
-        if only and key not in only:
-            continue
-        claims += fn(out, quick, quiet)
-    return claims
+    return run_figures(FIGURES, out, quick, quiet, only)
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default="figures")
-    ap.add_argument("--only", default=None, help="letters of figures to run, e.g. 'ad'")
-    args = ap.parse_args()
-    print(format_claims(reproduce(args.out, args.quick, only=args.only)))
+    script_main(__doc__, reproduce, "letters of figures to run, e.g. 'ad'")

@@ -296,6 +296,8 @@ def test_hand_built_fourier_mlp_adds_mod_p_and_its_restricted_loss_equals_its_lo
     if len(ks) == 1 or 3 * len(ks) <= (p - 1) // 2:
         power = fa.frequency_power(model.W_in[:, :p] @ fa.fourier_basis(p).T, p, axis=-1).sum(0)
         np.testing.assert_array_equal(np.asarray(fa.key_frequencies(power)), key_mask)
+        with pytest.raises(ValueError, match="ratio"):
+            fa.key_frequencies(power, ratio=0)
 
 
 @settings(max_examples=10)
@@ -408,6 +410,9 @@ def test_bench_grokking_plumbing(tmp_path, capsys):
     assert [pt["models"] for pt in data["jax"]] == [1, 2]
     assert all(pt["model_steps_per_s"] > 0 and pt["block_size"] >= 1 for pt in data["jax"])
     assert main(["--seeds", "0"]) == 2 and main(["--p", "1"]) == 2
+    assert main(["--p", "7", "--steps", "10", "--seeds", "2", "--block-size", "none", "--no-torch", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["jax"][0]["block_size"] is None
+    assert main(["--block-size", "0"]) == 2
 
 
 @pytest.mark.parametrize("embed", ["onehot", "sum", "concat"])

@@ -135,3 +135,8 @@ def test_all_irreps_of_s6():
     reps = irreps(group("S6"))
     assert sum(r.dim ** 2 for r in reps) == 720 and len(reps) == 11
     assert max(r.dim for r in reps) == 16
+
+
+def test_irreps_of_a_group_given_only_by_its_table_is_a_clear_error():
+    with pytest.raises(GroupError, match="library groups only"):
+        irreps(from_table(cyclic(4).mul, name="Z4"))

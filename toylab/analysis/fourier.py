@@ -149,6 +149,8 @@ def key_frequencies(power, ratio: float = 10.0):
     spectrum is not a peak), or more than half of all the power (which settles the tiny p
     where the median is itself a peak). A sparse spectrum gives its few peaks; a flat one
     gives none."""
+    if not (isinstance(ratio, (int, float)) and ratio > 0):
+        raise ValueError(f"ratio={ratio!r}: must be a number > 0")
     power = jnp.asarray(power)[..., 1:]
     median = jnp.median(power, axis=-1, keepdims=True)
     top = jnp.max(power, axis=-1, keepdims=True)

@@ -177,7 +177,13 @@ def product_irreps(factor_irreps: list[list[Irrep]]) -> list[Irrep]:
 
 
 def _factor_irreps(name: str, g: Group) -> list[Irrep]:
-    kind, n = name[0], int(name[1:])
+    import re
+
+    m = re.fullmatch(r"([CDSA])(\d+)", name)
+    if m is None:
+        raise GroupError("group", g.name, "irreps are built for library groups only (C<n>, D<n>, S<n> and "
+                                          "their products); the fallback for any Cayley table is not built yet")
+    kind, n = m.group(1), int(m.group(2))
     if kind == "C":
         return cyclic_irreps(n)
     if kind == "D":

@@ -1,0 +1,92 @@
+"""What every reproduction and benchmark script shares: saving figures, running a figure
+set, the script entry point, and command-line value parsers (argparse ``type=`` functions
+whose errors name the value and what is allowed)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+__all__ = ["save_figure", "run_figures", "script_main", "positive_int", "positive_float", "int_list",
+           "block_size_arg"]
+
+
+def save_figure(fig, out: Path, name: str) -> Path:
+    """Write ``fig`` as ``out/name`` (folder created) and close it."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run_figures(figures: dict, out, quick: bool, quiet: bool, only: str | None, *extra) -> list:
+    """Run each figure function ``fn(out, quick, quiet, *extra)`` whose key is in ``only``
+    (all when None); returns their claims in order."""
+    claims = []
+    for key, fn in figures.items():
+        if only and key not in only:
+            continue
+        claims += fn(Path(out), quick, quiet, *extra)
+    return claims
+
+
+def script_main(doc: str, reproduce, only_help: str, work: bool = False) -> None:
+    """``python -m experiments.NAME [--quick] [--out DIR] [--only KEYS] [--work DIR]``."""
+    from toylab.core.claims import format_claims
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default="figures")
+    ap.add_argument("--only", default=None, help=only_help)
+    if work:
+        ap.add_argument("--work", default=None, help="keep the sweeps in this folder and reuse them")
+    args = ap.parse_args()
+    kwargs = {"work": args.work} if work else {}
+    print(format_claims(reproduce(args.out, args.quick, only=args.only, **kwargs)))
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text.strip().replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive integer")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a number > 0")
+    return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """A comma-separated list of positive integers, sorted, without repeats."""
+    allowed = "must be a comma-separated list of positive integers, e.g. 1,4,16"
+    try:
+        values = [int(s.strip().replace("_", "")) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {allowed}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {allowed}")
+    return tuple(sorted(set(values)))
+
+
+def block_size_arg(text: str) -> int:
+    """A positive ensemble block size, or 0 for 'none' (one vmap over all instances)."""
+    if text.strip().lower() == "none":
+        return 0
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive integer or 'none'") from None
