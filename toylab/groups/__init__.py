@@ -2,7 +2,8 @@
 
 from .finite import (Group, GroupError, alternating, check_table, cyclic, dihedral, direct_product, from_table,
                      group, symmetric)
-from .irreps import Irrep, character_table, irreps
+from .irreps import Irrep, character_table, frobenius_schur, irreps, irreps_from_table, real_irreps
 
 __all__ = ["Group", "GroupError", "Irrep", "alternating", "character_table", "check_table", "cyclic", "dihedral",
-           "direct_product", "from_table", "group", "irreps", "symmetric"]
+           "direct_product", "frobenius_schur", "from_table", "group", "irreps", "irreps_from_table", "real_irreps",
+           "symmetric"]

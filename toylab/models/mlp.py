@@ -13,6 +13,8 @@ Then logits = W_out h (+ b_out). Biases are optional (Gromov uses none).
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 
 import equinox as eqx
@@ -22,7 +24,7 @@ import numpy as np
 
 from .transformer import ACTIVATIONS
 
-__all__ = ["EmbedMLP", "init_embed_mlp", "fourier_solution", "EMBEDDINGS"]
+__all__ = ["EmbedMLP", "init_embed_mlp", "fourier_solution", "gcr_solution", "EMBEDDINGS"]
 
 EMBEDDINGS = ("onehot", "sum", "concat")
 
@@ -38,13 +40,11 @@ class EmbedMLP(eqx.Module):
     activation: str = eqx.field(static=True, default="relu")
 
     def hidden_pre(self, a, b):
-        if self.embed == "onehot":
-            n_in = self.W_in.shape[1] // 2
-            pre = self.W_in[:, a] + self.W_in[:, n_in + b]
-        elif self.embed == "sum":
-            pre = self.W_in @ (self.W_E_left[:, a] + self.W_E_right[:, b])
-        else:
-            pre = self.W_in @ jnp.concatenate([self.W_E_left[:, a], self.W_E_right[:, b]])
+        # The layers before the nonlinearity are linear, so each operand's effect on the
+        # hidden layer is one column of W_in·W_E: under vmap over pairs that product does
+        # not depend on the pair and is computed once per batch, not once per row.
+        left, right = self.input_weights()
+        pre = left[:, a] + right[:, b]
         return pre if self.b_in is None else pre + self.b_in
 
     def __call__(self, tokens, alpha=1.0, return_activations: bool = False):
@@ -135,3 +135,33 @@ def fourier_solution(p: int, freqs, scale: float = 1.0) -> EmbedMLP:
     W_in = jnp.asarray(np.concatenate([np.stack(rows_a), np.stack(rows_b)], axis=1), jnp.float32)
     return EmbedMLP(None, None, W_in, None, jnp.asarray(np.stack(outs, axis=1), jnp.float32), None,
                     embed="onehot", activation="quadratic")
+
+
+def gcr_solution(matrices, scale: float = 1.0) -> EmbedMLP:
+    """The group composition via representations (GCR) algorithm of Chughtai et al. as weights
+    of the concat-embedding MLP with a quadratic activation.
+
+    The embeddings hold ρ(a) and ρ(b) (d² entries each) for a real orthogonal representation
+    ``matrices`` (|G|, d, d). For each (i, j, k) two neurons (ρ(a)_ij ± ρ(b)_jk)² give, with
+    opposite signs, 4·ρ(a)_ij ρ(b)_jk; the unembedding sums them into
+    scale·Σ_ik (ρ(a)ρ(b))_ik ρ(c)_ik = scale·tr ρ(a∘b∘c⁻¹) = scale·χ(a∘b∘c⁻¹), which is largest
+    exactly at c = a∘b when ρ is faithful. 2d³ neurons.
+    """
+    m = np.asarray(matrices, np.float64)
+    if m.ndim != 3 or m.shape[1] != m.shape[2] or np.iscomplexobj(m):
+        raise ValueError(f"matrices: got an array of shape {m.shape}; must be real (|G|, d, d)")
+    if not np.allclose(np.einsum("gij,gkj->gik", m, m), np.eye(m.shape[1]), atol=1e-6):
+        raise ValueError("matrices: must be orthogonal (a real orthogonal representation, e.g. from real_irreps)")
+    n, d = m.shape[0], m.shape[1]
+    emb = m.reshape(n, d * d).T  # (d², |G|): entry (i, j) of ρ(g) at row i·d + j
+    rows, outs = [], []
+    for i, j, k in itertools.product(range(d), repeat=3):
+        for sign in (1.0, -1.0):
+            row = np.zeros(2 * d * d)
+            row[i * d + j] = 1.0
+            row[d * d + j * d + k] = sign
+            rows.append(row)
+            outs.append(sign * scale / 4.0 * m[:, i, k])
+    as32 = functools.partial(jnp.asarray, dtype=jnp.float32)
+    return EmbedMLP(as32(emb), as32(emb), as32(np.stack(rows)), None, as32(np.stack(outs, axis=1)), None,
+                    embed="concat", activation="quadratic")
