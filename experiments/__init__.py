@@ -4,4 +4,5 @@ returning the checked claims, and a registry the ``toylab reproduce`` command re
 REPRODUCTIONS = {
     "superposition": "experiments.superposition",
     "grokking": "experiments.grokking",
+    "groups": "experiments.groups",
 }

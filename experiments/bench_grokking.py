@@ -30,7 +30,7 @@ import os
 import sys
 import time
 
-from experiments.common import block_size_arg, int_list, positive_int
+from experiments.common import block_size_arg, int_list, positive_int, time_ensemble
 
 DEFAULT_SEEDS = (1, 4, 16)
 
@@ -61,32 +61,7 @@ def _config(p: int, steps: int):
 
 
 def _jax_point(p: int, n_models: int, steps: int, block_size: int | None = None) -> dict:
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    import toylab
-    from toylab.core.train import default_block_size, ensemble_map
-
-    cfg = _config(p, steps)
-    train = toylab.make_train("grokking", cfg)
-    hp = {k: np.full(n_models, v) for k, v in cfg.hparams().items()}
-    keys = jax.vmap(toylab.make_key)(jnp.arange(n_models, dtype=jnp.uint32))
-    t0 = time.perf_counter()
-    if block_size is None:  # as the sweep runner chooses
-        block = default_block_size(fn=train, args=(cfg.hparams(), toylab.make_key(0)))
-    else:
-        block = block_size or None  # 0: one vmap over all models
-    program = jax.jit(ensemble_map(train, block))
-    compiled = program.lower(hp, keys).compile()
-    compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(hp, keys))  # warm-up
-    t0 = time.perf_counter()
-    res = jax.block_until_ready(compiled(hp, keys))
-    seconds = time.perf_counter() - t0
-    return {"models": n_models, "steps": steps, "seconds": seconds, "compile_s": compile_s, "block_size": block,
-            "model_steps_per_s": n_models * steps / seconds,
-            "final_train_loss": float(np.mean(np.asarray(res.metrics["loss"])[:, -1]))}
+    return time_ensemble("grokking", _config(p, steps), n_models, block_size)
 
 
 class _TorchTransformer:

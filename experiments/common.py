@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 from pathlib import Path
 
 __all__ = ["save_figure", "run_figures", "script_main", "positive_int", "positive_float", "int_list",
-           "block_size_arg"]
+           "block_size_arg", "time_ensemble"]
 
 
 def save_figure(fig, out: Path, name: str) -> Path:
@@ -90,3 +91,33 @@ def block_size_arg(text: str) -> int:
         return positive_int(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive integer or 'none'") from None
+
+
+def time_ensemble(family: str, cfg, n_models: int, block_size: int | None = None) -> dict:
+    """Steady-state timing of the program the sweep runner compiles for ``n_models`` seeds of
+    one config: ``make_train`` mapped by ``ensemble_map`` (block size as the runner picks it
+    when None; 0 for one vmap over all), compiled, run once untimed, then timed."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import toylab
+    from toylab.core.train import default_block_size, ensemble_map
+
+    train = toylab.make_train(family, cfg)
+    hp = {k: np.full(n_models, v) for k, v in cfg.hparams().items()}
+    keys = jax.vmap(toylab.make_key)(jnp.arange(n_models, dtype=jnp.uint32))
+    t0 = time.perf_counter()
+    if block_size is None:
+        block = default_block_size(fn=train, args=(cfg.hparams(), toylab.make_key(0)))
+    else:
+        block = block_size or None
+    compiled = jax.jit(ensemble_map(train, block)).lower(hp, keys).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(hp, keys))  # warm-up
+    t0 = time.perf_counter()
+    res = jax.block_until_ready(compiled(hp, keys))
+    seconds = time.perf_counter() - t0
+    return {"models": n_models, "steps": cfg.steps, "seconds": seconds, "compile_s": compile_s, "block_size": block,
+            "model_steps_per_s": n_models * cfg.steps / seconds,
+            "final_train_loss": float(np.mean(np.asarray(res.metrics["loss"])[:, -1]))}

@@ -177,19 +177,27 @@ def _check_model_p(model, p: int):
         raise ValueError(f"p={p}: the model reads {n_in} operand values; p must match it")
 
 
+# Compiled once per model structure: analyses call these for many runs and snapshots.
+@eqx.filter_jit
+def _apply_logits(model, tokens, alpha):
+    return jax.vmap(lambda t: model(t, alpha))(tokens)
+
+
+@eqx.filter_jit
+def _apply_neurons(model, tokens, alpha):
+    return jax.vmap(lambda t: model(t, alpha, return_activations=True)[1][-1]["mlp_post"][-1])(tokens)
+
+
 def grid_logits(model, p: int, alpha=1.0):
     """(p, p, n_out) logits over every pair."""
     _check_model_p(model, p)
-    logits = jax.vmap(lambda t: model(t, alpha))(jnp.asarray(grid_tokens(p)))
-    return logits.reshape(p, p, -1)
+    return _apply_logits(model, jnp.asarray(grid_tokens(p)), alpha).reshape(p, p, -1)
 
 
 def grid_neurons(model, p: int, alpha=1.0):
     """(p, p, d_mlp) neuron activations (after the nonlinearity) at the last position."""
     _check_model_p(model, p)
-    post = jax.vmap(lambda t: model(t, alpha, return_activations=True)[1][-1]["mlp_post"][-1])(
-        jnp.asarray(grid_tokens(p)))
-    return post.reshape(p, p, -1)
+    return _apply_neurons(model, jnp.asarray(grid_tokens(p)), alpha).reshape(p, p, -1)
 
 
 # ----------------------------------------------------------------------------- structure

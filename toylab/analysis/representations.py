@@ -115,11 +115,27 @@ def group_neurons(model, g: Group):
     return grid_neurons(model, _check_group(g).order)
 
 
-def _fiber_sums(values, g: Group):
-    """Σ over the pairs with a∘b = x of values[a, b, ...]: (|G|, ...)."""
-    n = g.order
+def _fiber_sums(values, mul):
+    """Σ over the pairs with a∘b = x of values[a, b, ...]: (|G|, ...) (``mul`` the table)."""
+    n = mul.shape[0]
     flat = values.reshape(n * n, *values.shape[2:])
-    return jax.ops.segment_sum(flat, jnp.asarray(g.mul.reshape(-1)), num_segments=n)
+    return jax.ops.segment_sum(flat, mul.reshape(-1), num_segments=n)
+
+
+@jax.jit
+def _similarity(logits, mul, chi_xc, cube_norm):
+    centred = logits - logits.mean(-1, keepdims=True)
+    dots = jnp.einsum("xc,rxc->r", _fiber_sums(centred, mul), chi_xc)
+    norm = jnp.sqrt(jnp.sum(centred ** 2))
+    ok = cube_norm > 1e-6
+    return jnp.where(ok, dots / (jnp.where(ok, cube_norm, 1.0) * jnp.maximum(norm, 1e-30)), 0.0)
+
+
+@jax.jit
+def _project(values, mul, B):
+    """Fibre means over a∘b = x, projected onto B's columns, read back at a∘b."""
+    fiber_mean = _fiber_sums(values, mul) / mul.shape[0]
+    return jnp.tensordot(B, jnp.tensordot(B.T, fiber_mean, axes=1), axes=1)[mul]
 
 
 def logit_similarity(logits, g: Group, reps=None):
@@ -135,16 +151,10 @@ def logit_similarity(logits, g: Group, reps=None):
     logits = jnp.asarray(logits, jnp.float32)
     if logits.shape != (n, n, n):
         raise GroupError("logits", f"array of shape {logits.shape}", f"must be ({n}, {n}, {n}): [a, b, c] for {g.name}")
-    centred = logits - logits.mean(-1, keepdims=True)
-    F = _fiber_sums(centred, g)  # (x, c)
     chi = _characters(reps)
-    chi_c = chi - chi.mean(1, keepdims=True)
-    cube_norm = n * np.sqrt((chi_c ** 2).sum(1))  # (n_irreps,)
-    x_cinv = g.mul[:, g.inverse]  # [x, c] -> x∘c⁻¹
-    dots = jnp.einsum("xc,rxc->r", F, jnp.asarray(chi[:, x_cinv]))
-    norm = jnp.sqrt(jnp.sum(centred ** 2))
-    safe = np.where(cube_norm > 1e-6, cube_norm, 1.0)
-    return jnp.where(cube_norm > 1e-6, dots / (safe * jnp.maximum(norm, 1e-30)), 0.0)
+    cube_norm = n * np.sqrt(((chi - chi.mean(1, keepdims=True)) ** 2).sum(1))  # (n_irreps,)
+    chi_xc = chi[:, g.mul[:, g.inverse]]  # [r, x, c] = χ_r(x∘c⁻¹)
+    return _similarity(logits, jnp.asarray(g.mul), jnp.asarray(chi_xc), jnp.asarray(cube_norm, jnp.float32))
 
 
 def key_irreps(similarity, threshold: float = KEY_THRESHOLD):
@@ -190,8 +200,14 @@ def span_shares(W, g: Group, axis: int = -1, reps=None):
     W = jnp.moveaxis(jnp.asarray(W, jnp.float32), axis, -1)
     if W.shape[-1] != g.order:
         raise GroupError("W", f"array with {W.shape[-1]} entries along axis {axis}", f"must have {g.order} ({g.name})")
-    parts = jnp.stack([jnp.sum((W @ jnp.asarray(B, jnp.float32)) ** 2) for B in bases])
-    return parts / jnp.maximum(jnp.sum(W ** 2), 1e-30)
+    owner = np.concatenate([np.full(B.shape[1], i) for i, B in enumerate(bases)])
+    return _shares(W, jnp.asarray(np.concatenate(bases, axis=1), jnp.float32), jnp.asarray(owner), len(bases))
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _shares(W, B, owner, n_irreps):
+    coeffs = (W.reshape(-1, W.shape[-1]) @ B) ** 2  # (rows, |G|) in the irreps' bases
+    return jax.ops.segment_sum(coeffs.sum(0), owner, num_segments=n_irreps) / jnp.maximum(jnp.sum(W ** 2), 1e-30)
 
 
 def embedding_shares(model, g: Group, reps=None) -> dict:
@@ -212,14 +228,10 @@ def project_pair_functions(values, g: Group, bases):
     """Project functions of the pair (values[a, b, ...]) onto the functions of a∘b that lie in
     the span of ``bases`` (a list of (|G|, r) orthonormal bases): average each fibre
     {(a, b): a∘b = x}, project the result over x, read it back at a∘b."""
-    n = g.order
     values = jnp.asarray(values, jnp.float32)
-    fiber_mean = _fiber_sums(values, g) / n  # (x, ...)
     if not bases:
         return jnp.zeros_like(values)
-    B = jnp.asarray(np.concatenate(bases, axis=1), jnp.float32)
-    proj = jnp.tensordot(B, jnp.tensordot(B.T, fiber_mean, axes=1), axes=1)
-    return proj[jnp.asarray(g.mul)]
+    return _project(values, jnp.asarray(g.mul), jnp.asarray(np.concatenate(bases, axis=1), jnp.float32))
 
 
 def hidden_shares(neurons, g: Group, reps=None):
@@ -266,14 +278,17 @@ def composition_labels(g: Group) -> np.ndarray:
     return np.asarray(_check_group(g).mul)
 
 
+_cross_entropy = jax.jit(cross_entropy)
+
+
 def restricted_loss(logits, g: Group, key, reps=None):
     """Cross-entropy over every pair with only the key irreps' logit components."""
-    return cross_entropy(restricted_logits(logits, g, key, reps), composition_labels(g))
+    return _cross_entropy(restricted_logits(logits, g, key, reps), composition_labels(g))
 
 
 def excluded_loss(logits, g: Group, key, train_mask, reps=None):
     """Cross-entropy on the training pairs ((|G|, |G|) bool) with the key irreps' components removed."""
-    return cross_entropy(excluded_logits(logits, g, key, reps), composition_labels(g), jnp.asarray(train_mask))
+    return _cross_entropy(excluded_logits(logits, g, key, reps), composition_labels(g), jnp.asarray(train_mask))
 
 
 def learning_order(similarity, steps, threshold: float = KEY_THRESHOLD):
