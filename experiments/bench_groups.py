@@ -7,7 +7,7 @@
    ``run_sweep`` of the largest count end to end (compile included), which shards the seeds
    over every device JAX sees.
 2. The time to build S_6's Cayley table, all its irreps over C and over R, and every real
-   irrep's character cube χ(a∘b∘c⁻¹) (720³ entries each, built by one gather and dropped),
+   irrep's character cube χ(a∘b∘c⁻¹) (720³ entries each, built by one gather of rows and dropped),
    and to compute the logit similarities of one random logit cube without building cubes.
 
 Run ``toylab bench groups --help``; ``main(argv)`` returns an exit code.
@@ -62,9 +62,6 @@ def _representation_timings(name: str) -> dict:
     reps = real_irreps(g)
     out["real_irreps_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ra.composition_index(g)
-    out["index_cube_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
     for r in reps:  # one at a time: each is |G|³ floats
         cube = ra.character_cube(g, np.trace(r.matrices, axis1=1, axis2=2).astype(np.float32))
         del cube
@@ -76,7 +73,6 @@ def _representation_timings(name: str) -> dict:
     out["logit_similarity_s"] = time.perf_counter() - t0
     out.update(group=name, order=g.order, n_irreps=len(complex_reps), n_real_irreps=len(reps),
                dims=[r.dim for r in complex_reps])
-    ra.composition_index.cache_clear()  # free the index cube
     return out
 
 
@@ -119,7 +115,7 @@ def main(argv=None, prog=None) -> int:
     reps = _representation_timings(args.irreps_group)
     print(f"{reps['group']} (order {reps['order']}): table {reps['table_s']:.2f} s; {reps['n_irreps']} irreps over C "
           f"(dims {reps['dims']}) {reps['irreps_s']:.2f} s; {reps['n_real_irreps']} over R {reps['real_irreps_s']:.2f} s; "
-          f"index cube a∘b∘c⁻¹ {reps['index_cube_s']:.2f} s; all character cubes {reps['character_cubes_s']:.2f} s; "
+          f"all character cubes {reps['character_cubes_s']:.2f} s; "
           f"logit similarities of one logit cube {reps['logit_similarity_s']:.2f} s")
     if args.json:
         with open(args.json, "w") as f:

@@ -223,3 +223,22 @@ def test_cli_bad_groups_input_is_one_line_and_exit_2(tmp_path):
     for needle, line in zip(["group=", "group=", "train_fraction"], err):
         assert needle in line, line
     assert not (tmp_path / "o").exists()
+
+
+def test_measures_vmap_over_seeds_and_snapshots_like_a_loop():
+    import jax
+
+    g = group("D4")
+    n = g.order
+    logits = np.random.default_rng(0).normal(size=(3, 2, n, n, n)).astype(np.float32)  # (seeds, snapshots, ...)
+    batched = np.asarray(jax.vmap(jax.vmap(lambda L: ra.logit_similarity(L, g)))(logits))
+    looped = np.stack([[np.asarray(ra.logit_similarity(L, g)) for L in row] for row in logits])
+    np.testing.assert_allclose(batched, looped, atol=1e-6)
+    W = np.random.default_rng(1).normal(size=(4, 5, n)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(jax.vmap(lambda w: ra.span_shares(w, g))(W)),
+                               np.stack([np.asarray(ra.span_shares(w, g)) for w in W]), atol=1e-6)
+    key = np.zeros(len(ra.irrep_labels(g)), bool)
+    key[1:3] = True
+    flat = logits.reshape(-1, n, n, n)
+    np.testing.assert_allclose(np.asarray(jax.vmap(lambda L: ra.restricted_loss(L, g, key))(flat)),
+                               [float(ra.restricted_loss(L, g, key)) for L in flat], rtol=1e-5)

@@ -89,17 +89,19 @@ def composition_index(g: Group) -> np.ndarray:
 
 
 def character_cube(g: Group, character) -> np.ndarray:
-    """(|G|, |G|, |G|) χ(a∘b∘c⁻¹) for one character (|G|,): one gather into it."""
+    """(|G|, |G|, |G|) χ(a∘b∘c⁻¹) for one character (|G|,), the gather χ[mul[mul[a, b], inv[c]]]
+    done as a gather of whole rows: X[x, c] = χ(x∘c⁻¹) is |G|², and row a∘b of it is the
+    cube's [a, b, :] (contiguous copies, and no |G|³ index array)."""
     character = np.asarray(character)
     if character.shape != (g.order,):
         raise GroupError("character", f"array of shape {character.shape}", f"must have shape ({g.order},)")
-    return character[composition_index(g)]
+    return np.take(character[g.mul[:, g.inverse]], g.mul, axis=0)
 
 
 def character_cubes(g: Group, reps=None) -> np.ndarray:
     """(n_irreps, |G|, |G|, |G|) the character cubes of the real irreps (|G|³ floats each: for
     S_6 use :func:`logit_similarity`, which never builds them)."""
-    return _characters(_reps(g, reps))[:, composition_index(g)]
+    return np.stack([character_cube(g, chi) for chi in _characters(_reps(g, reps))])
 
 
 # ----------------------------------------------------------------------------- logits
