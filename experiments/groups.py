@@ -117,10 +117,14 @@ def universality_table(stats: dict) -> str:
     for name, s in stats.items():
         key, first = s["key"], s["first"]
         for i, (n, d) in enumerate(zip(s["names"], s["dims"])):
-            lines.append(f"| {name} | {n} | {d} | {key[:, i].mean():.2f} | {(first == i).mean():.2f} |")
+            if len(key):
+                lines.append(f"| {name} | {n} | {d} | {key[:, i].mean():.2f} | {(first == i).mean():.2f} |")
     lines += ["", "| group | grokked runs | key irreps per run (min / median / max) | distinct key sets |", "|---|---|---|---|"]
     for name, s in stats.items():
         counts = s["key"].sum(1)
+        if not counts.size:
+            lines.append(f"| {name} | 0 | - | - |")
+            continue
         distinct = len({tuple(k) for k in s["key"]})
         lines.append(f"| {name} | {s['key'].shape[0]} | {counts.min()} / {np.median(counts):g} / {counts.max()} | {distinct} |")
     return "\n".join(lines) + "\n"
