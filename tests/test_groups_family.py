@@ -242,3 +242,14 @@ def test_measures_vmap_over_seeds_and_snapshots_like_a_loop():
     flat = logits.reshape(-1, n, n, n)
     np.testing.assert_allclose(np.asarray(jax.vmap(lambda L: ra.restricted_loss(L, g, key))(flat)),
                                [float(ra.restricted_loss(L, g, key)) for L in flat], rtol=1e-5)
+
+
+def test_bench_groups_bad_input_exits_2(capsys):
+    from experiments.bench_groups import main
+
+    assert main(["--group", "Q8"]) == 2
+    assert "group=" in capsys.readouterr().err
+    assert main(["--irreps-group", "S9"]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["--seeds", "0"])
+    assert e.value.code == 2
