@@ -204,6 +204,12 @@ def test_analysis_input_errors():
         ra.key_irreps(np.zeros(3), threshold=1.5)
     with pytest.raises(ValueError, match="orthogonal"):
         gcr_solution(2 * real_irreps(g)[1].matrices)
+    with pytest.raises(GroupError, match="axis"):
+        ra.span_shares(np.zeros((3, 6)), g, axis=2)
+    with pytest.raises(ValueError, match="scale"):
+        gcr_solution(real_irreps(g)[1].matrices, scale=0.0)
+    with pytest.raises(GroupError, match="threshold"):
+        ra.learning_order(np.zeros((2, 3)), np.arange(2), threshold=0.0)
 
 
 def test_cli_bad_groups_input_is_one_line_and_exit_2(tmp_path):

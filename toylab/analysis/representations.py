@@ -199,7 +199,10 @@ def span_bases(g: Group, reps=None) -> list[np.ndarray]:
 def span_shares(W, g: Group, axis: int = -1, reps=None):
     """(n_irreps,) share of ‖W‖² in each irrep's span, W's ``axis`` (length |G|) being the group."""
     bases = span_bases(g, reps)
-    W = jnp.moveaxis(jnp.asarray(W, jnp.float32), axis, -1)
+    W = jnp.asarray(W, jnp.float32)
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -W.ndim <= axis < W.ndim:
+        raise GroupError("axis", axis, f"must be an axis of W (W has {W.ndim} dimensions)")
+    W = jnp.moveaxis(W, axis, -1)
     if W.shape[-1] != g.order:
         raise GroupError("W", f"array with {W.shape[-1]} entries along axis {axis}", f"must have {g.order} ({g.name})")
     owner = np.concatenate([np.full(B.shape[1], i) for i, B in enumerate(bases)])
@@ -298,6 +301,8 @@ def learning_order(similarity, steps, threshold: float = KEY_THRESHOLD):
     (for example the ``sim/<irrep>`` metrics stacked), ``steps`` (n_logs,). Returns
     (..., n_irreps) the first step with similarity above ``threshold`` (and staying there to
     the end), or -1 for irreps never key at the end."""
+    if not 0 < threshold < 1:
+        raise GroupError("threshold", threshold, "must be in (0, 1)")
     s = np.asarray(similarity)
     steps = np.asarray(steps)
     if s.ndim < 2 or s.shape[-2] != steps.shape[0]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["weighted_cross_entropy", "x64_scope"]
+__all__ = ["weighted_cross_entropy", "masked_mean", "x64_scope"]
 
 
 def x64_scope(enabled: bool = True):
@@ -74,3 +74,9 @@ def weighted_cross_entropy(logits, labels, weights=None, precision: str = "float
     lp = jax.nn.log_softmax(logits, axis=-1)
     nll = -jnp.sum(lp * jax.nn.one_hot(labels, logits.shape[-1], dtype=lp.dtype), axis=-1)
     return jnp.sum(weights * nll) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def masked_mean(values, mask):
+    """Mean of ``values`` over the rows where ``mask`` is true (0 when none is)."""
+    m = mask.astype(values.dtype)
+    return jnp.sum(values * m) / jnp.maximum(jnp.sum(m), 1.0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -21,10 +20,10 @@ from ..analysis.fourier import embedding_matrix, fourier_norms, gini, weight_nor
 from ..core.config import (ConfigError, TrainConfig, in_interval, nonnegative, nonnegative_int, one_of,
                            positive_int, static, sweepable)
 from ..core.family import Family, register_family
-from ..core.precision import weighted_cross_entropy
+from ..core.precision import masked_mean, weighted_cross_entropy
 from ..models.mlp import EMBEDDINGS, init_embed_mlp
 from ..models.transformer import ACTIVATIONS, init_transformer
-from ..tasks.modular import check_op, modular_table, noisy_labels, train_mask
+from ..tasks.modular import check_op, modular_table, n_train_rows, noisy_labels, train_mask
 
 __all__ = ["GrokkingConfig", "GROKKING", "table_of", "train_rows", "grid_train_mask"]
 
@@ -83,10 +82,6 @@ class GrokkingConfig(TrainConfig):
         return super().static_key() + (("train_rows_auto", self.train_fraction if self.train_capacity is None else None),)
 
 
-def _rows(fraction: float, n: int) -> int:
-    return max(int(math.floor(fraction * n + 1e-4)), 1)
-
-
 @functools.lru_cache(maxsize=64)
 def table_of(p: int, op: str, data_seed: int):
     """The task's table (cached: configs of one group share it)."""
@@ -96,7 +91,7 @@ def table_of(p: int, op: str, data_seed: int):
 def train_rows(cfg: GrokkingConfig) -> int:
     """Rows (in split order) the training program computes."""
     table = table_of(cfg.p, cfg.op, cfg.data_seed)
-    return _rows(cfg.train_capacity or cfg.train_fraction, table.n)
+    return n_train_rows(table.n, cfg.train_capacity or cfg.train_fraction)
 
 
 def grid_train_mask(cfg: GrokkingConfig, train_fraction: float | None = None) -> np.ndarray:
@@ -143,12 +138,7 @@ def _mean_loss(logits, labels, rows, cfg: GrokkingConfig):
         return weighted_cross_entropy(logits, labels, rows, cfg.loss_precision)
     # MSE on one-hot targets (summed over classes); float32 is exact enough here.
     per_row = jnp.sum((logits - jax.nn.one_hot(labels, cfg.p, dtype=logits.dtype)) ** 2, axis=-1)
-    return _masked_mean(per_row, rows)
-
-
-def _masked_mean(values, mask):
-    m = mask.astype(values.dtype)
-    return jnp.sum(values * m) / jnp.maximum(jnp.sum(m), 1.0)
+    return masked_mean(per_row, rows)
 
 
 def _loss(model, batch, cfg: GrokkingConfig, hparams):
@@ -174,9 +164,9 @@ def _evaluate(model, cfg: GrokkingConfig, hparams):
     }
     W_E = embedding_matrix(model)
     out.update({
-        "train_accuracy": _masked_mean((pred == labels).astype(jnp.float32), is_train),
-        "test_accuracy": jnp.where(has_test, _masked_mean((pred == clean).astype(jnp.float32), ~is_train), jnp.nan),
-        "train_clean_accuracy": _masked_mean((pred == clean).astype(jnp.float32), is_train),
+        "train_accuracy": masked_mean((pred == labels).astype(jnp.float32), is_train),
+        "test_accuracy": jnp.where(has_test, masked_mean((pred == clean).astype(jnp.float32), ~is_train), jnp.nan),
+        "train_clean_accuracy": masked_mean((pred == clean).astype(jnp.float32), is_train),
         "weight_norm": weight_norm(model),
         "gini_W_E": gini(fourier_norms(W_E[:, :cfg.p], cfg.p)),
         "gini_W_L": gini(fourier_norms(model.W_L, cfg.p, axis=0)),

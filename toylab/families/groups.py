@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -26,12 +25,12 @@ from ..analysis.representations import irrep_labels, logit_similarity, real_irre
 from ..core.config import (ConfigError, TrainConfig, in_interval, nonnegative, nonnegative_int, one_of,
                            positive_int, static, sweepable)
 from ..core.family import Family, register_family
-from ..core.precision import weighted_cross_entropy
+from ..core.precision import masked_mean, weighted_cross_entropy
 from ..groups import GroupError
 from ..models.mlp import init_embed_mlp
 from ..models.transformer import ACTIVATIONS, init_transformer
 from ..tasks.composition import composition_table, group_of
-from ..tasks.modular import train_mask
+from ..tasks.modular import n_train_rows, train_mask
 
 __all__ = ["GroupsConfig", "GROUPS", "train_rows", "grid_train_mask"]
 
@@ -88,15 +87,14 @@ class GroupsConfig(TrainConfig):
 
 def train_rows(cfg: GroupsConfig) -> int:
     """Rows (in split order) the training program computes."""
-    n = cfg.order ** 2
-    return max(int(math.floor((cfg.train_capacity or cfg.train_fraction) * n + 1e-4)), 1)
+    return n_train_rows(cfg.order ** 2, cfg.train_capacity or cfg.train_fraction)
 
 
 def grid_train_mask(cfg: GroupsConfig, train_fraction: float | None = None) -> np.ndarray:
     """(|G|, |G|) bool over the (a, b) grid: which pairs train."""
     table = composition_table(cfg.group, cfg.data_seed)
     f = cfg.train_fraction if train_fraction is None else train_fraction
-    return table.grid_mask(int(np.sum(np.asarray(train_mask(table.n, f)))))
+    return table.grid_mask(n_train_rows(table.n, f))
 
 
 def _init(cfg: GroupsConfig, hparams, key):
@@ -131,11 +129,6 @@ def _loss(model, batch, cfg: GroupsConfig, hparams):
     return weighted_cross_entropy(logits, batch["labels"], batch["mask"], cfg.loss_precision), {}
 
 
-def _masked_mean(values, mask):
-    m = mask.astype(values.dtype)
-    return jnp.sum(values * m) / jnp.maximum(jnp.sum(m), 1.0)
-
-
 @functools.lru_cache(maxsize=16)
 def _grid_order(group_name: str, data_seed: int) -> np.ndarray:
     """Row of the split table holding each (a, b) of the row-major grid."""
@@ -159,8 +152,8 @@ def _evaluate(model, cfg: GroupsConfig, hparams):
     out = {
         "train_loss": weighted_cross_entropy(logits, labels, is_train, cfg.loss_precision),
         "test_loss": jnp.where(has_test, weighted_cross_entropy(logits, labels, ~is_train, cfg.loss_precision), jnp.nan),
-        "train_accuracy": _masked_mean(correct, is_train),
-        "test_accuracy": jnp.where(has_test, _masked_mean(correct, ~is_train), jnp.nan),
+        "train_accuracy": masked_mean(correct, is_train),
+        "test_accuracy": jnp.where(has_test, masked_mean(correct, ~is_train), jnp.nan),
         "weight_norm": weight_norm(model),
     }
     g = group_of(cfg.group)

@@ -152,6 +152,9 @@ def gcr_solution(matrices, scale: float = 1.0) -> EmbedMLP:
         raise ValueError(f"matrices: got an array of shape {m.shape}; must be real (|G|, d, d)")
     if not np.allclose(np.einsum("gij,gkj->gik", m, m), np.eye(m.shape[1]), atol=1e-6):
         raise ValueError("matrices: must be orthogonal (a real orthogonal representation, e.g. from real_irreps)")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)) or not np.isfinite(scale) \
+            or scale <= 0:
+        raise ValueError(f"scale={scale!r}: must be a finite number > 0")
     n, d = m.shape[0], m.shape[1]
     emb = m.reshape(n, d * d).T  # (d², |G|): entry (i, j) of ρ(g) at row i·d + j
     rows, outs = [], []

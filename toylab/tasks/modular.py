@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["OPERATIONS", "canonical_op", "check_op", "is_prime", "ModularTable", "modular_table",
-           "train_mask", "corrupted_mask", "noisy_labels"]
+           "train_mask", "n_train", "n_train_rows", "corrupted_mask", "noisy_labels"]
 
 # Symbol -> name; names are accepted too.
 OPERATIONS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
@@ -150,6 +150,11 @@ def modular_table(p: int, op: str = "+", data_seed: int = 0) -> ModularTable:
 def n_train(n: int, train_fraction):
     """⌊f·N⌋ training pairs, at least 1 (traceable in f)."""
     return jnp.maximum(jnp.floor(train_fraction * n + 1e-4), 1.0)
+
+
+def n_train_rows(n: int, fraction: float) -> int:
+    """:func:`n_train` for a concrete fraction, as a Python int (a static row count)."""
+    return max(int(math.floor(fraction * n + 1e-4)), 1)
 
 
 def train_mask(n: int, train_fraction, rows: int | None = None):
