@@ -22,7 +22,7 @@ from ..core.config import (ConfigError, TrainConfig, in_interval, nonnegative, n
 from ..core.family import Family, register_family
 from ..core.precision import masked_mean, weighted_cross_entropy
 from ..models.mlp import EMBEDDINGS, init_embed_mlp
-from ..models.transformer import ACTIVATIONS, init_transformer
+from ..models.transformer import NONLINEARITIES, init_transformer
 from ..tasks.modular import check_op, modular_table, n_train_rows, noisy_labels, train_mask
 
 __all__ = ["GrokkingConfig", "GROKKING", "table_of", "train_rows", "grid_train_mask"]
@@ -52,7 +52,7 @@ class GrokkingConfig(TrainConfig):
     n_heads: int = static(4, check=positive_int, help="attention heads (d_head = d_model / n_heads)")
     n_layers: int = static(1, check=positive_int, help="transformer layers")
     d_mlp: int = static(512, check=positive_int, help="neurons of the MLP (transformer block, or the MLP model)")
-    activation: str = static("relu", check=one_of(*ACTIVATIONS), help="neuron nonlinearity")
+    activation: str = static("relu", check=one_of(*NONLINEARITIES), help="neuron nonlinearity: relu, quadratic, or bilinear (the bilinear MLP of Pearce et al.)")
     alpha: float = sweepable(1.0, check=in_interval(0, 1), help="attention rate: 0 uniform, 1 softmax attention")
     embed: str = static("onehot", check=one_of(*EMBEDDINGS), help="mlp input: onehot (W_in on one-hot a,b), sum or concat embeddings")
     d_embed: int = static(128, check=positive_int, help="mlp embedding width (sum, concat)")

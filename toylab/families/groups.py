@@ -28,7 +28,7 @@ from ..core.family import Family, register_family
 from ..core.precision import masked_mean, weighted_cross_entropy
 from ..groups import GroupError
 from ..models.mlp import init_embed_mlp
-from ..models.transformer import ACTIVATIONS, init_transformer
+from ..models.transformer import NONLINEARITIES, init_transformer
 from ..tasks.composition import composition_table, group_of
 from ..tasks.modular import n_train_rows, train_mask
 
@@ -61,7 +61,7 @@ class GroupsConfig(TrainConfig):
     d_model: int = static(128, check=positive_int, help="transformer width")
     n_heads: int = static(4, check=positive_int, help="transformer heads (d_head = d_model / n_heads)")
     d_mlp: int = static(512, check=positive_int, help="transformer MLP neurons")
-    activation: str = static("relu", check=one_of(*ACTIVATIONS), help="neuron nonlinearity")
+    activation: str = static("relu", check=one_of(*NONLINEARITIES), help="neuron nonlinearity: relu, quadratic, or bilinear (the bilinear MLP of Pearce et al.)")
     loss_precision: str = static("float64", check=one_of("float64", "float32"), help="dtype the loss is computed in")
     steps: int = static(50_000, check=positive_int, help="full-batch steps (epochs)")
     warmup_steps: int = static(10, check=nonnegative_int, help="linear warmup steps")

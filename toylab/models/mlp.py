@@ -8,7 +8,9 @@ Three input layouts:
 - ``sum``: learned embeddings W_E_left[:, a] + W_E_right[:, b], then the hidden layer.
 - ``concat``: the two embeddings concatenated, then the hidden layer.
 
-Then logits = W_out h (+ b_out). Biases are optional (Gromov uses none).
+Then logits = W_out h (+ b_out). Biases are optional (Gromov uses none). With
+``activation="bilinear"`` the hidden layer is the bilinear MLP of Pearce et al. (2024):
+h = (W_in x + b_in) ⊙ (W_gate x + b_gate), a second input matrix in place of a nonlinearity.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .transformer import ACTIVATIONS
+from .transformer import NONLINEARITIES, neurons
 
 __all__ = ["EmbedMLP", "init_embed_mlp", "fourier_solution", "gcr_solution", "EMBEDDINGS"]
 
@@ -38,19 +40,24 @@ class EmbedMLP(eqx.Module):
     b_out: jax.Array | None
     embed: str = eqx.field(static=True, default="onehot")
     activation: str = eqx.field(static=True, default="relu")
+    W_gate: jax.Array | None = None  # (d_hidden, d_in), only for the bilinear MLP
+    b_gate: jax.Array | None = None
 
-    def hidden_pre(self, a, b):
+    def hidden_pre(self, a, b, gate: bool = False):
+        """Pre-activations of W_in (or of W_gate) for the pair (a, b)."""
         # The layers before the nonlinearity are linear, so each operand's effect on the
         # hidden layer is one column of W_in·W_E: under vmap over pairs that product does
         # not depend on the pair and is computed once per batch, not once per row.
-        left, right = self.input_weights()
+        left, right = self.input_weights(gate)
         pre = left[:, a] + right[:, b]
-        return pre if self.b_in is None else pre + self.b_in
+        bias = self.b_gate if gate else self.b_in
+        return pre if bias is None else pre + bias
 
     def __call__(self, tokens, alpha=1.0, return_activations: bool = False):
         """Logits for tokens [a, b, ...] (anything after b is ignored; alpha is unused)."""
         pre = self.hidden_pre(tokens[0], tokens[1])
-        post = ACTIVATIONS[self.activation](pre)
+        gate_pre = self.hidden_pre(tokens[0], tokens[1], gate=True) if self.activation == "bilinear" else None
+        post = neurons(pre, gate_pre, self.activation)
         logits = self.W_out @ post
         if self.b_out is not None:
             logits = logits + self.b_out
@@ -58,15 +65,17 @@ class EmbedMLP(eqx.Module):
             return logits, [dict(mlp_pre=pre[None], mlp_post=post[None])]
         return logits
 
-    def input_weights(self):
-        """Each neuron's weight on every value of a and of b: two (d_hidden, n_in) arrays."""
+    def input_weights(self, gate: bool = False):
+        """Each neuron's weight on every value of a and of b: two (d_hidden, n_in) arrays
+        (through W_in, or through W_gate for the bilinear MLP's second factor)."""
+        W = self.W_gate if gate else self.W_in
         if self.embed == "onehot":
-            n_in = self.W_in.shape[1] // 2
-            return self.W_in[:, :n_in], self.W_in[:, n_in:]
+            n_in = W.shape[1] // 2
+            return W[:, :n_in], W[:, n_in:]
         if self.embed == "sum":
-            return self.W_in @ self.W_E_left, self.W_in @ self.W_E_right
+            return W @ self.W_E_left, W @ self.W_E_right
         d = self.W_E_left.shape[0]
-        return self.W_in[:, :d] @ self.W_E_left, self.W_in[:, d:] @ self.W_E_right
+        return W[:, :d] @ self.W_E_left, W[:, d:] @ self.W_E_right
 
     @property
     def W_L(self):
@@ -80,12 +89,13 @@ def init_embed_mlp(key, *, n_in: int, n_out: int, d_hidden: int = 512, d_embed: 
     operand, so W_in gets std 1/√2 there); zero biases."""
     if embed not in EMBEDDINGS:
         raise ValueError(f"embed={embed!r}: must be one of {', '.join(EMBEDDINGS)}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation={activation!r}: must be one of {', '.join(ACTIVATIONS)}")
+    if activation not in NONLINEARITIES:
+        raise ValueError(f"activation={activation!r}: must be one of {', '.join(NONLINEARITIES)}")
     for name, v in (("n_in", n_in), ("n_out", n_out), ("d_hidden", d_hidden), ("d_embed", d_embed)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name}={v!r}: must be a positive integer")
     k_l, k_r, k_in, k_out = jax.random.split(key, 4)
+    bilinear = activation == "bilinear"
     if embed == "onehot":
         left = right = None
         d_in, s_in = 2 * n_in, 1.0 / math.sqrt(2)
@@ -101,6 +111,9 @@ def init_embed_mlp(key, *, n_in: int, n_out: int, d_hidden: int = 512, d_embed: 
         W_out=jax.random.normal(k_out, (n_out, d_hidden)) / math.sqrt(d_hidden),
         b_out=jnp.zeros(n_out) if bias else None,
         embed=embed, activation=activation,
+        # a key of its own, so the other weights' init does not change with the activation
+        W_gate=jax.random.normal(jax.random.fold_in(key, 1), (d_hidden, d_in)) * s_in if bilinear else None,
+        b_gate=jnp.zeros(d_hidden) if bilinear and bias else None,
     )
 
 

@@ -1,5 +1,6 @@
 """The small transformer of Nanda et al. (2023): no LayerNorm, learned positions, causal
-attention without biases, a ReLU MLP with biases, untied embed and unembed.
+attention without biases, a ReLU MLP with biases (or a bilinear MLP: ``activation="bilinear"``),
+untied embed and unembed.
 
 Weights are named and shaped as in the paper's code: W_E (d_model, d_vocab), W_pos (n_ctx,
 d_model), W_Q/W_K/W_V (n_heads, d_head, d_model), W_O (d_model, n_heads·d_head), W_in (d_mlp,
@@ -19,9 +20,18 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Block", "Transformer", "init_transformer", "ACTIVATIONS"]
+__all__ = ["Block", "Transformer", "init_transformer", "ACTIVATIONS", "NONLINEARITIES"]
 
 ACTIVATIONS = {"relu": jax.nn.relu, "quadratic": jnp.square}
+# Elementwise activations, plus "bilinear": the MLP becomes (W_in x + b_in) ⊙ (W_gate x +
+# b_gate) (Pearce et al. 2024), a drop-in with a second input matrix and no elementwise
+# nonlinearity. W_in is the paper's W, W_gate its V, W_out its P.
+NONLINEARITIES = (*ACTIVATIONS, "bilinear")
+
+
+def neurons(pre, gate_pre, activation):
+    """The MLP's neuron activations from the pre-activations of W_in (and of W_gate)."""
+    return pre * gate_pre if activation == "bilinear" else ACTIVATIONS[activation](pre)
 
 
 class Block(eqx.Module):
@@ -33,6 +43,8 @@ class Block(eqx.Module):
     b_in: jax.Array
     W_out: jax.Array
     b_out: jax.Array
+    W_gate: jax.Array | None = None  # (d_mlp, d_model), only for the bilinear MLP
+    b_gate: jax.Array | None = None
 
     @property
     def n_heads(self) -> int:
@@ -64,7 +76,8 @@ class Block(eqx.Module):
 
     def mlp(self, x, activation):
         pre = x @ self.W_in.T + self.b_in
-        post = ACTIVATIONS[activation](pre)
+        gate_pre = x @ self.W_gate.T + self.b_gate if activation == "bilinear" else None
+        post = neurons(pre, gate_pre, activation)
         return post @ self.W_out.T + self.b_out, pre, post
 
 
@@ -113,14 +126,16 @@ def init_transformer(key, *, d_vocab: int, d_vocab_out: int, n_ctx: int = 3, d_m
             raise ValueError(f"{name}={v!r}: must be a positive integer")
     if d_model % n_heads:
         raise ValueError(f"n_heads={n_heads}: must divide d_model={d_model}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation={activation!r}: must be one of {', '.join(ACTIVATIONS)}")
+    if activation not in NONLINEARITIES:
+        raise ValueError(f"activation={activation!r}: must be one of {', '.join(NONLINEARITIES)}")
     d_head = d_model // n_heads
     keys = jax.random.split(key, 3 + n_layers)
     s = 1.0 / math.sqrt(d_model)
 
     def block(k):
         kq, kk, kv, ko, ki, kout = jax.random.split(k, 6)
+        bilinear = activation == "bilinear"
+        kg = jax.random.fold_in(k, 1)  # a separate key, so the other weights' init is unchanged
         return Block(
             W_Q=jax.random.normal(kq, (n_heads, d_head, d_model)) * s,
             W_K=jax.random.normal(kk, (n_heads, d_head, d_model)) * s,
@@ -130,6 +145,8 @@ def init_transformer(key, *, d_vocab: int, d_vocab_out: int, n_ctx: int = 3, d_m
             b_in=jnp.zeros(d_mlp),
             W_out=jax.random.normal(kout, (d_model, d_mlp)) * s,
             b_out=jnp.zeros(d_model),
+            W_gate=jax.random.normal(kg, (d_mlp, d_model)) * s if bilinear else None,
+            b_gate=jnp.zeros(d_mlp) if bilinear else None,
         )
 
     return Transformer(
