@@ -5,4 +5,5 @@ REPRODUCTIONS = {
     "superposition": "experiments.superposition",
     "grokking": "experiments.grokking",
     "groups": "experiments.groups",
+    "bilinear": "experiments.bilinear",
 }

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from toylab.core.config import ConfigError
-from toylab.core.sweep import run_sweep
+from toylab.core.sweep import load_results, run_sweep
 from toylab.core.train import make_key
 from toylab.families import bilinear as fam
 from toylab.families.bilinear import BilinearConfig
@@ -165,3 +165,32 @@ def test_cli_bad_bilinear_input_is_one_line_and_exit_2(tmp_path):
     for needle, line in zip(["/no/such/dir/", "n_layers", "input_noise"], err):
         assert needle in line, line
     assert not (tmp_path / "o").exists()
+
+
+def test_reproduction_runs_every_section_on_a_tiny_sweep(tmp_path, monkeypatch):
+    """The reproduction's analysis, figures and claims, end to end on a tiny sweep (the quick
+    reproduction itself runs under `toylab reproduce`, not pytest)."""
+    from experiments import bilinear as repro
+
+    monkeypatch.setattr(repro, "setup", lambda quick: ({"dataset": "digits", "hidden": 16, "d_model": 16,
+                                                       "batch_size": 128, "steps": 200, "log_every": 100}, 2))
+    claims = repro.reproduce(tmp_path, quick=True, quiet=True, work=tmp_path / "work")
+    assert [c.reproduction for c in claims] == ["bilinear (a)", "bilinear (b)", "bilinear (c)", "bilinear (d)",
+                                                "bilinear (d)", "bilinear (e)", "bilinear (f)"]
+    for name in ("a_eigenvectors", "b_spectra", "c_truncation", "d_regularisation", "e_consistency", "f_adversarial"):
+        assert (tmp_path / f"bilinear_{name}.png").stat().st_size > 10_000
+    # Keeping every eigenvector is the model itself: the truncation curve ends at the accuracy
+    # the training loop measured.
+    a = repro.analyse(load_results(tmp_path / "work" / "bilinear"))
+    for s in a["settings"].values():
+        np.testing.assert_allclose(s["truncated"][:, -1], s["accuracy"], atol=1.5 / a["data"].n_test)
+
+
+def test_bench_bilinear_bad_input_exits_2(capsys):
+    from experiments.bench_bilinear import main
+
+    assert main(["--dataset", "/no/such/file.npz"]) == 2
+    assert "/no/such/file.npz" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["--hidden", "0"])
+    assert e.value.code == 2

@@ -126,7 +126,7 @@ def _cmd_bench(args, rest) -> int:
     from toylab.core.config import ConfigError
 
     benches = {"superposition": "experiments.bench_superposition", "grokking": "experiments.bench_grokking",
-               "groups": "experiments.bench_groups"}
+               "groups": "experiments.bench_groups", "bilinear": "experiments.bench_bilinear"}
     if args.name not in benches:
         raise ConfigError("NAME", args.name, f"unknown benchmark; choose from {', '.join(benches)}")
     return importlib.import_module(benches[args.name]).main(rest, prog=f"toylab bench {args.name}")
@@ -187,8 +187,8 @@ def _parser():
     fg.set_defaults(func=_cmd_figures, out=None, quick=True)
 
     b = sub.add_parser("bench", help="throughput benchmarks (prints figures)", add_help=False,
-                       description="toylab bench NAME [options]; 'toylab bench NAME --help' for options (NAME: superposition, grokking, groups)")
-    b.add_argument("name", metavar="NAME", help="benchmark: superposition, grokking or groups")
+                       description="toylab bench NAME [options]; 'toylab bench NAME --help' for options (NAME: superposition, grokking, groups, bilinear)")
+    b.add_argument("name", metavar="NAME", help="benchmark: superposition, grokking, groups or bilinear")
     b.set_defaults(func=None)
 
     f = sub.add_parser("fields", help="list a family's config fields", description="List FAMILY's fields with kind, default and meaning.")
