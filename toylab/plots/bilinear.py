@@ -117,7 +117,7 @@ def consistency_plot(similarity, title=""):
     (classes, k)."""
     names = list(similarity)
     k = np.asarray(similarity[names[0]]).shape[1]
-    fig, ax = plt.subplots(figsize=(1.2 * k * len(names) + 3, 3.6))
+    fig, ax = plt.subplots(figsize=(2.2 * k + 3, 3.6))
     width = 0.8 / len(names)
     for j, (name, color) in enumerate(zip(names, plt.cm.tab10.colors)):
         sim = np.asarray(similarity[name])
