@@ -194,3 +194,24 @@ def test_bench_bilinear_bad_input_exits_2(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--hidden", "0"])
     assert e.value.code == 2
+
+
+def test_reproduction_without_the_images_extra_reports_it_as_a_failed_claim(tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+
+    from experiments import bilinear as repro
+    from toylab.tasks import images
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.split(".")[0] == "sklearn" else real_find_spec(name, *a))
+    images.clear_cache()
+    try:
+        claims = repro.reproduce(tmp_path, quick=True, quiet=True)
+    finally:
+        images.clear_cache()
+    assert len(claims) == 1 and not claims[0].passed
+    assert "toylab[images]" in claims[0].measured
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # nothing trained, nothing written
