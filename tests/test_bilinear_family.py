@@ -154,15 +154,19 @@ def test_cli_bad_bilinear_input_is_one_line_and_exit_2(tmp_path):
 
     script = (
         "import sys\nfrom toylab.cli import main\n"
-        "for args in [['--set','dataset=/no/such/dir/'], ['--set','n_layers=3'], ['--grid','input_noise=0.1,-1']]:\n"
+        "for args in [['--set','dataset=/no/such/dir/'], ['--set','n_layers=3'], ['--grid','input_noise=0.1,-1'],\n"
+        "             ['--set','dataset='+sys.argv[2]]]:\n"
         "    code = main(['run','bilinear',*args,'--out',sys.argv[1]])\n"
         "    print('EXIT', code, flush=True)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
-    assert proc.stdout.count("EXIT 2") == 3, proc.stdout + proc.stderr
+    bad = tmp_path / "wrong_keys.npz"  # exists, but holds no images: refused before anything is written
+    np.savez(bad, a=np.zeros(3))
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "o"), str(bad)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.stdout.count("EXIT 2") == 4, proc.stdout + proc.stderr
     err = proc.stderr.strip().splitlines()
-    assert len(err) == 3 and "Traceback" not in proc.stderr
-    for needle, line in zip(["/no/such/dir/", "n_layers", "input_noise"], err):
+    assert len(err) == 4 and "Traceback" not in proc.stderr
+    for needle, line in zip(["/no/such/dir/", "n_layers", "input_noise", "wrong_keys.npz"], err):
         assert needle in line, line
     assert not (tmp_path / "o").exists()
 

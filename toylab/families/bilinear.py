@@ -78,6 +78,12 @@ class BilinearConfig(TrainConfig):
             problem = dataset_problem(self.dataset)
             if problem:
                 raise ConfigError("dataset", self.dataset, problem)
+            # Read (and cache) the data now, so a bad file is refused before anything is
+            # written or compiled.
+            data = load_images(self.dataset, self.data_seed, self.test_fraction)
+            if data.n_classes < 2:
+                raise ConfigError("dataset", self.dataset, f"its labels name {data.n_classes} class; a classifier "
+                                                           "needs at least 2")
         if self.n_layers > 1 and not self.residual:
             raise ConfigError("n_layers", self.n_layers, "more than one bilinear block needs residual=true")
         if self.residual and self.d_model == 0:
