@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 
-from experiments.common import int_list, positive_int, time_ensemble
+from experiments.common import devices_line, int_list, positive_int, time_ensemble
 
 DEFAULT_SEEDS = (1, 4)
 
@@ -86,7 +86,7 @@ def main(argv=None, prog=None) -> int:
         print(f"{name}: error: {e}", file=sys.stderr)
         return 2
     devices = jax.devices()
-    print(f"devices: {len(devices)} × {devices[0].device_kind} ({jax.default_backend()}); jax {jax.__version__}")
+    print(devices_line())
     print(f"{data.name}: {data.d_in} inputs, {data.n_classes} classes; embedding {cfg.d_model}, bilinear layer "
           f"{cfg.hidden}")
     print(f"{'models':>6} {'matrices':>9} {'first call s':>13} {'seconds':>9} {'per model s':>12}")

@@ -20,7 +20,7 @@ import json
 import sys
 import time
 
-from experiments.common import int_list, positive_int, time_ensemble
+from experiments.common import devices_line, int_list, positive_int, time_ensemble
 
 DEFAULT_SEEDS = (1, 8, 32)
 
@@ -91,7 +91,7 @@ def main(argv=None, prog=None) -> int:
         print(f"{prog or 'bench_groups'}: error: {e}", file=sys.stderr)
         return 2
     devices = jax.devices()
-    print(f"devices: {len(devices)} × {devices[0].device_kind} ({jax.default_backend()}); jax {jax.__version__}")
+    print(devices_line())
     print(f"{args.group} MLP (d_embed {cfg.d_embed}, d_hidden {cfg.d_hidden}), train fraction {cfg.train_fraction}, "
           f"{args.steps} full-batch steps per measurement")
     print(f"{'seeds':>6} {'block':>6} {'compile s':>10} {'seconds':>9} {'seeds·steps/s':>14}")

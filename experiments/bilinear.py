@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.common import save_figure, script_main
+from experiments.common import check_only, save_figure, script_main
 from toylab.analysis import eigen
 from toylab.core.claims import Claim
 from toylab.core.config import ConfigError
@@ -86,7 +86,7 @@ def reproduce(out, quick: bool = True, quiet: bool = False, only: str | None = N
     """Train the four settings, write the figures into ``out`` and return the checked claims.
     ``only``: letters of the figure sets to make (a–f; all when None); they share one sweep."""
     out = Path(out)
-    only = "abcdef" if only is None else only
+    only = check_only(only, "abcdef")
     mode = "quick" if quick else "full"
     base, seeds = setup(quick)
     try:  # the images extra may be missing: say so as this reproduction's result, let the others run

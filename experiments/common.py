@@ -9,8 +9,8 @@ import math
 import time
 from pathlib import Path
 
-__all__ = ["save_figure", "run_figures", "script_main", "positive_int", "positive_float", "int_list",
-           "block_size_arg", "time_ensemble"]
+__all__ = ["save_figure", "run_figures", "check_only", "script_main", "positive_int", "positive_float", "int_list",
+           "block_size_arg", "time_ensemble", "devices_line"]
 
 
 def save_figure(fig, out: Path, name: str) -> Path:
@@ -25,12 +25,30 @@ def save_figure(fig, out: Path, name: str) -> Path:
     return path
 
 
+def check_only(only: str | None, letters) -> str:
+    """``only`` (letters of figure sets, None for all) checked against the sets that exist."""
+    letters = "".join(letters)
+    if only is None:
+        return letters
+    if not isinstance(only, str) or not only or any(c not in letters for c in only):
+        from toylab.core.config import ConfigError
+
+        raise ConfigError("only", only, f"must be letters of the figure sets: some of {letters}")
+    return only
+
+
 def run_figures(figures: dict, out, quick: bool, quiet: bool, only: str | None, *extra) -> list:
     """Run each figure function ``fn(out, quick, quiet, *extra)`` whose key is in ``only``
     (all when None); returns their claims in order."""
+    # A function makes the figure sets from its key up to the next key ("a" of {"a", "d"}
+    # makes a, b and c), so any of those letters asks for it.
+    keys = sorted(figures)
+    ends = keys[1:] + [chr(ord(keys[-1]) + 1)]
+    covers = {k: "".join(chr(c) for c in range(ord(k), ord(end))) for k, end in zip(keys, ends)}
+    only = None if only is None else check_only(only, "".join(covers.values()))
     claims = []
     for key, fn in figures.items():
-        if only and key not in only:
+        if only and not set(covers[key]) & set(only):
             continue
         claims += fn(Path(out), quick, quiet, *extra)
     return claims
@@ -49,6 +67,14 @@ def script_main(doc: str, reproduce, only_help: str, work: bool = False) -> None
     args = ap.parse_args()
     kwargs = {"work": args.work} if work else {}
     print(format_claims(reproduce(args.out, args.quick, only=args.only, **kwargs)))
+
+
+def devices_line() -> str:
+    """One line naming the devices JAX sees, its backend and version (benchmark headers)."""
+    import jax
+
+    devices = jax.devices()
+    return f"devices: {len(devices)} × {devices[0].device_kind} ({jax.default_backend()}); jax {jax.__version__}"
 
 
 def positive_int(text: str) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.common import save_figure, script_main
+from experiments.common import check_only, save_figure, script_main
 from toylab.analysis import representations as ra
 from toylab.core.claims import Claim
 from toylab.core.sweep import run_sweep
@@ -135,7 +135,7 @@ def reproduce(out, quick: bool = True, quiet: bool = False, only: str | None = N
     ``out``, and return the checked claims. ``only``: letters of the figure sets to make
     (a, b, c; all when None); the sets share one sweep per group."""
     out = Path(out)
-    only = "abc" if only is None else only
+    only = check_only(only, "abc")
     mode = "quick" if quick else "full"
     analyses = {}
     for name, (base, seeds) in setups(quick).items():

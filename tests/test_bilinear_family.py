@@ -219,3 +219,26 @@ def test_reproduction_without_the_images_extra_reports_it_as_a_failed_claim(tmp_
     assert len(claims) == 1 and not claims[0].passed
     assert "toylab[images]" in claims[0].measured
     assert not tmp_path.exists() or not any(tmp_path.iterdir())  # nothing trained, nothing written
+
+
+def test_reproductions_refuse_unknown_figure_letters(tmp_path):
+    from experiments import bilinear, groups, superposition
+    from experiments.common import devices_line
+
+    for mod in (bilinear, groups, superposition):
+        with pytest.raises(ConfigError, match="only='z'"):
+            mod.reproduce(tmp_path / "o", quick=True, quiet=True, only="z")
+    assert not (tmp_path / "o").exists()
+    assert devices_line().startswith("devices: 1 × ")
+
+
+def test_run_figures_maps_letters_to_the_function_that_makes_them(tmp_path):
+    from experiments.common import run_figures
+
+    made = []
+    figures = {"a": lambda *a: made.append("a") or [], "d": lambda *a: made.append("d") or []}
+    run_figures(figures, tmp_path, True, True, "c")  # c is made by the "a" function
+    run_figures(figures, tmp_path, True, True, None)
+    assert made == ["a", "a", "d"]
+    with pytest.raises(ConfigError, match="abcd"):
+        run_figures(figures, tmp_path, True, True, "e")
