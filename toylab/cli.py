@@ -1,7 +1,8 @@
 """The ``toylab`` command: run, sweep, reproduce, figures, bench, fields.
 
 Bad input gets one line naming the field, the value and what is allowed, and exit code 2;
-validation happens before anything is written.
+validation happens before anything is written. Building the parser and ``--help`` import
+neither JAX nor a family, so they answer at once.
 """
 
 from __future__ import annotations
@@ -15,14 +16,10 @@ from pathlib import Path
 __all__ = ["main"]
 
 
-class UsageError(Exception):
-    pass
+def _usage(option: str, value, allowed: str):
+    from toylab.core.config import ConfigError
 
-
-def _families():
-    import toylab
-
-    return toylab.family_names()
+    return ConfigError(option, value, allowed)
 
 
 def _parse_assignments(items, option: str, family, allow_lists: bool):
@@ -32,18 +29,18 @@ def _parse_assignments(items, option: str, family, allow_lists: bool):
     out: dict = {}
     for item in items or []:
         if "=" not in item:
-            raise UsageError(f"{option} {item!r}: must be field=value{',value...' if allow_lists else ''}")
+            raise _usage(option, item, f"must be field=value{',value...' if allow_lists else ''}")
         name, text = (s.strip() for s in item.split("=", 1))
         if name not in cfg_cls.field_info():
             raise ConfigError(name, text, f"unknown field of family {family.name}; run 'toylab fields {family.name}'")
         if name in out:
-            raise UsageError(f"{option} {name}: given twice")
+            raise _usage(option, name, "given twice")
         if allow_lists:
             if cfg_cls.field_info()[name].metadata["type_name"].startswith("a comma-separated"):
-                raise UsageError(f"{option} {name}: a list-valued field cannot be swept; use --set")
+                raise _usage(option, name, "a list-valued field cannot be swept; use --set")
             values = [v for v in text.split(",")]
             if any(not v.strip() for v in values):
-                raise UsageError(f"{option} {name}={text!r}: values must be separated by single commas")
+                raise _usage(option, f"{name}={text}", "values must be separated by single commas")
             out[name] = [cfg_cls.parse_field(name, v) for v in values]
         else:
             out[name] = cfg_cls.parse_field(name, text)
@@ -54,19 +51,41 @@ def _cmd_run(args) -> int:
     import numpy as np
 
     from toylab.core.family import get_family
-    from toylab.core.sweep import run_sweep
 
     family = get_family(args.family)
     base = _parse_assignments(args.set, "--set", family, allow_lists=False)
     grid = _parse_assignments(args.grid, "--grid", family, allow_lists=True)
     clash = set(base) & set(grid)
     if clash:
-        raise UsageError(f"field {sorted(clash)[0]!r} given both in --set and --grid")
+        raise _usage("--grid", sorted(clash)[0], "is given both in --set and --grid")
     if args.resume and not args.out:
-        raise UsageError("--resume needs --out DIR (the folder of the sweep to finish)")
+        raise _usage("--resume", True, "needs --out DIR (the folder of the sweep to finish)")
+    distributed = args.distributed or args.coordinator is not None
+    if (args.num_processes is not None or args.process_id is not None) and args.coordinator is None:
+        raise _usage("--num-processes", args.num_processes, "goes with --coordinator HOST:PORT and --process-id")
+    if distributed:
+        from toylab.core.devices import init_distributed
+
+        init_distributed(args.coordinator, args.num_processes, args.process_id)
+        if not args.out:
+            raise _usage("--out", None, "a sweep over several processes needs --out DIR on a filesystem all can read")
+    from toylab.core.sweep import run_sweep
+
     out = args.out or str(Path("runs") / f"{family.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    cfg = family.config(**base)
+    steps = grid.get("steps", [cfg.steps])
+    if "log_every" not in base and "log_every" not in grid:
+        chosen = sorted({family.config(**{**base, "steps": s}).log_every for s in steps})
+        if chosen != [100]:
+            print(f"note: log_every not given; using {', '.join(map(str, chosen))} (the largest divisor of steps "
+                  "up to 100); --set log_every=N to choose", file=sys.stderr)
     results = run_sweep(family, base, grid, seeds=args.seeds, out=out, resume=args.resume,
-                        chunk_size=args.chunk_size, segments=args.segments, quiet=args.quiet)
+                        chunk_size=args.chunk_size, segments=args.segments, block_size=args.block_size,
+                        quiet=args.quiet)
+    import jax
+
+    if jax.process_index() != 0:
+        return 0  # process 0 reports
     # One line per grid point: mean ± std over seeds of each final measure.
     fields = list(results.grid)
     names = sorted({k for r in results.runs for k in (*r.metrics, *r.summary)})
@@ -102,34 +121,48 @@ def default_figures_dir() -> Path:
 
 
 def _cmd_reproduce(args, quick=None, out=None) -> int:
-    from toylab.core.claims import format_claims
+    from experiments.claims import format_claims, write_claims
+    from toylab.core.store import check_writable
 
-    mods = _reproduction_modules(args.names)
     quick = args.quick if quick is None else quick
-    out = Path(out or args.out or "figures")
+    if out is None:
+        out = Path(args.out) if args.out else Path("reproductions") / (
+            f"{'quick' if quick else 'full'}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    out = Path(out)
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {str(out)!r}: exists and is not a folder")
+        raise _usage("--out", str(out), "exists and is not a folder")
+    if out.resolve() == default_figures_dir().resolve() and args.command == "reproduce":
+        raise _usage("--out", str(out), "is the repository's committed figures; use 'toylab figures' to overwrite them")
+    check_writable(out)  # before minutes of training, not after
+    mods = _reproduction_modules(args.names)
     claims = []
     for name, mod in mods:
         print(f"== reproducing {name} ({'quick' if quick else 'full'}) -> {out}", flush=True)
         claims += mod.reproduce(out, quick=quick, quiet=args.quiet)
+    path = write_claims(out / "claims.json", claims)
     print()
     print(format_claims(claims))
-    return 0 if all(c.passed for c in claims) else 1
+    print(f"figures and {path.name} in {out}")
+    failed = [c for c in claims if not c.passed]
+    for c in failed:
+        print(f"FAILED: {c.reproduction}: {c.claim} (paper: {c.paper}; measured: {c.measured})")
+    return 1 if failed else 0
 
 
 def _cmd_figures(args) -> int:
     return _cmd_reproduce(args, quick=True, out=default_figures_dir())
 
 
+BENCHMARKS = {"superposition": "experiments.benchmarks.superposition", "grokking": "experiments.benchmarks.grokking",
+              "groups": "experiments.benchmarks.groups", "bilinear": "experiments.benchmarks.bilinear"}
+
+
 def _cmd_bench(args, rest) -> int:
     from toylab.core.config import ConfigError
 
-    benches = {"superposition": "experiments.bench_superposition", "grokking": "experiments.bench_grokking",
-               "groups": "experiments.bench_groups", "bilinear": "experiments.bench_bilinear"}
-    if args.name not in benches:
-        raise ConfigError("NAME", args.name, f"unknown benchmark; choose from {', '.join(benches)}")
-    return importlib.import_module(benches[args.name]).main(rest, prog=f"toylab bench {args.name}")
+    if args.name not in BENCHMARKS:
+        raise ConfigError("NAME", args.name, f"unknown benchmark; choose from {', '.join(BENCHMARKS)}")
+    return importlib.import_module(BENCHMARKS[args.name]).main(rest, prog=f"toylab bench {args.name}")
 
 
 def _cmd_fields(args) -> int:
@@ -139,26 +172,44 @@ def _cmd_fields(args) -> int:
     print(f"{family.name}: {family.description}")
     print(f"{'field':22} {'kind':10} {'default':>14}  help")
     for name, f in family.config.field_info().items():
-        print(f"{name:22} {f.metadata['kind']:10} {str(f.default):>14}  {f.metadata['help']}")
+        choices = getattr(f.metadata["check"], "choices", None)
+        extra = f" (choices: {', '.join(choices)})" if choices else ""
+        print(f"{name:22} {f.metadata['kind']:10} {str(f.default):>14}  {f.metadata['help']}{extra}")
     print("\nstatic fields pick the compiled program; sweepable ones are traced (a grid over them is one program).")
     return 0
 
 
+def _catalogue() -> str:
+    """Families and reproductions for the help text, read without importing JAX."""
+    from experiments import REPRODUCTIONS
+    from toylab.families import BUILTIN
+
+    lines = ["families (toylab fields FAMILY lists fields and choices):"]
+    lines += [f"  {name:14} {description}" for name, (_, description) in BUILTIN.items()]
+    lines += ["reproductions (toylab reproduce NAME):", "  " + ", ".join(REPRODUCTIONS),
+              "benchmarks (toylab bench NAME):", "  " + ", ".join(BENCHMARKS)]
+    return "\n".join(lines)
+
+
 def _parser():
+    catalogue = _catalogue()
     p = argparse.ArgumentParser(
-        prog="toylab",
+        prog="toylab", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=catalogue,
         description="A JAX laboratory for the toy models of mechanistic interpretability: "
                     "train sweeps, regenerate paper figures, test theory.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    from toylab.families import BUILTIN
 
     for name in ("run", "sweep"):
         r = sub.add_parser(name, help="train a family over a grid × seeds" + (" (same as run)" if name == "sweep" else ""),
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
                            description="Train FAMILY at its defaults, with --set overrides, over the Cartesian "
                                        "product of the --grid values, for --seeds seeds each. Results go to --out "
                                        "(manifest.json, summary.json, metrics and params). "
                                        "'toylab fields FAMILY' lists the fields.",
-                           epilog="example: toylab run superposition --grid feature_probability=1,0.1,0.01 --seeds 4")
-        r.add_argument("family", metavar="FAMILY", help="model family (see 'toylab fields FAMILY')")
+                           epilog="example: toylab run superposition --grid feature_probability=1,0.1,0.01 --seeds 4\n\n"
+                                  + catalogue.split("reproductions")[0])
+        r.add_argument("family", metavar="FAMILY", help=f"model family: {', '.join(BUILTIN)}")
         r.add_argument("--set", action="append", metavar="FIELD=VALUE", help="set a field for every run (repeatable)")
         r.add_argument("--grid", action="append", metavar="FIELD=V1,V2,...", help="sweep a field over values (repeatable)")
         r.add_argument("--seeds", type=_positive_int("--seeds"), default=1, metavar="N", help="seeds per grid point (default 1)")
@@ -168,16 +219,26 @@ def _parser():
                        help="runs trained at once, to bound memory (default 4096)")
         r.add_argument("--segments", type=_positive_int("--segments"), default=10, metavar="N",
                        help="compiled segments per chunk: progress and checkpoint after each (default 10)")
+        r.add_argument("--block-size", type=_block_size, default="auto", metavar="N|auto|none",
+                       help="instances trained at once on each device (default auto)")
         r.add_argument("--quiet", action="store_true", help="no progress bar")
+        d = r.add_argument_group("several processes (jax.distributed; process 0 writes --out)")
+        d.add_argument("--distributed", action="store_true",
+                       help="join a multi-process run found in the environment: SLURM, a TPU pod, or "
+                            "JAX_COORDINATOR_ADDRESS with JAX_NUM_PROCESSES and JAX_PROCESS_ID")
+        d.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address (implies --distributed)")
+        d.add_argument("--num-processes", type=_positive_int("--num-processes"), metavar="N")
+        d.add_argument("--process-id", type=_nonnegative_int("--process-id"), metavar="I")
         r.set_defaults(func=_cmd_run)
 
-    rp = sub.add_parser("reproduce", help="run paper reproductions, write figures, check claims",
-                        description="Run each named reproduction (default: all), write its figures to --out and "
-                                    "print a table: claim, what the paper says, what was measured, pass/fail. "
-                                    "Exit code 1 if a claim fails.")
+    rp = sub.add_parser("reproduce", help="run paper reproductions, write figures and claims.json, check claims",
+                        description="Run each named reproduction (default: all), write its figures and claims.json "
+                                    "to --out and print a table: claim, what the paper says, what was measured, "
+                                    "pass/fail. Exit code 1 if a claim fails; the last lines name the failed ones.")
     rp.add_argument("names", nargs="*", metavar="NAME", help="reproductions (default: all)")
     rp.add_argument("--quick", action="store_true", help="small grids that run in minutes on a laptop CPU")
-    rp.add_argument("--out", metavar="DIR", help="figures folder (default ./figures)")
+    rp.add_argument("--out", metavar="DIR", help="output folder (default reproductions/quick-TIMESTAMP); "
+                                                 "'toylab figures' rewrites the committed figures instead")
     rp.add_argument("--quiet", action="store_true", help="no progress bars")
     rp.set_defaults(func=_cmd_reproduce)
 
@@ -187,45 +248,55 @@ def _parser():
     fg.set_defaults(func=_cmd_figures, out=None, quick=True)
 
     b = sub.add_parser("bench", help="throughput benchmarks (prints figures)", add_help=False,
-                       description="toylab bench NAME [options]; 'toylab bench NAME --help' for options (NAME: superposition, grokking, groups, bilinear)")
-    b.add_argument("name", metavar="NAME", help="benchmark: superposition, grokking, groups or bilinear")
+                       description=f"toylab bench NAME [options]; 'toylab bench NAME --help' for options (NAME: {', '.join(BENCHMARKS)})")
+    b.add_argument("name", metavar="NAME", help=f"benchmark: {', '.join(BENCHMARKS)}")
     b.set_defaults(func=None)
 
-    f = sub.add_parser("fields", help="list a family's config fields", description="List FAMILY's fields with kind, default and meaning.")
-    f.add_argument("family", metavar="FAMILY")
+    f = sub.add_parser("fields", help="list a family's config fields and their choices",
+                       description="List FAMILY's fields with kind, default, meaning and choices.")
+    f.add_argument("family", metavar="FAMILY", help=f"model family: {', '.join(BUILTIN)}")
     f.set_defaults(func=_cmd_fields)
     return p
 
 
-def _positive_int(option):
+def _positive_int(option, least: int = 1):
     def parse(text):
         try:
             v = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r}: must be a positive integer") from None
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"{text!r}: must be a positive integer")
+            v = least - 1
+        if v < least:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be {'a positive' if least else 'a non-negative'} integer")
         return v
 
     parse.__name__ = option
     return parse
 
 
-def main(argv=None) -> int:
-    from toylab.core.config import ConfigError
-    from toylab.core.store import StoreError
+def _nonnegative_int(option):
+    return _positive_int(option, least=0)
 
+
+def _block_size(text):
+    if text.strip().lower() in ("auto", "none"):
+        return text.strip().lower() if text.strip().lower() == "auto" else None
+    return _positive_int("--block-size")(text)
+
+
+def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = _parser()
     if argv and argv[0] == "bench" and len(argv) > 1 and argv[1] not in ("-h", "--help"):
         args, rest = parser.parse_args(argv[:2]), argv[2:]
     else:
         args, rest = parser.parse_args(argv), []
+    from toylab.core.config import ConfigError
+
     try:
         if args.command == "bench":
             return _cmd_bench(args, rest)
         return args.func(args)
-    except (ConfigError, StoreError, UsageError) as e:
+    except ConfigError as e:
         print(f"toylab {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

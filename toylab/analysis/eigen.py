@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..core.config import ConfigError
 from ..models.bilinear import BilinearClassifier, BilinearLayer, augment
 
 __all__ = [
@@ -55,8 +56,8 @@ def _as_layer(layer) -> BilinearLayer:
     if isinstance(layer, BilinearClassifier):
         return layer.as_layer()
     if not isinstance(layer, BilinearLayer):
-        raise ValueError(f"layer: a {type(layer).__name__}; must be a BilinearLayer "
-                         "(or a one-block BilinearClassifier)")
+        raise ConfigError("layer", f"a {type(layer).__name__}", "must be a BilinearLayer "
+                          "(or a one-block BilinearClassifier)")
     return layer
 
 
@@ -69,35 +70,35 @@ def _check_index(name: str, value, n: int, what: str) -> None:
     if isinstance(value, jax.core.Tracer):
         return
     if not _is_int(value) or not 0 <= value < n:
-        raise ValueError(f"{name}={value!r}: must be an integer in [0, {n}), {what}")
+        raise ConfigError(name, value, f"must be an integer in [0, {n}), {what}")
 
 
 def _check_k(k, d: int, name: str = "k", what: str = "") -> int:
     """1 <= k <= d (a static Python int); d is by default the rank of the interaction matrices."""
     what = what or f"the rank of the {d}x{d} interaction matrices (d_in + bias)"
     if not _is_int(k) or not 1 <= k <= d:
-        raise ValueError(f"{name}={k!r}: must be a static integer with 1 <= {name} <= {d}, {what}")
+        raise ConfigError(name, k, f"must be a static integer with 1 <= {name} <= {d}, {what}")
     return int(k)
 
 
 def _check_square(name: str, Q):
     Q = jnp.asarray(Q)
     if Q.ndim < 2 or Q.shape[-1] != Q.shape[-2]:
-        raise ValueError(f"{name}: shape {Q.shape}; must be (..., d, d), square in its last two axes")
+        raise ConfigError(name, f"shape {Q.shape}", "must be (..., d, d), square in its last two axes")
     return Q
 
 
 def _check_eigen(eig) -> "Eigen":
     if not isinstance(eig, Eigen):
-        raise ValueError(f"eig: a {type(eig).__name__}; must be an Eigen (from eigendecompose or "
-                         "class_eigendecomposition)")
+        raise ConfigError("eig", f"a {type(eig).__name__}", "must be an Eigen (from eigendecompose or "
+                          "class_eigendecomposition)")
     return eig
 
 
 def _check_input(x, d_in: int, name: str = "x"):
     x = jnp.asarray(x)
     if x.ndim < 1 or x.shape[-1] != d_in:
-        raise ValueError(f"{name}: shape {x.shape}; must be (..., d_in) with d_in = {d_in}")
+        raise ConfigError(name, f"shape {x.shape}", f"must be (..., d_in) with d_in = {d_in}")
     return x
 
 
@@ -136,7 +137,7 @@ def interaction_matrix(layer, u):
     layer = _as_layer(layer)
     u = jnp.asarray(u)
     if u.shape != (layer.d_out,):
-        raise ValueError(f"u: shape {u.shape}; must be (d_out,) = ({layer.d_out},), one weight per output")
+        raise ConfigError("u", f"shape {u.shape}", f"must be (d_out,) = ({layer.d_out},), one weight per output")
     return _interaction(layer, u[None].astype(layer.P.dtype))[0]
 
 
@@ -146,14 +147,14 @@ def interaction_matrices(layer, U):
     layer = _as_layer(layer)
     U = jnp.asarray(U)
     if U.ndim != 2 or U.shape[1] != layer.d_out:
-        raise ValueError(f"U: shape {U.shape}; must be (n, d_out) with d_out = {layer.d_out}, one direction per row")
+        raise ConfigError("U", f"shape {U.shape}", f"must be (n, d_out) with d_out = {layer.d_out}, one direction per row")
     return _interaction(layer, U.astype(layer.P.dtype))
 
 
 def output_directions(d_out: int):
     """(d_out, d_out) identity: one direction per output (class)."""
     if not _is_int(d_out) or d_out < 1:
-        raise ValueError(f"d_out={d_out!r}: must be a positive integer")
+        raise ConfigError("d_out", d_out, "must be a positive integer")
     return jnp.eye(d_out)
 
 
@@ -163,7 +164,7 @@ def logit_difference(d_out: int, a: int, b: int):
     _check_index("a", a, d_out, "an output index")
     _check_index("b", b, d_out, "an output index")
     if not isinstance(a, jax.core.Tracer) and not isinstance(b, jax.core.Tracer) and a == b:
-        raise ValueError(f"b={b!r}: must differ from a={a!r} (e_a − e_a is zero)")
+        raise ConfigError("b", b, f"must differ from a={a!r} (e_a − e_a is zero)")
     return jnp.zeros(d_out).at[a].add(1.0).at[b].add(-1.0)
 
 
@@ -265,8 +266,8 @@ def spectrum_share(values, k: int):
 def _contributions(eig: Eigen, x, kmax: int):
     """λ_ci (v_ciᵀ x̃)² for the top kmax eigenpairs of each direction: (..., n_dir, kmax)."""
     if eig.values.ndim != 2:
-        raise ValueError(f"eig: values of shape {eig.values.shape}; must be (n_directions, d), one model's "
-                         "decomposition (jax.vmap over seeds)")
+        raise ConfigError("eig", f"values of shape {eig.values.shape}", "must be (n_directions, d), one model's "
+                          "decomposition (jax.vmap over seeds)")
     x = _check_input(x, eig.d_in)
     xa = augment(x, eig.bias).astype(eig.vectors.dtype)
     proj = jnp.einsum("...j,cjk->...ck", xa, eig.vectors[..., :kmax], precision=_HI)
@@ -290,12 +291,12 @@ def truncated_accuracy(eig: Eigen, x, labels, ks):
     eig = _check_eigen(eig)
     ks = (ks,) if _is_int(ks) else tuple(ks)
     if not ks:
-        raise ValueError("ks=(): must name at least one k")
+        raise ConfigError("ks", (), "must name at least one k")
     ks = tuple(_check_k(k, eig.d) for k in ks)
     x = _check_input(x, eig.d_in)
     labels = jnp.asarray(labels)
     if x.ndim != 2 or labels.shape != x.shape[:1]:
-        raise ValueError(f"labels: shape {labels.shape} for x of shape {x.shape}; must be (n,) for x (n, d_in)")
+        raise ConfigError("labels", f"shape {labels.shape} for x of shape {x.shape}", "must be (n,) for x (n, d_in)")
     cum = jnp.cumsum(_contributions(eig, x, max(ks)), axis=-1)  # (n, n_classes, kmax)
     out = cum[..., np.asarray(ks) - 1]  # (n, n_classes, len(ks))
     pred = jnp.argmax(out, axis=1)  # (n, len(ks))
@@ -316,7 +317,7 @@ class HOSVD(NamedTuple):
 def _check_tensor(B):
     B = jnp.asarray(B)
     if B.ndim != 3:
-        raise ValueError(f"B: shape {B.shape}; must be a third-order (d_out, d, d) tensor")
+        raise ConfigError("B", f"shape {B.shape}", "must be a third-order (d_out, d, d) tensor")
     return B
 
 
@@ -342,7 +343,7 @@ def reconstruct_hosvd(core, factors, ranks=None):
     if ranks is not None:
         ranks = tuple(ranks)
         if len(ranks) != 3:
-            raise ValueError(f"ranks={ranks!r}: must be three integers (r_out, r_1, r_2) or None")
+            raise ConfigError("ranks", ranks, "must be three integers (r_out, r_1, r_2) or None")
         for mode, (r, n) in enumerate(zip(ranks, core.shape)):
             _check_k(r, n, name="ranks", what=f"the number of directions of mode {mode}")
         core = core[: ranks[0], : ranks[1], : ranks[2]]
@@ -391,8 +392,8 @@ def sign_align(vectors, reference):
     column of ``reference`` is negative (eigenvectors are defined up to sign)."""
     vectors, reference = jnp.asarray(vectors), jnp.asarray(reference)
     if vectors.shape[-2:] != reference.shape[-2:]:
-        raise ValueError(f"reference: shape {reference.shape}; its last two axes must match vectors' "
-                         f"{vectors.shape[-2:]} (d, k)")
+        raise ConfigError("reference", f"shape {reference.shape}", "its last two axes must match vectors' "
+                          f"{vectors.shape[-2:]} (d, k)")
     dots = jnp.sum(vectors * reference, axis=-2, keepdims=True)
     return jnp.where(dots < 0, -vectors, vectors)
 
@@ -402,7 +403,7 @@ def eigenvector_similarity(vectors_a, vectors_b):
     (..., k) in [0, 1] (0 for a zero column)."""
     a, b = _unit_columns(jnp.asarray(vectors_a)), _unit_columns(jnp.asarray(vectors_b))
     if a.shape[-2:] != b.shape[-2:]:
-        raise ValueError(f"vectors_b: shape {b.shape}; its last two axes must match vectors_a's {a.shape[-2:]}")
+        raise ConfigError("vectors_b", f"shape {b.shape}", f"its last two axes must match vectors_a's {a.shape[-2:]}")
     return jnp.abs(jnp.sum(a * b, axis=-2))
 
 
@@ -416,7 +417,7 @@ def _seed_pairs_mean(sim):
 def _check_seeds(vectors):
     vectors = jnp.asarray(vectors)
     if vectors.ndim < 3 or vectors.shape[0] < 2:
-        raise ValueError(f"vectors: shape {vectors.shape}; must be (n_seeds, ..., d, k) with n_seeds >= 2")
+        raise ConfigError("vectors", f"shape {vectors.shape}", "must be (n_seeds, ..., d, k) with n_seeds >= 2")
     return _unit_columns(vectors)
 
 
@@ -447,13 +448,13 @@ def eigenvector_mask(eig: Eigen, target_class, which: int = 0, sign: int = +1):
     positive (use a negative strength for the other)."""
     eig = _check_eigen(eig)
     if eig.values.ndim < 2:
-        raise ValueError(f"eig: values of shape {eig.values.shape}; must be (..., n_classes, d) "
-                         "(from class_eigendecomposition)")
+        raise ConfigError("eig", f"values of shape {eig.values.shape}", "must be (..., n_classes, d) "
+                          "(from class_eigendecomposition)")
     n_classes = eig.values.shape[-2]
     _check_index("target_class", target_class, n_classes, f"one of the {n_classes} classes")
     _check_index("which", which, eig.d, "an eigenvector rank (0 = the most extreme)")
     if sign not in (1, -1) or isinstance(sign, bool):
-        raise ValueError(f"sign={sign!r}: must be +1 (positive eigenvalues) or -1 (negative)")
+        raise ConfigError("sign", sign, "must be +1 (positive eigenvalues) or -1 (negative)")
     values = jnp.take(eig.values, target_class, axis=-2)  # (..., d)
     vectors = jnp.take(eig.vectors, target_class, axis=-3)  # (..., d, d)
     i = jnp.argsort(-sign * values, axis=-1, stable=True)[..., which]
@@ -466,7 +467,7 @@ def eigenvector_mask(eig: Eigen, target_class, which: int = 0, sign: int = +1):
 def random_mask(key, d_in: int):
     """A unit Gaussian direction (d_in,): the control for an eigenvector mask."""
     if not _is_int(d_in) or d_in < 1:
-        raise ValueError(f"d_in={d_in!r}: must be a positive integer")
+        raise ConfigError("d_in", d_in, "must be a positive integer")
     v = jax.random.normal(key, (d_in,))
     return v / jnp.linalg.norm(v)
 
@@ -475,17 +476,17 @@ def _masked_predictions(model_fn, x, mask, strengths, clip):
     x = jnp.asarray(x)
     mask = jnp.asarray(mask)
     if x.ndim != 2:
-        raise ValueError(f"x: shape {x.shape}; must be (n, d_in)")
+        raise ConfigError("x", f"shape {x.shape}", "must be (n, d_in)")
     if mask.shape != x.shape[-1:]:
-        raise ValueError(f"mask: shape {mask.shape}; must be (d_in,) = ({x.shape[-1]},), one entry per input")
+        raise ConfigError("mask", f"shape {mask.shape}", f"must be (d_in,) = ({x.shape[-1]},), one entry per input")
     strengths = jnp.atleast_1d(jnp.asarray(strengths, x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else None))
     if strengths.ndim != 1:
-        raise ValueError(f"strengths: shape {strengths.shape}; must be a scalar or 1-D")
+        raise ConfigError("strengths", f"shape {strengths.shape}", "must be a scalar or 1-D")
     if clip is not None:
         pair = isinstance(clip, (tuple, list)) and len(clip) == 2
         concrete = pair and not any(isinstance(c, jax.core.Tracer) for c in clip)
         if not pair or (concrete and not float(clip[0]) < float(clip[1])):
-            raise ValueError(f"clip={clip!r}: must be None or a range (lo, hi) with lo < hi")
+            raise ConfigError("clip", clip, "must be None or a range (lo, hi) with lo < hi")
 
     def predict(s):
         xs = x + s * mask
@@ -503,7 +504,7 @@ def masked_accuracy(model_fn, x, labels, mask, strengths, clip=None):
     ``clip`` = (lo, hi), e.g. the pixel range: → (n_strengths,)."""
     labels = jnp.asarray(labels)
     if labels.shape != jnp.shape(x)[:1]:
-        raise ValueError(f"labels: shape {labels.shape}; must be (n,) for x of shape {jnp.shape(x)}")
+        raise ConfigError("labels", f"shape {labels.shape}", f"must be (n,) for x of shape {jnp.shape(x)}")
     pred = _masked_predictions(model_fn, x, mask, strengths, clip)
     return jnp.mean(pred == labels[None, :], axis=-1)
 
@@ -528,15 +529,15 @@ def edge_mass(vectors, shape, border: int = 1):
     all pixels; the paper finds unregularised models' eigenvectors latch onto edge pixels."""
     if (not isinstance(shape, (tuple, list)) or len(shape) != 2 or
             not all(_is_int(s) and s >= 1 for s in shape)):
-        raise ValueError(f"shape={shape!r}: must be an image shape (h, w) of positive integers")
+        raise ConfigError("shape", shape, "must be an image shape (h, w) of positive integers")
     h, w = (int(s) for s in shape)
     vectors = jnp.asarray(vectors)
     if vectors.ndim < 2 or vectors.shape[-2] not in (h * w, h * w + 1):
-        raise ValueError(f"vectors: shape {vectors.shape}; must be (..., d, k) with d = h*w = {h * w} "
-                         f"(or {h * w + 1} with the bias row), one vector per column")
+        raise ConfigError("vectors", f"shape {vectors.shape}", f"must be (..., d, k) with d = h*w = {h * w} "
+                          f"(or {h * w + 1} with the bias row), one vector per column")
     if not _is_int(border) or not 1 <= border or 2 * border >= min(h, w):
-        raise ValueError(f"border={border!r}: must be an integer with 1 <= border < min(h, w)/2 = "
-                         f"{min(h, w) / 2:g}, so that some pixels are not edge")
+        raise ConfigError("border", border, "must be an integer with 1 <= border < min(h, w)/2 = "
+                          f"{min(h, w) / 2:g}, so that some pixels are not edge")
     edge = np.ones((h, w), bool)
     edge[border:h - border, border:w - border] = False
     sq = vectors[..., : h * w, :] ** 2

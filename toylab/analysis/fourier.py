@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..core.config import ConfigError
 from ..core.precision import weighted_cross_entropy
 
 __all__ = [
@@ -52,7 +53,7 @@ def _basis_np(p: int) -> np.ndarray:
 
 def _check_p(p) -> int:
     if not isinstance(p, (int, np.integer)) or isinstance(p, bool) or p < 2:
-        raise ValueError(f"p={p!r}: must be an integer >= 2")
+        raise ConfigError("p", p, "must be an integer >= 2")
     return int(p)
 
 
@@ -92,7 +93,7 @@ def fourier_2d(values, p: int):
     ``fourier_2d_inverse`` undoes it and squared coefficients sum to the squared values."""
     values = jnp.asarray(values)
     if values.shape[:2] != (p, p):
-        raise ValueError(f"values: shape {values.shape}; must start with (p, p) = ({p}, {p})")
+        raise ConfigError("values", f"shape {values.shape}", f"must start with (p, p) = ({p}, {p})")
     F = jnp.asarray(fourier_basis(p), values.dtype if jnp.issubdtype(values.dtype, jnp.floating) else jnp.float32)
     return jnp.einsum("ia,jb,ab...->ij...", F, F, values)
 
@@ -101,7 +102,7 @@ def fourier_2d_inverse(coeffs, p: int):
     """Values over (a, b) from 2-D basis coefficients (the inverse of :func:`fourier_2d`)."""
     coeffs = jnp.asarray(coeffs)
     if coeffs.shape[:2] != (p, p):
-        raise ValueError(f"coeffs: shape {coeffs.shape}; must start with (p, p) = ({p}, {p})")
+        raise ConfigError("coeffs", f"shape {coeffs.shape}", f"must start with (p, p) = ({p}, {p})")
     F = jnp.asarray(fourier_basis(p), coeffs.dtype)
     return jnp.einsum("ia,jb,ij...->ab...", F, F, coeffs)
 
@@ -122,7 +123,7 @@ def fourier_norms(W, p: int, axis: int = -1):
     """Norm of W's component along each basis row, W's ``axis`` (length p) being Z_p."""
     W = jnp.moveaxis(jnp.asarray(W), axis, -1)
     if W.shape[-1] != p:
-        raise ValueError(f"W: axis {axis} has length {W.shape[-1]}; must have length p={p}")
+        raise ConfigError("W", f"axis {axis} has length {W.shape[-1]}", f"must have length p={p}")
     coeffs = W @ jnp.asarray(fourier_basis(p)).T  # (..., p) in the basis
     return jnp.sqrt(jnp.sum(coeffs.reshape(-1, p) ** 2, axis=0))
 
@@ -150,7 +151,7 @@ def key_frequencies(power, ratio: float = 10.0):
     where the median is itself a peak). A sparse spectrum gives its few peaks; a flat one
     gives none."""
     if not (isinstance(ratio, (int, float)) and ratio > 0):
-        raise ValueError(f"ratio={ratio!r}: must be a number > 0")
+        raise ConfigError("ratio", ratio, "must be a number > 0")
     power = jnp.asarray(power)[..., 1:]
     median = jnp.median(power, axis=-1, keepdims=True)
     top = jnp.max(power, axis=-1, keepdims=True)
@@ -174,7 +175,7 @@ def _check_model_p(model, p: int):
     p = _check_p(p)
     n_in = model.input_weights()[0].shape[1] if hasattr(model, "input_weights") else model.W_E.shape[1] - 1
     if n_in != p:
-        raise ValueError(f"p={p}: the model reads {n_in} operand values; p must match it")
+        raise ConfigError("p", p, f"the model reads {n_in} operand values; p must match it")
 
 
 # Compiled once per model structure: analyses call these for many runs and snapshots.
@@ -242,7 +243,7 @@ def logit_frequency_components(logits, p: int):
     variance of the logits (centred over c) it explains."""
     L = jnp.asarray(logits)
     if L.shape != (p, p, p):
-        raise ValueError(f"logits: shape {L.shape}; must be (p, p, p) = ({p}, {p}, {p}) over [a, b, c]")
+        raise ConfigError("logits", f"shape {L.shape}", f"must be (p, p, p) = ({p}, {p}, {p}) over [a, b, c]")
     L = L - L.mean(-1, keepdims=True)
     ks = np.arange(1, n_frequencies(p) + 1)
     C = jnp.asarray(np.cos(2 * np.pi * ks[:, None] * np.arange(p)[None] / p), jnp.float32)
@@ -258,9 +259,9 @@ def logit_frequency_components(logits, p: int):
 def _project_sum_directions(logits, p: int, mask):
     """The part of the logits along cos/sin(w(a+b)) for the frequencies in mask, per c."""
     if logits.shape[:2] != (p, p):
-        raise ValueError(f"logits: shape {logits.shape}; must be (p, p, n_out) with p={p} over [a, b, c]")
+        raise ConfigError("logits", f"shape {logits.shape}", f"must be (p, p, n_out) with p={p} over [a, b, c]")
     if jnp.shape(mask) != (n_frequencies(p),):
-        raise ValueError(f"key_mask: shape {jnp.shape(mask)}; must be ({n_frequencies(p)},), one entry per frequency 1..p//2")
+        raise ConfigError("key_mask", f"shape {jnp.shape(mask)}", f"must be ({n_frequencies(p)},), one entry per frequency 1..p//2")
     D = jnp.asarray(_sum_directions(p), jnp.float32) * jnp.asarray(mask, jnp.float32)[:, None, None, None]
     coef = jnp.einsum("kdab,abc->kdc", D, logits)
     return jnp.einsum("kdab,kdc->abc", D, coef)
@@ -365,11 +366,11 @@ def neuron_ipr(model, p: int):
     al. Memorising neurons have low IPR. (A transformer's neurons see a and b only through
     attention; use :func:`neuron_frequency_clusters` on its activations instead.)"""
     if not hasattr(model, "input_weights"):
-        raise ValueError(f"model: a {type(model).__name__} has no input weights on a and b; neuron_ipr "
-                         "needs an embedding MLP (use neuron_frequency_clusters for a transformer)")
+        raise ConfigError("model", f"a {type(model).__name__}", "has no input weights on a and b; neuron_ipr "
+                          "needs an embedding MLP (use neuron_frequency_clusters for a transformer)")
     left, right = model.input_weights()
     if left.shape[1] != p:
-        raise ValueError(f"p={p}: the model's inputs have {left.shape[1]} values; must equal p")
+        raise ConfigError("p", p, f"the model's inputs have {left.shape[1]} values; must equal p")
     F = jnp.asarray(fourier_basis(p))
     power = frequency_power(left[:, :p] @ F.T, p, axis=-1) + frequency_power(right[:, :p] @ F.T, p, axis=-1)
     return inverse_participation_ratio(power[:, 1:])
@@ -381,7 +382,7 @@ def prune_neurons(model, keep):
     keep = jnp.asarray(keep, jnp.float32)
     d = model.W_out.shape[1] if hasattr(model, "input_weights") else model.blocks[-1].W_out.shape[1]
     if keep.shape != (d,):
-        raise ValueError(f"keep: shape {keep.shape}; must be ({d},), one entry per neuron")
+        raise ConfigError("keep", f"shape {keep.shape}", f"must be ({d},), one entry per neuron")
     if hasattr(model, "input_weights"):
         return eqx.tree_at(lambda m: m.W_out, model, model.W_out * keep[None, :])
     last = model.blocks[-1]

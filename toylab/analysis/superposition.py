@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..core.config import ConfigError
+
 __all__ = [
     "gram",
     "feature_norms",
@@ -69,10 +71,8 @@ def _as_weights(W, name: str = "W", *, min_ndim: int = 2, max_ndim: int = 2):
         W = jnp.asarray(W)
         shape = W.shape
     if not (min_ndim <= len(shape) <= max_ndim) or any(d == 0 for d in shape[-2:]):
-        raise ValueError(
-            f"{name} has shape {tuple(shape)}: must be a 2-D (n_hidden, n_features) array "
-            "with n_hidden >= 1 and n_features >= 1 (one model; use jax.vmap for a stack)"
-        )
+        raise ConfigError(name, f"shape {tuple(shape)}", "must be a 2-D (n_hidden, n_features) array "
+                          "with n_hidden >= 1 and n_features >= 1 (one model; use jax.vmap for a stack)")
     return _as_real(jnp.asarray(W), name)
 
 
@@ -82,35 +82,33 @@ def _check_positive(name: str, value) -> None:
         return
     v = float(value)
     if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name}={value!r}: must be a finite number > 0")
+        raise ConfigError(name, value, "must be a finite number > 0")
 
 
 def _check_count(name: str, value) -> None:
     if isinstance(value, jax.core.Tracer):
         return
     if int(value) != value or value < 1:
-        raise ValueError(f"{name}={value!r}: must be an integer >= 1")
+        raise ConfigError(name, value, "must be an integer >= 1")
 
 
 def _as_dimensionalities(D):
     D = jnp.asarray(D)
     if D.ndim != 1:
-        raise ValueError(
-            f"D has shape {D.shape}: must be a 1-D array of feature dimensionalities "
-            "(one model, or all models' values flattened)"
-        )
+        raise ConfigError("D", f"shape {D.shape}", "must be a 1-D array of feature dimensionalities "
+                          "(one model, or all models' values flattened)")
     return _as_real(D, "D")
 
 
 def _as_real(x, name: str):
-    """x cast to a float dtype of at least 32 bits, or ValueError naming it."""
+    """x cast to a float dtype of at least 32 bits, or ConfigError naming it."""
     # Chosen by hand, not by jnp.promote_types, which refuses int -> float under strict promotion.
     if jnp.issubdtype(x.dtype, jnp.floating):
         # float16/bfloat16 would lose the cancellations D relies on.
         return x if jnp.finfo(x.dtype).bits >= 32 else x.astype(jnp.float32)
     if jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.bool_):
         return x.astype(jnp.result_type(float))  # float32, or float64 under jax_enable_x64
-    raise ValueError(f"{name} has dtype {x.dtype}: must be a real (float) array")
+    raise ConfigError(name, f"dtype {x.dtype}", "must be a real (float) array")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -281,10 +279,8 @@ def classify_phase(W, threshold=0.5):
         shape = W.shape
     # Only the last two dims: under jax.vmap W is (1, 2); called directly on a stack it still works.
     if len(shape) < 2 or tuple(shape[-2:]) != (1, 2):
-        raise ValueError(
-            f"W has shape {tuple(shape)}: classify_phase needs shape (1, 2) "
-            "(one hidden dimension, two features; use jax.vmap for a stack)"
-        )
+        raise ConfigError("W", f"shape {tuple(shape)}", "classify_phase needs shape (1, 2) "
+                          "(one hidden dimension, two features; use jax.vmap for a stack)")
     W = _as_weights(W, max_ndim=len(shape))
     _check_positive("threshold", threshold)
     norms = jnp.abs(W[..., 0, :])  # with one hidden dim, ‖W_i‖ = |W_0i|
@@ -328,7 +324,7 @@ def relative_feature_error(prediction, target):
     """
     prediction, target = jnp.asarray(prediction), jnp.asarray(target)
     if prediction.ndim != 2 or prediction.shape != target.shape:
-        raise ValueError(f"prediction has shape {prediction.shape} and target {target.shape}: "
-                         "both must be the same (batch, n_features) shape")
+        raise ConfigError("prediction", f"shape {prediction.shape} (target {target.shape})",
+                          "both must be the same (batch, n_features) shape")
     baseline = jnp.var(target, axis=0)
     return jnp.mean(jnp.square(target - prediction), axis=0) / jnp.maximum(baseline, 1e-12)

@@ -9,6 +9,7 @@ field and raises :class:`ConfigError` naming the field, the value and what is al
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import math
 from typing import Any, Callable
@@ -27,6 +28,7 @@ __all__ = [
     "nonnegative",
     "in_interval",
     "one_of",
+    "default_log_every",
 ]
 
 
@@ -73,7 +75,16 @@ def one_of(*choices: str):
     def check(v):
         return None if v in choices else f"must be one of {', '.join(choices)}"
 
+    check.choices = choices  # listed by `toylab fields`
     return check
+
+
+DEFAULT_LOG_EVERY = 100
+
+
+def default_log_every(steps: int) -> int:
+    """log_every when none is given: 100, or the largest divisor of ``steps`` below 100."""
+    return next(d for d in range(min(DEFAULT_LOG_EVERY, steps), 0, -1) if steps % d == 0)
 
 
 # ----------------------------------------------------------------------------- parsers
@@ -146,9 +157,12 @@ _PARSERS = {
     "floats": (_tuple_of(_parse_float), "a comma-separated list of numbers"),
     "optional floats": (_optional(_tuple_of(_parse_float)), "a comma-separated list of numbers, or none"),
     "optional float": (_optional(_parse_float), "a number, or none"),
+    "optional int": (_optional(_parse_int), "an integer, or none"),
 }
 
 STATIC, SWEEPABLE, SEED = "static", "sweepable", "seed"
+MAX_STEPS = 2**31 - 1  # the step counter is an int32
+_RECORDED_DERIVED: contextvars.ContextVar = contextvars.ContextVar("toylab_recorded_derived", default=None)
 
 
 def _field(kind, default, type_, check, help):
@@ -183,7 +197,9 @@ class TrainConfig:
     """Fields shared by every family. Subclasses add their own, all with defaults."""
 
     steps: int = static(10_000, check=positive_int, help="optimizer steps")
-    log_every: int = static(100, check=positive_int, help="steps between logged metrics; divides steps")
+    log_every: int | None = static(None, type="optional int", check=positive_int,
+                                   help=f"steps between logged metrics; divides steps (none: {DEFAULT_LOG_EVERY}, or "
+                                        "the largest divisor of steps below it)")
     snapshot_steps: tuple = static((), type="ints", help="steps at which parameters are saved (multiples of log_every, 0 allowed)")
     schedule: str = static("constant", check=one_of("constant", "cosine"), help="learning-rate schedule after warmup")
     warmup_steps: int = static(0, check=nonnegative_int, help="linear warmup steps (lr rises from 0)")
@@ -199,10 +215,40 @@ class TrainConfig:
             raw = getattr(self, f.name)
             value = self.parse_field(f.name, raw)
             object.__setattr__(self, f.name, value)
+        # A log_every the user did not give adapts to steps instead of refusing them.
+        object.__setattr__(self, "_auto_log_every", self.log_every is None)
+        if self.log_every is None:
+            object.__setattr__(self, "log_every", default_log_every(self.steps))
         self.validate()
+        recorded = _RECORDED_DERIVED.get()
+        object.__setattr__(self, "_derived", dict(recorded) if recorded is not None else self.check_data())
+
+    @classmethod
+    def from_record(cls, fields: dict, derived: dict | None = None) -> "TrainConfig":
+        """Rebuild a config from a results manifest: every field is parsed and checked, but
+        no data is read (:meth:`check_data` is skipped; its sizes come from ``derived``), so
+        a results folder stays loadable after its data file moved."""
+        token = _RECORDED_DERIVED.set(dict(derived or {}))
+        try:
+            return cls(**fields)
+        finally:
+            _RECORDED_DERIVED.reset(token)
+
+    def check_data(self) -> dict:
+        """Hook for a family whose model sizes come from data it reads (image files): check
+        the data here, so a bad file is refused before anything is written, and return the
+        sizes (JSON-able). They are recorded in the results manifest. Default: no data."""
+        return {}
+
+    @property
+    def derived(self) -> dict:
+        """The sizes :meth:`check_data` found (or that a results manifest recorded)."""
+        return self._derived
 
     # -- cross-field checks; families extend this and call super().validate()
     def validate(self):
+        if self.steps > MAX_STEPS:
+            raise ConfigError("steps", self.steps, f"must be at most {MAX_STEPS} (the step counter is an int32)")
         if self.steps % self.log_every:
             raise ConfigError("log_every", self.log_every, f"must divide steps={self.steps}")
         if self.warmup_steps > self.steps:
@@ -246,10 +292,21 @@ class TrainConfig:
         unknown = [k for k in changes if k not in self.field_info()]
         if unknown:
             raise ConfigError(unknown[0], changes[unknown[0]], f"unknown field; {type(self).__name__} has: {', '.join(self.field_info())}")
+        if self._auto_log_every and "log_every" not in changes:
+            changes["log_every"] = None  # still the adapting default
         return dataclasses.replace(self, **changes)
 
+    @property
+    def log_every_was_chosen(self) -> bool:
+        """True when log_every was picked by default for these steps, not given."""
+        return self._auto_log_every
+
     def to_dict(self) -> dict:
-        return {n: (list(v) if isinstance(v, tuple) else v) for n, v in ((n, getattr(self, n)) for n in self.field_info())}
+        """The fields as given (log_every None when it adapts to steps), JSON-able."""
+        out = {n: (list(v) if isinstance(v, tuple) else v) for n, v in ((n, getattr(self, n)) for n in self.field_info())}
+        if self._auto_log_every:
+            out["log_every"] = None
+        return out
 
     def static_key(self) -> tuple:
         """Hashable identity of the compiled program this config needs."""

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from .config import ConfigError, TrainConfig
 
-__all__ = ["Family", "register_family", "get_family", "family_names"]
+__all__ = ["Family", "register_family", "register_lazy", "get_family", "family_names"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +27,16 @@ class Family:
             on the model at the end of every logging interval (held-out loss, progress
             measures) and logged beside the interval means of the loss's metrics.
         description: one line for ``toylab --help``.
+        optimizer: optional ``optimizer(config, hparams) -> optax.GradientTransformation``
+            (its hyperparameters may be traced); default: AdamW (:func:`make_optimizer`).
+        program_config: optional ``program_config(configs) -> config``: the config whose
+            static fields build the one program that trains ``configs`` (a group sharing
+            ``static_key``) — e.g. a full-batch task sizing its rows for the largest train
+            fraction of the group. Default: the first config.
+        working_bytes: optional ``working_bytes(config) -> int``: an estimate of one
+            instance's memory beyond its parameters and optimizer state (data, activations),
+            computed without building anything, so a size that cannot fit is refused before
+            any data is made or file written.
     """
 
     name: str
@@ -37,9 +47,13 @@ class Family:
     summary: Callable[..., dict] | None = None
     description: str = ""
     evaluate: Callable[..., dict] | None = None
+    optimizer: Callable[..., Any] | None = None
+    program_config: Callable[..., Any] | None = None
+    working_bytes: Callable[..., int] | None = None
 
 
 _REGISTRY: dict[str, Family] = {}
+_LAZY: dict[str, str] = {}  # name -> module that registers it when imported
 
 
 def register_family(family: Family) -> Family:
@@ -47,13 +61,22 @@ def register_family(family: Family) -> Family:
     return family
 
 
+def register_lazy(name: str, module: str):
+    """List a family whose module registers it on import, loaded when first asked for."""
+    _LAZY[name] = module
+
+
 def family_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(_LAZY))
 
 
 def get_family(name: str | Family) -> Family:
     if isinstance(name, Family):
         return name
+    if name not in _REGISTRY and isinstance(name, str) and name in _LAZY:
+        import importlib
+
+        importlib.import_module(_LAZY[name])
     if name not in _REGISTRY:
         raise ConfigError("family", name, f"unknown family; choose from {', '.join(family_names()) or '(none registered)'}")
     return _REGISTRY[name]

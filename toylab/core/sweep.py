@@ -21,17 +21,19 @@ from typing import Any, Iterable
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from .config import SEED, SWEEPABLE, ConfigError
-from .devices import device_summary, enable_compilation_cache, shard_leading, sweep_mesh, to_host
+from .config import STATIC, ConfigError
+from .devices import (barrier, broadcast_json, broadcast_tree, device_summary, enable_compilation_cache, is_writer,
+                      memory_bytes, shard_leading, sweep_mesh, to_host)
 from .family import Family, get_family
+from .optim import make_optimizer
 from .progress import Progress
-from .store import Store, StoreError
-from .train import Trainer, default_block_size, ensemble_map, make_key, stack_hparams
+from .results import Results, RunResult, load_results
+from .store import FORMAT, Store
+from .train import Trainer, make_key, segment_length, stack_hparams
 
-__all__ = ["run_sweep", "load_results", "Results", "RunResult", "expand_grid"]
+__all__ = ["run_sweep", "load_results", "Results", "RunResult", "expand_grid", "check_fits"]
 
 
 # ----------------------------------------------------------------------------- grid
@@ -78,61 +80,139 @@ def expand_grid(family: Family, base: dict | Any | None, grid: dict[str, Iterabl
     return base_cfg, parsed, points, configs, runs
 
 
-def _chunks(runs, configs, chunk_size):
+@dataclasses.dataclass
+class Chunk:
+    """At most ``chunk_size`` runs of one static group, trained at once by its program."""
+
+    id: str  # g<group>-c<chunk>, the name of its files
+    group: int
+    members: list[dict]  # runs: {index, point, seed, chunk}
+    program: Any  # the config whose static fields build the group's program
+
+
+def _chunks(family: Family, runs, configs, chunk_size) -> list[Chunk]:
     """Group runs by the static key of their config, then cut each group into chunks."""
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
         groups.setdefault(configs[r["point"]].static_key(), []).append(r)
     out = []
     for gi, members in enumerate(groups.values()):
+        group_configs = list({r["point"]: configs[r["point"]] for r in members}.values())
+        program = family.program_config(group_configs) if family.program_config else group_configs[0]
         for ci in range(0, len(members), chunk_size):
-            out.append((f"g{gi:03d}-c{ci // chunk_size:04d}", gi, members[ci:ci + chunk_size]))
+            chunk = Chunk(f"g{gi:03d}-c{ci // chunk_size:04d}", gi, members[ci:ci + chunk_size], program)
+            for r in chunk.members:
+                r["chunk"] = chunk.id
+            out.append(chunk)
     return out
 
 
-def _segment_length(n_logs: int, segments: int) -> int:
-    """The smallest divisor of n_logs giving at most ``segments`` segments (one compile)."""
-    for d in range(1, n_logs + 1):
-        if n_logs % d == 0 and n_logs // d <= segments:
-            return d
-    return n_logs
+# ----------------------------------------------------------------------------- memory
+
+
+def _tree_bytes(tree) -> int:
+    return int(sum(np.prod(x.shape, dtype=np.int64) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} PiB"
+
+
+def _instance_bytes(family: Family, cfg) -> tuple[int, int]:
+    """(state bytes, working bytes) of one instance, from shapes alone: params, gradients,
+    optimizer state and snapshots; and the family's estimate of its data and activations
+    (default: one step's batch, four times over)."""
+    hp = cfg.hparams()
+    key = make_key(0, cfg.prng_impl)
+    model = eqx.filter_eval_shape(family.init, cfg, hp, key)
+    params = eqx.filter(model, eqx.is_inexact_array)
+    opt = (family.optimizer or make_optimizer)(cfg, hp)
+    state = _tree_bytes(params) * (2 + len(cfg.snapshot_steps)) + _tree_bytes(jax.eval_shape(opt.init, params))
+    if family.working_bytes is not None:
+        working = int(family.working_bytes(cfg))
+    else:
+        working = 4 * _tree_bytes(jax.eval_shape(lambda k: family.batch(cfg, hp, k), key))
+    return state, working
+
+
+def check_fits(family: Family, chunks: list[Chunk], n_devices: int, block_size):
+    """Refuse (ConfigError) a sweep whose chunk cannot fit in one device's memory, from
+    shapes alone — before any data is built or file written."""
+    limit, where = memory_bytes()
+    seen = set()
+    for chunk in chunks:
+        if (chunk.group, len(chunk.members)) in seen:
+            continue
+        seen.add((chunk.group, len(chunk.members)))
+        cfg = chunk.program
+        state, working = _instance_bytes(family, cfg)
+        per_run = state + working
+        changed = [n for n in cfg.names(STATIC) if getattr(cfg, n) != cfg.field_info()[n].default
+                   and n not in ("snapshot_steps", "log_every", "schedule", "warmup_steps", "prng_impl")]
+        if per_run > limit:
+            name = changed[0] if changed else "config"
+            value = getattr(cfg, name) if changed else family.name
+            raise ConfigError(name, value, f"one run needs about {_human(per_run)} (parameters, optimizer state, "
+                                           f"data and activations), more than the {_human(limit)} of {where}; "
+                                           "choose smaller sizes")
+        rows = math.ceil(len(chunk.members) / n_devices)
+        block = rows if not isinstance(block_size, int) else min(block_size, rows)
+        need = rows * state + block * working
+        if need > limit:
+            fit = max(1, int(limit // per_run) * n_devices)
+            raise ConfigError("chunk_size", len(chunk.members),
+                              f"{len(chunk.members)} runs at once need about {_human(need)} per device, more than the "
+                              f"{_human(limit)} of {where}; use --chunk-size {fit} or less")
 
 
 # ----------------------------------------------------------------------------- running
 
 
-class _GroupProgram:
-    """The compiled pieces for one static group, over a padded chunk of runs."""
-
-    def __init__(self, family: Family, cfg, segments: int, block_size: int | str | None = None, n_devices: int = 1):
-        self.trainer = trainer = Trainer(family, cfg)
-        self.cfg = cfg
-        self.seg_len = _segment_length(trainer.n_logs, segments)
-        impl = cfg.prng_impl
-
-        def init(hp, seed):
-            return trainer.init(hp, make_key(seed, impl))
-
-        def segment(state, hp, seed):
-            return trainer.segment(state, hp, make_key(seed, impl), self.seg_len)
-
-        def final(state, hp):
-            model = trainer._model(state.params)
-            snaps = jax.tree.map(lambda b: b[:-1], state.snapshots) if trainer.snapshot_steps else None
-            return state.params, snaps, trainer.summary(model, hp)
-
-        if block_size == "auto":  # measured from one instance's compiled segment
-            hp = cfg.hparams()
-            state = jax.eval_shape(init, hp, np.uint32(0))
-            block_size = default_block_size(fn=segment, args=(state, hp, np.uint32(0)))
-        self.block_size = block_size
-        donate = (0,) if jax.default_backend() != "cpu" else ()
-        self.init = jax.jit(jax.vmap(init))
-        self.segment = jax.jit(ensemble_map(segment, block_size, groups=n_devices), donate_argnums=donate)
-        self.final = jax.jit(jax.vmap(final))
+def _checkpoint_header(trainer: Trainer, n_rows: int, intervals_done: int, segments: int) -> dict:
+    return {"steps_done": intervals_done * trainer.config.log_every,
+            "segment_length": segment_length(trainer.n_logs, segments),
+            "block_size": trainer.block_size, "n_devices": trainer.n_devices, "n_rows": n_rows}
 
 
-def _run_chunk(prog: _GroupProgram, store: Store, chunk_id: str, members, configs, mesh, progress: Progress):
+def _resume_point(store: Store, chunk: Chunk, trainer: Trainer, like, n_rows: int, block_size):
+    """(state, metrics, intervals done) of the chunk's checkpoint on process 0, or None.
+    A checkpoint that another block size or device count made is refused: the vmap width
+    moves the last bits, and a resumed chunk must equal an uninterrupted one."""
+    found = store.load_checkpoint(chunk.id, like)
+    if found is None:
+        return None
+    head, tree = found
+    cfg = trainer.config
+    where = f"checkpoint of chunk {chunk.id} in {str(store.root)!r}"
+    if head.get("n_rows") != n_rows:
+        raise ConfigError("out", str(store.root), f"the {where} holds {head.get('n_rows')} runs, this sweep "
+                                                  f"{n_rows}; delete checkpoints/{chunk.id}.ckpt to retrain it")
+    if head.get("n_devices") != trainer.n_devices:
+        raise ConfigError("devices", trainer.n_devices, f"the {where} was trained on {head.get('n_devices')} devices; "
+                                                        "resume on as many to continue exactly")
+    if block_size == "auto":
+        trainer._block_size = head.get("block_size")  # continue as it was trained
+    elif head.get("block_size") != trainer.block_size:
+        raise ConfigError("block_size", block_size, f"the {where} was trained with block_size="
+                                                    f"{head.get('block_size')}; resume with that (or auto) to "
+                                                    "continue exactly")
+    steps_done = head.get("steps_done")
+    steps = np.asarray(tree["state"].step)
+    if (not isinstance(steps_done, int) or steps_done % cfg.log_every or not 0 <= steps_done <= cfg.steps
+            or not np.all(steps == steps_done)):
+        raise ConfigError("out", str(store.root), f"the {where} is inconsistent (its header says {steps_done} steps, "
+                                                  f"its state {sorted(set(steps.tolist()))[:3]}); delete "
+                                                  f"checkpoints/{chunk.id}.ckpt to retrain that chunk")
+    return tree["state"], tree["metrics"], steps_done // cfg.log_every
+
+
+def _train_chunk(trainer: Trainer, store: Store, chunk: Chunk, configs, mesh, progress: Progress, segments: int,
+                 block_size, resumable: bool):
+    members = chunk.members
     n = len(members)
     ndev = mesh.devices.size
     n_pad = math.ceil(n / ndev) * ndev
@@ -141,38 +221,52 @@ def _run_chunk(prog: _GroupProgram, store: Store, chunk_id: str, members, config
     seeds = np.asarray([r["seed"] for r in pad], np.uint32)
     hp_s, seeds_s = shard_leading((hp, seeds), mesh)
 
-    trainer = prog.trainer
-    state = prog.init(hp_s, seeds_s)
-    metric_shapes = jax.eval_shape(prog.segment, state, hp_s, seeds_s)[1]
-    metrics = {k: np.zeros((n_pad, trainer.n_logs), np.float32) for k in metric_shapes}
-    done = 0
-    ckpt = store.load_checkpoint(chunk_id, {"state": to_host(state), "metrics": metrics, "done": np.int32(0)})
-    if ckpt is not None:
-        state, metrics, done = shard_leading(ckpt["state"], mesh), ckpt["metrics"], int(ckpt["done"])
-        progress.update(n * done * prog.seg_len * prog.cfg.log_every, note=f"{chunk_id} resumed")
-    n_seg = trainer.n_logs // prog.seg_len
-    for s in range(done // prog.seg_len, n_seg):
-        state, m = prog.segment(state, hp_s, seeds_s)
-        m = to_host(m)
-        for k in metrics:
-            metrics[k][:, s * prog.seg_len:(s + 1) * prog.seg_len] = m[k]
-        done = (s + 1) * prog.seg_len
-        if s + 1 < n_seg:
-            store.save_checkpoint(chunk_id, {"state": to_host(state), "metrics": metrics, "done": np.int32(done)})
-        progress.update(n * prog.seg_len * prog.cfg.log_every, note=chunk_id)
-    params, snaps, summary = to_host(prog.final(state, hp_s))
+    start = None
+    if resumable:
+        shapes = jax.eval_shape(trainer.init_ensemble, hp, seeds)
+        metric_names = trainer.metric_names(shapes, hp, seeds)
+        like = {"state": jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes),
+                "metrics": {k: np.zeros((n_pad, trainer.n_logs), np.float32) for k in metric_names}}
+        held = []
+
+        def look():
+            held[:] = [_resume_point(store, chunk, trainer, like, n_pad, block_size)]
+            return None if held[0] is None else {"done": held[0][2], "block_size": trainer.block_size}
+
+        found = decided_by_writer(look)
+        start = held[0] if held else None
+        if found is not None:
+            tree = broadcast_tree({"state": start[0], "metrics": start[1]} if is_writer() else like)
+            trainer._block_size = found["block_size"]
+            start = (shard_leading(tree["state"], mesh), tree["metrics"], found["done"])
+            progress.update(n * found["done"] * trainer.config.log_every, note=f"{chunk.id} resumed")
+    state, metrics, done = start if start is not None else (None, None, 0)
+    log_every = trainer.config.log_every
+    last = [done]
+
+    def after_segment(state, metrics, intervals_done):
+        if intervals_done < trainer.n_logs:
+            store.save_checkpoint(chunk.id, {"state": to_host(state), "metrics": metrics},
+                                  _checkpoint_header(trainer, n_pad, intervals_done, segments))
+        progress.update(n * (intervals_done - last[0]) * log_every, note=chunk.id)
+        last[0] = intervals_done
+
+    state, metrics = trainer.run(hp_s, seeds_s, state=state, intervals_done=done, metrics=metrics,
+                                 segments=segments, on_segment=after_segment)
+    params, snaps, summary = to_host(trainer.final_ensemble(state, hp_s))
     cut = lambda tree: jax.tree.map(lambda x: x[:n], tree)  # noqa: E731
     arrays = {"run_index": np.asarray([r["index"] for r in members], np.int64),
-              "steps": np.asarray(jnp.arange(1, trainer.n_logs + 1) * prog.cfg.log_every)}
+              "steps": np.arange(1, trainer.n_logs + 1, dtype=np.int64) * log_every}
     arrays.update({f"metric/{k}": v[:n] for k, v in metrics.items()})
     arrays.update({f"summary/{k}": np.asarray(v)[:n] for k, v in summary.items()})
-    store.save_chunk(chunk_id, cut(params), cut(snaps) if snaps is not None else None, arrays)
+    store.save_chunk(chunk.id, cut(params), cut(snaps) if snaps is not None else None, arrays)
+    return arrays
 
 
 def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict | None = None, *,
               seeds: int = 1, out: str | Path | None = None, resume: bool = False,
               chunk_size: int = 4096, segments: int = 10, block_size: int | str | None = "auto",
-              quiet: bool = False) -> "Results":
+              quiet: bool = False, progress: str = "auto") -> Results:
     """Train every grid point × seed; returns :class:`Results`.
 
     Args:
@@ -181,42 +275,51 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
         grid: ``{field: [values]}``; the sweep is their Cartesian product.
         seeds: seeds per point; seed i of a point uses ``config.seed + i``.
         out: results folder (None: a temporary folder, removed after loading).
-        resume: continue the sweep already in ``out``; finished chunks are kept, a running
-            chunk continues from its last checkpoint.
+        resume: continue the sweep already in ``out``; finished chunks are kept (after
+            checking their checksums), a running chunk continues from its last checkpoint
+            exactly as if it had not stopped.
         chunk_size: at most this many runs are trained at once (bounds memory).
-        segments: each chunk trains in about this many compiled segments, with a
-            progress update and a checkpoint after each.
+        segments: each chunk trains in about this many compiled segments, with a progress
+            update and a checkpoint after each; it never changes the numbers, so a sweep
+            may be resumed with other segments.
         block_size: instances trained at once inside a chunk's program on each device
             (``"auto"``: on CPU, as many as keep the working set near 40 MB, measured from
             one instance's compiled segment, at most 64; all of them on an accelerator).
-            Results do not depend on it.
+            It changes results only in the last bits (~1e-7, XLA fuses a wider vmap
+            differently); a checkpoint continues with the block size it was trained with.
         quiet: no progress bar.
+        progress: "auto" (tqdm: a notebook widget in Jupyter, a bar in a terminal), or "text".
+
+    Several processes (after :func:`init_distributed` / ``jax.distributed.initialize``)
+    each call ``run_sweep`` with the same arguments; the runs are laid over every device of
+    every process, process 0 alone writes ``out`` (a folder all processes can read), and
+    every process returns the full Results.
     """
     family = get_family(family)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ConfigError("chunk_size", chunk_size, "must be a positive integer")
     if isinstance(segments, bool) or not isinstance(segments, (int, np.integer)) or segments < 1:
         raise ConfigError("segments", segments, "must be a positive integer")
-    if block_size == "auto":
-        pass  # chosen per static group by _GroupProgram
-    elif block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer))
-                                     or block_size < 1):
+    if block_size != "auto" and block_size is not None and (
+            isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1):
         raise ConfigError("block_size", block_size, 'must be a positive integer, "auto" or None')
+    if out is None and jax.process_count() > 1:
+        raise ConfigError("out", None, "a sweep over several processes needs a results folder all of them can read")
     base_cfg, grid_vals, points, configs, runs = expand_grid(family, base, grid, seeds)
-    chunks = _chunks(runs, configs, chunk_size)
-    for chunk_id, _, members in chunks:
-        for r in members:
-            r["chunk"] = chunk_id
+    chunks = _chunks(family, runs, configs, chunk_size)
+    mesh = sweep_mesh()
+    check_fits(family, chunks, mesh.devices.size, block_size)
     import toylab  # the version, for the manifest
 
     manifest = {
-        "format": 1,
+        "format": FORMAT,
         "family": family.name,
         "base": base_cfg.to_dict(),
         "grid": grid_vals,
         "seeds": int(seeds),
         "chunk_size": int(chunk_size),
         "points": points,
+        "derived": [c.derived for c in configs],
         "runs": runs,
         "toylab_version": toylab.__version__,
         "jax_version": jax.__version__,
@@ -225,38 +328,73 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
     }
     temporary = out is None
     root = Path(tempfile.mkdtemp(prefix="toylab-")) if temporary else Path(out)
-    writer = jax.process_index() == 0
-    store = Store.open(root, manifest, resume=resume, writer=writer)
+    store = _open_everywhere(root, manifest, resume)
     try:
         enable_compilation_cache()
-        mesh = sweep_mesh()
-        todo = [c for c in chunks if not store.has_chunk(c[0])]
-        steps_of = lambda members: sum(configs[r["point"]].steps for r in members)  # noqa: E731
-        progress = Progress(sum(steps_of(m) for _, _, m in todo),
-                            label=f"{family.name}: {len(runs)} runs", quiet=quiet)
-        programs: dict[int, _GroupProgram] = {}
-        for chunk_id, gi, members in todo:
-            if gi not in programs:
-                programs = {gi: _GroupProgram(family, configs[members[0]["point"]], segments,
-                                              block_size, mesh.devices.size)}
-            _run_chunk(programs[gi], store, chunk_id, members, configs, mesh, progress)
-            store.write_summary(_summary_rows(store, chunks, configs, grid_vals))
-        progress.close()
-        store.write_summary(_summary_rows(store, chunks, configs, grid_vals))
+        rows: dict = {}
+
+        def finished_chunks():  # checked against their checksums before anything is added
+            rows.update({c.id: store.load_chunk_arrays(c.id) for c in chunks if store.has_chunk(c.id)})
+            return list(rows)
+
+        finished = decided_by_writer(finished_chunks)
+        todo = [c for c in chunks if c.id not in finished]
+        bar = Progress(sum(len(c.members) * c.program.steps for c in todo),
+                       label=f"{family.name}: {len(runs)} runs", quiet=quiet, kind=progress)
+        trainer = None
+        for chunk in todo:
+            if trainer is None or trainer.config is not chunk.program:
+                trainer = Trainer(family, chunk.program, block_size=block_size, n_devices=mesh.devices.size)
+                if jax.process_count() > 1:  # every process must compile the same program
+                    trainer._block_size = broadcast_json(trainer.block_size)
+            rows[chunk.id] = _train_chunk(trainer, store, chunk, configs, mesh, bar, segments, block_size,
+                                          resumable=not temporary)
+            store.write_summary(_summary_rows(store.manifest, rows, configs, grid_vals))
+        bar.close()
+        store.write_summary(_summary_rows(store.manifest, rows, configs, grid_vals))
+        barrier("toylab: results written")
         results = load_results(root, family=family, eager=temporary)
     finally:
+        store.close()
         if temporary:
             shutil.rmtree(root, ignore_errors=True)
     return results
 
 
-def _summary_rows(store: Store, chunks, configs, grid_vals) -> list[dict]:
-    runs = store.manifest["runs"]
+def decided_by_writer(fn):
+    """``fn()`` (a JSON-able answer) computed on process 0 alone and handed to every process;
+    a ConfigError it raises is raised on every process alike, so none waits forever."""
+    if jax.process_count() == 1:
+        return fn()
+    answer = None
+    if is_writer():
+        try:
+            answer = {"ok": fn()}
+        except ConfigError as e:
+            value = e.value if isinstance(e.value, (str, int, float, bool, type(None))) else repr(e.value)
+            answer = {"error": [e.field, value, e.allowed]}
+    answer = broadcast_json(answer)
+    if "error" in answer:
+        raise ConfigError(*answer["error"])
+    return answer["ok"]
+
+
+def _open_everywhere(root: Path, manifest: dict, resume: bool) -> Store:
+    """Store.open on process 0 (the others hold a read-only view); a refusal is everyone's."""
+    opened = []
+
+    def open_store():
+        opened.append(Store.open(root, manifest, resume=resume, writer=True))
+        return True
+
+    decided_by_writer(open_store)
+    return opened[0] if opened else Store.open(root, manifest, resume=resume, writer=False)
+
+
+def _summary_rows(manifest, chunk_arrays: dict, configs, grid_vals) -> list[dict]:
+    runs = manifest["runs"]
     rows = []
-    for chunk_id, _, _ in chunks:
-        if not store.has_chunk(chunk_id):
-            continue
-        arrays = store.load_chunk_arrays(chunk_id)
+    for arrays in chunk_arrays.values():
         for j, idx in enumerate(arrays["run_index"]):
             r = runs[int(idx)]
             cfg = configs[r["point"]]
@@ -270,164 +408,3 @@ def _summary_rows(store: Store, chunks, configs, grid_vals) -> list[dict]:
     return sorted(rows, key=lambda row: row["run"])
 
 
-# ----------------------------------------------------------------------------- loading
-
-
-@dataclasses.dataclass
-class RunResult:
-    """One trained (grid point, seed): its config, metrics over training and final measures."""
-
-    index: int
-    seed: int
-    config: Any
-    steps: np.ndarray
-    metrics: dict[str, np.ndarray]
-    summary: dict[str, float]
-    _results: "Results" = dataclasses.field(repr=False)
-    _row: int = dataclasses.field(repr=False)
-    _chunk: str = dataclasses.field(repr=False)
-
-    @property
-    def model(self):
-        """The trained model (loaded from the store on first use)."""
-        return jax.tree.map(lambda x: jnp.asarray(x[self._row]), self._results._tree(self._chunk, "params.eqx"))
-
-    @property
-    def snapshots(self):
-        """The model at each of ``config.snapshot_steps``, stacked on a leading axis (or None)."""
-        tree = self._results._tree(self._chunk, "snapshots.eqx")
-        return None if tree is None else jax.tree.map(lambda x: jnp.asarray(x[self._row]), tree)
-
-
-class Results:
-    """A results folder's runs, addressable by hyperparameter value.
-
-    ``results.select(feature_probability=0.01)`` → matching runs; ``results.one(...)`` → the
-    single match; ``results.values("lr")`` → the values a field takes; ``results.final(
-    "loss", model="linear")`` → final values over matching runs; ``results.summary`` → the
-    rows of summary.json.
-    """
-
-    def __init__(self, root: Path, family: Family, manifest: dict, runs: list[RunResult], summary: list[dict]):
-        self.root, self.family, self.manifest, self.runs, self.summary = root, family, manifest, runs, summary
-        self._trees: dict[tuple[str, str], Any] = {}
-        self._configs: dict[str, Any] = {}
-
-    def __len__(self):
-        return len(self.runs)
-
-    def __iter__(self):
-        return iter(self.runs)
-
-    def __getitem__(self, i) -> RunResult:
-        return self.runs[i]
-
-    @property
-    def grid(self) -> dict[str, list]:
-        return self.manifest["grid"]
-
-    def values(self, field: str) -> list:
-        self._check_field(field)
-        return sorted({getattr(r.config, field) for r in self.runs}, key=repr if field in self._non_numeric() else None)
-
-    def _non_numeric(self):
-        return {n for n, f in self.family.config.field_info().items() if f.metadata["type_name"] not in ("a number", "an integer")}
-
-    def _check_field(self, field):
-        if field not in self.family.config.field_info() and field != "seed":
-            raise ConfigError(field, None, f"unknown field of family {self.family.name}")
-
-    def select(self, **fields) -> list[RunResult]:
-        """Runs whose config matches every given field (numbers compared with isclose)."""
-        for k in fields:
-            self._check_field(k)
-
-        def match(run):
-            for k, want in fields.items():
-                have = run.seed if k == "seed" else getattr(run.config, k)
-                if isinstance(have, float) or isinstance(want, float):
-                    if not np.isclose(float(have), float(want), rtol=1e-6, atol=0):
-                        return False
-                elif have != want:
-                    return False
-            return True
-
-        return [r for r in self.runs if match(r)]
-
-    def one(self, **fields) -> RunResult:
-        found = self.select(**fields)
-        if len(found) != 1:
-            raise ConfigError("fields", fields, f"must match exactly one run, but {len(found)} match; "
-                                                f"give values of the grid fields {list(self.grid)} and seed")
-        return found[0]
-
-    def final(self, name: str, **fields) -> np.ndarray:
-        """Final value of a metric or summary measure over the matching runs."""
-        out = []
-        for r in self.select(**fields):
-            if name in r.summary:
-                out.append(r.summary[name])
-            elif name in r.metrics:
-                out.append(r.metrics[name][-1])
-            else:
-                raise ConfigError("name", name, f"must be a metric or summary measure: {', '.join(sorted(r.metrics) + sorted(r.summary))}")
-        return np.asarray(out)
-
-    def _tree(self, chunk_id: str, kind: str):
-        key = (chunk_id, kind)
-        if key not in self._trees:
-            path = self.root / "chunks" / f"{chunk_id}.{kind}"
-            if not path.exists():
-                return None
-            members = [r for r in self.runs if r._chunk == chunk_id]
-            trainer = Trainer(self.family, members[0].config)
-            like = jax.eval_shape(jax.vmap(lambda s: trainer.init(trainer.config.hparams(), make_key(s, trainer.config.prng_impl))),
-                                  jnp.zeros((len(members),), jnp.uint32))
-            if kind == "params.eqx":
-                like = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), like.params)
-            else:  # drop the scratch slot, as the runner does before saving
-                like = jax.tree.map(lambda s: np.zeros((s.shape[0], s.shape[1] - 1, *s.shape[2:]), s.dtype), like.snapshots)
-            tree = eqx.tree_deserialise_leaves(path, like)
-            self._trees[key] = eqx.combine(tree, trainer.static)
-        return self._trees[key]
-
-
-def load_results(path: str | Path, family: Family | str | None = None, eager: bool = False) -> Results:
-    """Load a results folder written by :func:`run_sweep` (finished chunks only)."""
-    root = Path(path)
-    mpath = root / "manifest.json"
-    if not mpath.exists():
-        raise StoreError(f"{str(root)!r} is not a toylab results folder (no manifest.json)")
-    import json
-
-    with open(mpath) as f:
-        manifest = json.load(f)
-    family = get_family(family or manifest["family"])
-    configs = [family.config(**{**manifest["base"], **p}) for p in manifest["points"]]
-    store = Store(root, manifest, writer=False)
-    runs: list[RunResult] = []
-    results = Results(root, family, manifest, runs, [])
-    chunk_ids = sorted({r["chunk"] for r in manifest["runs"]})
-    for chunk_id in chunk_ids:
-        if not store.has_chunk(chunk_id):
-            continue
-        arrays = store.load_chunk_arrays(chunk_id)
-        metric_names = [k for k in arrays if k.startswith("metric/")]
-        summary_names = [k for k in arrays if k.startswith("summary/")]
-        for j, idx in enumerate(arrays["run_index"]):
-            r = manifest["runs"][int(idx)]
-            runs.append(RunResult(
-                index=int(idx), seed=int(r["seed"]), config=configs[r["point"]], steps=arrays["steps"],
-                metrics={k[7:]: arrays[k][j] for k in metric_names},
-                summary={k[8:]: float(arrays[k][j]) for k in summary_names},
-                _results=results, _row=j, _chunk=chunk_id))
-    runs.sort(key=lambda r: r.index)
-    if (root / "summary.json").exists():
-        with open(root / "summary.json") as f:
-            results.summary = json.load(f)
-    if eager:  # the folder is about to be removed: read every tree now
-        for chunk_id in chunk_ids:
-            for kind in ("params.eqx", "snapshots.eqx"):
-                if store.has_chunk(chunk_id):
-                    results._tree(chunk_id, kind)
-    return results

@@ -2,9 +2,10 @@
 
 ``make_train(family, config)`` returns ``train(hparams, key) -> TrainResult``. Inside, the
 loop is a nested ``lax.scan``: an outer scan over logging intervals, an inner scan over the
-steps of one interval. The same loop is exposed in pieces (:class:`Trainer` ``init`` /
-``segment`` / ``finish``) so the sweep runner can run it as a Python loop over compiled
-segments — for progress, checkpoints and resume — with results identical to one call.
+steps of one interval. :class:`Trainer` holds that loop and the run state: the same pieces
+(``init`` / ``segment`` / ``finish``) train one instance in one call, or a stacked ensemble
+as a Python loop over compiled segments (:meth:`Trainer.run`) — for progress, checkpoints and
+resume — with results identical to one call.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import optax
 from .family import Family, get_family
 from .optim import make_optimizer
 
-__all__ = ["TrainState", "TrainResult", "Trainer", "make_train", "make_key", "ensemble_map", "default_block_size"]
+__all__ = ["TrainState", "TrainResult", "Trainer", "make_train", "make_key", "ensemble_map", "default_block_size",
+           "segment_length", "stack_hparams"]
 
 # On CPU one vmap over thousands of instances falls out of cache; training them in blocks (a
 # scan over vmapped blocks) keeps each block's working set near this many bytes. Measured:
@@ -39,8 +41,8 @@ def make_key(seed, impl: str = "threefry2x32"):
 class TrainState(eqx.Module):
     params: Any  # the model's inexact arrays (its other leaves live in Trainer.static)
     opt_state: Any
-    step: jax.Array
-    snapshots: Any  # params stacked over snapshot slots, plus one scratch slot at the end
+    step: jax.Array  # optimizer steps taken
+    snapshots: Any  # params stacked over the snapshot slots (config.snapshot_steps), or None
 
 
 class TrainResult(eqx.Module):
@@ -50,10 +52,36 @@ class TrainResult(eqx.Module):
     steps: jax.Array  # (n_logs,) step count at each logged metric
 
 
-class Trainer:
-    """The training loop of one family at one static config."""
+def segment_length(n_logs: int, segments: int) -> int:
+    """Logging intervals per segment: the smallest divisor of ``n_logs`` that gives at most
+    ``segments`` segments, so a fresh run compiles one segment program."""
+    for d in range(1, n_logs + 1):
+        if n_logs % d == 0 and n_logs // d <= segments:
+            return d
+    return n_logs
 
-    def __init__(self, family: Family | str, config):
+
+class Trainer:
+    """The training loop of one family at one static config, and the run state it owns.
+
+    The loop is written once, for one instance (:meth:`init`, :meth:`segment`,
+    :meth:`finish`, :meth:`train`). :meth:`run` trains a stacked ensemble of instances (one
+    per row of ``hparams`` and ``seeds``, laid over the devices of a mesh) as a Python loop
+    over compiled segments of that same loop, from the start or from a saved
+    :class:`TrainState`; segment lengths never change the numbers, so a run resumed with
+    other segments continues exactly. The vmap width does change the last bits (XLA fuses
+    differently), so ``block_size`` and ``n_devices`` are part of a checkpoint's identity.
+
+    Args:
+        family: a family name or record.
+        config: the static config (its sweepable fields are only defaults; each instance
+            brings its own ``hparams``).
+        block_size: instances trained at once on each device by :meth:`run` (``"auto"``: on
+            CPU, measured from one instance's compiled segment; None: all at once).
+        n_devices: devices the ensemble axis is laid over (blocks never cross them).
+    """
+
+    def __init__(self, family: Family | str, config, *, block_size: int | str | None = "auto", n_devices: int = 1):
         self.family = get_family(family)
         if not isinstance(config, self.family.config):
             raise TypeError(f"config must be a {self.family.config.__name__}, got {type(config).__name__}")
@@ -62,18 +90,27 @@ class Trainer:
         self.snapshot_steps = tuple(config.snapshot_steps)
         shape = eqx.filter_eval_shape(self.family.init, config, config.hparams(), make_key(0, config.prng_impl))
         _, self.static = eqx.partition(shape, eqx.is_inexact_array)
+        self._block_size, self.n_devices = block_size, n_devices
+        self._compiled: dict = {}
 
-    # -- pieces
-    def _model(self, params):
+    # -- one instance
+    def model(self, params):
+        """The model from its trained arrays."""
         return eqx.combine(params, self.static)
+
+    _model = model
+
+    def optimizer(self, hparams) -> optax.GradientTransformation:
+        make = self.family.optimizer or make_optimizer
+        return make(self.config, hparams)
 
     def init(self, hparams, key) -> TrainState:
         k_init, _ = jax.random.split(key)
         model = self.family.init(self.config, hparams, k_init)
         params, _ = eqx.partition(model, eqx.is_inexact_array)
-        opt_state = make_optimizer(self.config, hparams).init(params)
+        opt_state = self.optimizer(hparams).init(params)
         n = len(self.snapshot_steps)
-        snaps = jax.tree.map(lambda p: jnp.zeros((n + 1,) + p.shape, p.dtype), params)
+        snaps = jax.tree.map(lambda p: jnp.zeros((n,) + p.shape, p.dtype), params) if n else None
         if 0 in self.snapshot_steps:
             snaps = jax.tree.map(lambda b, p: b.at[0].set(p), snaps, params)
         return TrainState(params, opt_state, jnp.zeros((), jnp.int32), snaps)
@@ -82,12 +119,12 @@ class Trainer:
         """Run ``n_intervals`` logging intervals; returns (state, metrics of shape (n_intervals,))."""
         cfg, family = self.config, self.family
         _, k_data = jax.random.split(key)
-        opt = make_optimizer(cfg, hparams)
-        snap_steps = jnp.asarray(self.snapshot_steps if self.snapshot_steps else (-1,), jnp.int32)
+        opt = self.optimizer(hparams)
+        snap_steps = jnp.asarray(self.snapshot_steps, jnp.int32)
         n_snap = len(self.snapshot_steps)
 
         def loss_fn(params, batch):
-            return family.loss(self._model(params), batch, cfg, hparams)
+            return family.loss(self.model(params), batch, cfg, hparams)
 
         def one_step(carry, _):
             params, opt_state, step = carry
@@ -101,26 +138,27 @@ class Trainer:
             (params, opt_state, step), logs = jax.lax.scan(
                 one_step, (state.params, state.opt_state, state.step), length=cfg.log_every
             )
-            # Snapshot: write into the matching slot, or into the scratch slot n_snap.
-            hit = snap_steps == step
-            slot = jnp.where(hit.any(), jnp.argmax(hit), n_snap)
-            snaps = jax.tree.map(lambda b, p: b.at[slot].set(p), state.snapshots, params)
+            # Snapshot into the slot of this step; a step that is not a snapshot step points
+            # past the last slot and the write is dropped.
+            snaps = state.snapshots
+            if n_snap:
+                hit = snap_steps == step
+                slot = jnp.where(hit.any(), jnp.argmax(hit), n_snap)
+                snaps = jax.tree.map(lambda b, p: b.at[slot].set(p, mode="drop"), snaps, params)
             metrics = {k: jnp.mean(v) for k, v in logs.items()}
             if family.evaluate is not None:
-                metrics.update(family.evaluate(self._model(params), cfg, hparams))
+                metrics.update(family.evaluate(self.model(params), cfg, hparams))
             return TrainState(params, opt_state, step, snaps), metrics
 
         return jax.lax.scan(one_interval, state, length=n_intervals)
 
     def finish(self, state: TrainState, metrics: dict) -> TrainResult:
-        snaps = None
-        if self.snapshot_steps:
-            snaps = self._model(jax.tree.map(lambda b: b[:-1], state.snapshots))
+        snaps = self.model(state.snapshots) if self.snapshot_steps else None
         steps = jnp.arange(1, self.n_logs + 1, dtype=jnp.int32) * self.config.log_every
-        return TrainResult(self._model(state.params), metrics, snaps, steps)
+        return TrainResult(self.model(state.params), metrics, snaps, steps)
 
-    # -- the whole loop
     def train(self, hparams, key) -> TrainResult:
+        """The whole loop: ``make_train``'s pure ``train(hparams, key)``."""
         state = self.init(hparams, key)
         state, metrics = self.segment(state, hparams, key, self.n_logs)
         return self.finish(state, metrics)
@@ -129,6 +167,87 @@ class Trainer:
         if self.family.summary is None:
             return {}
         return self.family.summary(model, self.config, hparams)
+
+    # -- an ensemble, as a Python loop over compiled segments
+    def _key(self, seed):
+        return make_key(seed, self.config.prng_impl)
+
+    @property
+    def block_size(self) -> int | None:
+        """Instances per block on each device (``"auto"`` resolved on first use)."""
+        if self._block_size == "auto":
+            hp = self.config.hparams()
+            state = jax.eval_shape(lambda s: self.init(hp, self._key(s)), np.uint32(0))
+            self._block_size = default_block_size(
+                fn=lambda st, h, s: self.segment(st, h, self._key(s), segment_length(self.n_logs, 10)),
+                args=(state, hp, np.uint32(0)))
+        return self._block_size
+
+    def _program(self, name: str, n_intervals: int = 0):
+        """The compiled ensemble piece ``name`` (one per segment length)."""
+        key = (name, n_intervals)
+        if key not in self._compiled:
+            if name == "init":
+                fn = jax.jit(jax.vmap(lambda hp, s: self.init(hp, self._key(s))))
+            elif name == "segment":
+                donate = (0,) if jax.default_backend() != "cpu" else ()
+                one = lambda st, hp, s: self.segment(st, hp, self._key(s), n_intervals)  # noqa: E731
+                fn = jax.jit(ensemble_map(one, self.block_size, groups=self.n_devices), donate_argnums=donate)
+            else:  # final: params, snapshots and summary measures
+                def final(st, hp):
+                    snaps = st.snapshots if self.snapshot_steps else None
+                    return st.params, snaps, self.summary(self.model(st.params), hp)
+                fn = jax.jit(jax.vmap(final))
+            self._compiled[key] = fn
+        return self._compiled[key]
+
+    def init_ensemble(self, hparams, seeds) -> TrainState:
+        """The stacked initial state of one instance per row of ``hparams`` and ``seeds``."""
+        return self._program("init")(hparams, seeds)
+
+    def metric_names(self, state: TrainState, hparams, seeds) -> list[str]:
+        return list(jax.eval_shape(self._program("segment", 1), state, hparams, seeds)[1])
+
+    def run(self, hparams, seeds, *, state: TrainState | None = None, intervals_done: int = 0,
+            metrics: dict | None = None, segments: int = 10, on_segment=None):
+        """Train the ensemble to the end, in compiled segments.
+
+        Args:
+            hparams, seeds: stacked (n,) arrays, laid over the mesh's devices.
+            state, intervals_done, metrics: where a saved run stopped (its state, the logging
+                intervals it had finished, and its (n, n_logs) host metrics); none: start.
+            segments: about this many segments over the whole run; a resumed run keeps the
+                same boundaries (``segment_length``), its first segment possibly shorter.
+            on_segment: ``on_segment(state, metrics, intervals_done)`` after each segment
+                (checkpoints, progress).
+        Returns:
+            (final state, metrics: name -> (n, n_logs) float32 host arrays).
+        """
+        if not 0 <= intervals_done <= self.n_logs:
+            raise ValueError(f"intervals_done={intervals_done}: must be in [0, {self.n_logs}]")
+        from .devices import to_host
+
+        if state is None:
+            state, intervals_done = self.init_ensemble(hparams, seeds), 0
+        if metrics is None:
+            n = jax.tree.leaves(seeds)[0].shape[0]
+            metrics = {k: np.zeros((n, self.n_logs), np.float32) for k in self.metric_names(state, hparams, seeds)}
+        seg = segment_length(self.n_logs, segments)
+        done = intervals_done
+        while done < self.n_logs:
+            length = min(seg - done % seg, self.n_logs - done)
+            state, m = self._program("segment", length)(state, hparams, seeds)
+            m = to_host(m)
+            for k in metrics:
+                metrics[k][:, done:done + length] = m[k]
+            done += length
+            if on_segment is not None:
+                on_segment(state, metrics, done)
+        return state, metrics
+
+    def final_ensemble(self, state: TrainState, hparams):
+        """(params, snapshots or None, summary measures) of a trained ensemble."""
+        return self._program("final")(state, hparams)
 
 
 def make_train(family: Family | str, config):

@@ -74,20 +74,25 @@ class BilinearConfig(TrainConfig):
 
     def validate(self):
         super().validate()
-        if self.dataset not in TOY_TASKS:
-            problem = dataset_problem(self.dataset)
-            if problem:
-                raise ConfigError("dataset", self.dataset, problem)
-            # Read (and cache) the data now, so a bad file is refused before anything is
-            # written or compiled.
-            data = load_images(self.dataset, self.data_seed, self.test_fraction)
-            if data.n_classes < 2:
-                raise ConfigError("dataset", self.dataset, f"its labels name {data.n_classes} class; a classifier "
-                                                           "needs at least 2")
         if self.n_layers > 1 and not self.residual:
             raise ConfigError("n_layers", self.n_layers, "more than one bilinear block needs residual=true")
         if self.residual and self.d_model == 0:
             raise ConfigError("residual", self.residual, "a residual stream needs an embedding (d_model > 0)")
+
+
+    def check_data(self) -> dict:
+        """Images: read (and cache) the data now, so a bad file is refused before anything is
+        written or compiled; its sizes are recorded, so results load without it."""
+        if self.dataset in TOY_TASKS:
+            return {}
+        problem = dataset_problem(self.dataset)
+        if problem:
+            raise ConfigError("dataset", self.dataset, problem)
+        data = load_images(self.dataset, self.data_seed, self.test_fraction)
+        if data.n_classes < 2:
+            raise ConfigError("dataset", self.dataset, f"its labels name {data.n_classes} class; a classifier "
+                                                       "needs at least 2")
+        return {"d_in": int(data.d_in), "n_classes": int(data.n_classes)}
 
 
 def is_image_task(cfg: BilinearConfig) -> bool:
@@ -115,8 +120,7 @@ def task_data(cfg: BilinearConfig):
 def _sizes(cfg: BilinearConfig) -> tuple[int, int]:
     """(input width, output width) of the task."""
     if is_image_task(cfg):
-        data = task_data(cfg)
-        return data.d_in, data.n_classes
+        return cfg.derived["d_in"], cfg.derived["n_classes"]
     if cfg.dataset == "modular":
         return 2 * cfg.p, cfg.p
     return cfg.n_features, cfg.n_features

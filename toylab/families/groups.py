@@ -26,7 +26,6 @@ from ..core.config import (ConfigError, TrainConfig, in_interval, nonnegative, n
                            positive_int, static, sweepable)
 from ..core.family import Family, register_family
 from ..core.precision import masked_mean, weighted_cross_entropy
-from ..groups import GroupError
 from ..models.mlp import init_embed_mlp
 from ..models.transformer import NONLINEARITIES, init_transformer
 from ..tasks.composition import composition_table, group_of
@@ -38,7 +37,7 @@ __all__ = ["GroupsConfig", "GROUPS", "train_rows", "grid_train_mask"]
 def _group_name(name):
     try:
         group_of(name)
-    except GroupError as e:
+    except ConfigError as e:
         return e.allowed
     return None
 

@@ -20,19 +20,13 @@ import re
 
 import numpy as np
 
-__all__ = ["Group", "GroupError", "cyclic", "dihedral", "symmetric", "alternating", "direct_product",
+from ..core.config import ConfigError
+
+__all__ = ["Group", "ConfigError", "cyclic", "dihedral", "symmetric", "alternating", "direct_product",
            "from_table", "check_table", "group", "MAX_SYMMETRIC_N", "MAX_ORDER"]
 
 MAX_SYMMETRIC_N = 7  # S_7 has 5 040 elements: its table has 25 million entries
 MAX_ORDER = 20_000  # a group's Cayley table (order²) must fit in memory beside a training run
-
-
-class GroupError(ValueError):
-    """Bad group input: names the parameter, the value and what is allowed."""
-
-    def __init__(self, field: str, value, allowed: str):
-        self.field, self.value, self.allowed = field, value, allowed
-        super().__init__(f"{field}={value!r}: {allowed}")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -68,7 +62,7 @@ class Group:
         try:
             return self.names.index(name)
         except ValueError:
-            raise GroupError("name", name, f"not an element of {self.name}; elements look like "
+            raise ConfigError("name", name, f"not an element of {self.name}; elements look like "
                              f"{', '.join(self.names[:4])}") from None
 
     def element_order(self, a: int) -> int:
@@ -101,38 +95,38 @@ class Group:
         return bool((self.mul == self.mul.T).all())
 
     def check_axioms(self) -> None:
-        """Raise GroupError naming the first group axiom the table breaks."""
+        """Raise ConfigError naming the first group axiom the table breaks."""
         check_table(self.mul)
 
 
 def check_table(mul) -> None:
-    """Raise GroupError naming the first group axiom that the Cayley table ``mul`` breaks
+    """Raise ConfigError naming the first group axiom that the Cayley table ``mul`` breaks
     (closure, identity, inverses, associativity); element 0 must be the identity."""
     mul = np.asarray(mul)
     if mul.ndim != 2 or mul.shape[0] != mul.shape[1] or mul.shape[0] < 1:
-        raise GroupError("table", f"array of shape {mul.shape}", "must be a square n×n table, n >= 1")
+        raise ConfigError("table", f"array of shape {mul.shape}", "must be a square n×n table, n >= 1")
     if not np.issubdtype(mul.dtype, np.integer):
-        raise GroupError("table", f"array of dtype {mul.dtype}", "must hold integer element indices")
+        raise ConfigError("table", f"array of dtype {mul.dtype}", "must hold integer element indices")
     n = mul.shape[0]
     if mul.min() < 0 or mul.max() >= n:
-        raise GroupError("table", "entries", f"closure fails: every entry must be an element 0..{n - 1}")
+        raise ConfigError("table", "entries", f"closure fails: every entry must be an element 0..{n - 1}")
     e = np.arange(n)
     if not ((mul[0] == e).all() and (mul[:, 0] == e).all()):
-        raise GroupError("table", "row/column 0", "identity fails: element 0 must satisfy 0∘a = a∘0 = a")
+        raise ConfigError("table", "row/column 0", "identity fails: element 0 must satisfy 0∘a = a∘0 = a")
     rows_ok = all(len(np.unique(r)) == n for r in mul)
     cols_ok = all(len(np.unique(c)) == n for c in mul.T)
     if not (rows_ok and cols_ok) or not ((mul == 0).sum(axis=1) == 1).all():
-        raise GroupError("table", "rows/columns", "inverses fail: each element needs exactly one inverse "
+        raise ConfigError("table", "rows/columns", "inverses fail: each element needs exactly one inverse "
                                                   "(every row and column a permutation)")
     # (a∘b)∘c == a∘(b∘c) for all triples, by gathers (n³ entries; fine for the sizes used here).
     if n <= 800:
         if not (mul[mul[:, :, None], e[None, None, :]] == mul[e[:, None, None], mul[None, :, :]]).all():
-            raise GroupError("table", "triples", "associativity fails: (a∘b)∘c != a∘(b∘c) for some a, b, c")
+            raise ConfigError("table", "triples", "associativity fails: (a∘b)∘c != a∘(b∘c) for some a, b, c")
     else:  # Light's test on generators would be cheaper; random triples catch a broken table w.h.p.
         rng = np.random.default_rng(0)
         a, b, c = rng.integers(0, n, (3, 200_000))
         if not (mul[mul[a, b], c] == mul[a, mul[b, c]]).all():
-            raise GroupError("table", "triples", "associativity fails: (a∘b)∘c != a∘(b∘c) for some a, b, c")
+            raise ConfigError("table", "triples", "associativity fails: (a∘b)∘c != a∘(b∘c) for some a, b, c")
 
 
 def from_table(mul, names=None, name: str = "G") -> Group:
@@ -144,7 +138,7 @@ def from_table(mul, names=None, name: str = "G") -> Group:
         names = tuple(f"g{i}" for i in range(n))
     names = tuple(str(x) for x in names)
     if len(names) != n or len(set(names)) != n:
-        raise GroupError("names", names, f"must be {n} distinct names, one per element")
+        raise ConfigError("names", names, f"must be {n} distinct names, one per element")
     return Group(name, mul.astype(np.int32), names)
 
 
@@ -154,7 +148,7 @@ def from_table(mul, names=None, name: str = "G") -> Group:
 def _positive(field, n, lo=1, hi=None):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < lo or (hi is not None and n > hi):
         rng = f"an integer >= {lo}" if hi is None else f"an integer in {lo}..{hi}"
-        raise GroupError(field, n, f"must be {rng}")
+        raise ConfigError(field, n, f"must be {rng}")
     return int(n)
 
 
@@ -240,7 +234,7 @@ def alternating(n: int) -> Group:
 def direct_product(*factors: Group) -> Group:
     """G₁ × G₂ × ...: pairs multiplied coordinate-wise, named (g, h, ...)."""
     if not factors or not all(isinstance(f, Group) for f in factors):
-        raise GroupError("factors", factors, "must be one or more Group objects")
+        raise ConfigError("factors", factors, "must be one or more Group objects")
     mul = factors[0].mul
     names = [(x,) for x in factors[0].names]
     for f in factors[1:]:
@@ -259,21 +253,21 @@ def group(name: str) -> Group:
     """The group with this name: C<n>, D<n>, S<n>, A<n> (n <= 7 for S and A), or a product
     such as S4xC2 (factors joined by x)."""
     if not isinstance(name, str) or not name.strip():
-        raise GroupError("group", name, "must be a name like C113, D59, S5, A5 or S4xC2")
+        raise ConfigError("group", name, "must be a name like C113, D59, S5, A5 or S4xC2")
     parts = []
     for part in name.strip().split("x"):
         m = _FACTOR.match(part.strip())
         if not m:
-            raise GroupError("group", name, f"{part!r} is not a group name: use C<n>, D<n>, S<n>, A<n> "
+            raise ConfigError("group", name, f"{part!r} is not a group name: use C<n>, D<n>, S<n>, A<n> "
                                             "(e.g. C113, D59, S5, A5), joined by x for products (S4xC2)")
         kind, n = m.group(1), int(m.group(2))
         lo, hi = {"C": (1, None), "D": (2, None), "S": (1, MAX_SYMMETRIC_N), "A": (1, MAX_SYMMETRIC_N)}[kind]
         if n < lo or (hi is not None and n > hi):
-            raise GroupError("group", name, f"{kind}{n}: n must be " + (f">= {lo}" if hi is None else f"in {lo}..{hi}"))
+            raise ConfigError("group", name, f"{kind}{n}: n must be " + (f">= {lo}" if hi is None else f"in {lo}..{hi}"))
         parts.append((kind, n))
     orders = {"C": lambda n: n, "D": lambda n: 2 * n, "S": math.factorial, "A": lambda n: max(1, math.factorial(n) // 2)}
     order = math.prod(orders[k](n) for k, n in parts)
     if order > MAX_ORDER:
-        raise GroupError("group", name, f"order {order} is above {MAX_ORDER}: its Cayley table would not fit")
+        raise ConfigError("group", name, f"order {order} is above {MAX_ORDER}: its Cayley table would not fit")
     factors = [{"C": cyclic, "D": dihedral, "S": symmetric, "A": alternating}[k](n) for k, n in parts]
     return factors[0] if len(factors) == 1 else direct_product(*factors)

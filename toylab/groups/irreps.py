@@ -32,7 +32,8 @@ import re
 
 import numpy as np
 
-from .finite import Group, GroupError, _cycle_name
+from ..core.config import ConfigError
+from .finite import Group, _cycle_name
 
 __all__ = ["Irrep", "irreps", "real_irreps", "irreps_from_table", "frobenius_schur", "cyclic_irreps",
            "dihedral_irreps", "symmetric_irreps", "alternating_irreps", "product_irreps", "partitions",
@@ -205,7 +206,7 @@ def _from_generators(g: Group, generators: list[int], images: list[np.ndarray], 
     if steps is None:
         steps, known = _bfs(g, generators)
         if not known.all():
-            raise GroupError("generators", generators, "do not generate the group")
+            raise ConfigError("generators", generators, "do not generate the group")
     shape = images[0].shape if images else shape
     mats = np.zeros((g.order,) + shape, np.result_type(float, *images))
     mats[0] = np.eye(shape[-1])
@@ -243,7 +244,7 @@ def _split(mats: np.ndarray, parts: int, rng, real: bool) -> list[np.ndarray]:
         gaps = [w[b[0]] - w[a[-1]] for a, b in zip(runs, runs[1:])]
         if len(runs) == parts and all(len(r) == D // parts for r in runs) and min(gaps, default=scale) > 1e-4 * scale:
             return [V[:, r] for r in runs]
-    raise GroupError("representation", f"dimension {D}", f"did not split into {parts} equal irreducible parts")
+    raise ConfigError("representation", f"dimension {D}", f"did not split into {parts} equal irreducible parts")
 
 
 def _realify(mats: np.ndarray) -> np.ndarray:
@@ -269,7 +270,7 @@ def symmetric_irreps(g: Group, n: int) -> list[Irrep]:
     gens = [g.element(f"({i} {i + 1})") for i in range(1, n)]
     steps, known = _bfs(g, gens)
     if not known.all():
-        raise GroupError("group", g.name, "the transpositions (i i+1) do not generate it")
+        raise ConfigError("group", g.name, "the transpositions (i i+1) do not generate it")
     return [Irrep(str(shape), _from_generators(g, gens, _young_generators(shape), steps)) for shape in partitions(n)]
 
 
@@ -289,7 +290,7 @@ def alternating_irreps(g: Group, n: int, seed: int = 0) -> list[Irrep]:
     gens = [g.element(_cycle_name(tuple(swap(0)[x] for x in swap(i)))) for i in range(1, n - 1)]
     steps, known = _bfs(g, gens)
     if not known.all():
-        raise GroupError("group", g.name, "the products (1 2)(i i+1) do not generate it")
+        raise ConfigError("group", g.name, "the products (1 2)(i i+1) do not generate it")
     shapes, rng, out = partitions(n), np.random.default_rng(seed), []
     for shape in shapes:
         conj = _conjugate(shape)
@@ -336,7 +337,7 @@ def frobenius_schur(g: Group, irrep: Irrep) -> int:
         nu = nu / 2
     r = round(float(nu.real))
     if abs(nu - r) > 1e-6 or r not in (-1, 0, 1):
-        raise GroupError("irrep", irrep.name, f"is not an irreducible representation of {g.name} "
+        raise ConfigError("irrep", irrep.name, f"is not an irreducible representation of {g.name} "
                                               f"(Frobenius–Schur sum {complex(nu):.4g})")
     return r
 
@@ -360,7 +361,7 @@ def irreps_from_table(g: Group, seed: int = 0) -> list[Irrep]:
     Sorted by dimension, then character (trivial first); named "d<dim>#<index>"."""
     N = g.order
     if N > MAX_FALLBACK_ORDER:
-        raise GroupError("order", N, f"irreps_from_table diagonalises the {N}×{N} regular representation of "
+        raise ConfigError("order", N, f"irreps_from_table diagonalises the {N}×{N} regular representation of "
                                      f"{g.name}; the order must be <= {MAX_FALLBACK_ORDER}")
     inv, classes, cls = g.inverse, g.conjugacy_classes(), g.class_of()
     sizes = np.array([len(c) for c in classes])
@@ -399,7 +400,7 @@ def irreps_from_table(g: Group, seed: int = 0) -> list[Irrep]:
                 and (dims[picked] ** 2).sum() == N:  # each irrep d times; complete
             break
     else:
-        raise GroupError("group", g.name, "the regular representation did not decompose into irreps "
+        raise ConfigError("group", g.name, "the regular representation did not decompose into irreps "
                                           "(6 random commutant elements tried)")
     gens = _generating_set(g)
     steps, _ = _bfs(g, gens)
@@ -471,7 +472,7 @@ def _library_irreps(g: Group) -> list[Irrep] | None:
             if int(np.prod([f.order for f in factors])) != g.order:
                 return None
             reps = product_irreps([_factor_irreps(k, n, f) for (k, n), f in zip(parts, factors)])
-    except (GroupError, IndexError):  # names or structure not the library group's
+    except (IndexError):  # names or structure not the library group's
         return None
     if reps[0].matrices.shape[0] != g.order or not _represents(g, reps):
         return None

@@ -23,6 +23,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..core.config import ConfigError
+
 __all__ = ["BilinearLayer", "BilinearBlock", "BilinearClassifier", "augment", "init_bilinear_layer",
            "init_bilinear_classifier"]
 
@@ -97,9 +99,9 @@ class BilinearClassifier(eqx.Module):
         and V (the bias column stays), W_U into P. Exact for one non-residual block, the
         paper's image model; a deeper or residual model is not a single bilinear layer."""
         if len(self.blocks) != 1 or self.blocks[0].residual:
-            raise ValueError(f"model: has {len(self.blocks)} block(s), residual={self.blocks[0].residual}; "
-                             "as_layer needs exactly one non-residual bilinear block "
-                             "(analyse a deeper model one block at a time)")
+            raise ConfigError("model", f"{len(self.blocks)} block(s), residual={self.blocks[0].residual}",
+                              "as_layer needs exactly one non-residual bilinear block "
+                              "(analyse a deeper model one block at a time)")
         layer = self.blocks[0].layer
         W, V = layer.W, layer.V
         if self.W_E is not None:
@@ -112,7 +114,7 @@ class BilinearClassifier(eqx.Module):
 def _check_positive(**sizes):
     for name, v in sizes.items():
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name}={v!r}: must be a positive integer")
+            raise ConfigError(name, v, "must be a positive integer")
 
 
 def init_bilinear_layer(key, *, d_in: int, d_hidden: int, d_out: int, bias: bool = False) -> BilinearLayer:

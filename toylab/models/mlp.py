@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..core.config import ConfigError
 from .transformer import NONLINEARITIES, neurons
 
 __all__ = ["EmbedMLP", "init_embed_mlp", "fourier_solution", "gcr_solution", "EMBEDDINGS"]
@@ -88,12 +89,12 @@ def init_embed_mlp(key, *, n_in: int, n_out: int, d_hidden: int = 512, d_embed: 
     """Gaussian init with std 1/√fan_in per layer (one-hot inputs count one active unit per
     operand, so W_in gets std 1/√2 there); zero biases."""
     if embed not in EMBEDDINGS:
-        raise ValueError(f"embed={embed!r}: must be one of {', '.join(EMBEDDINGS)}")
+        raise ConfigError("embed", embed, f"must be one of {', '.join(EMBEDDINGS)}")
     if activation not in NONLINEARITIES:
-        raise ValueError(f"activation={activation!r}: must be one of {', '.join(NONLINEARITIES)}")
+        raise ConfigError("activation", activation, f"must be one of {', '.join(NONLINEARITIES)}")
     for name, v in (("n_in", n_in), ("n_out", n_out), ("d_hidden", d_hidden), ("d_embed", d_embed)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name}={v!r}: must be a positive integer")
+            raise ConfigError(name, v, "must be a positive integer")
     k_l, k_r, k_in, k_out = jax.random.split(key, 4)
     bilinear = activation == "bilinear"
     if embed == "onehot":
@@ -131,10 +132,10 @@ def fourier_solution(p: int, freqs, scale: float = 1.0) -> EmbedMLP:
         scale: output weight scale (larger: more confident logits).
     """
     if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 3:
-        raise ValueError(f"p={p!r}: must be an integer >= 3")
+        raise ConfigError("p", p, "must be an integer >= 3")
     freqs = [int(k) for k in freqs]
     if not freqs or len(set(freqs)) != len(freqs) or any(not 1 <= k <= (p - 1) // 2 for k in freqs):
-        raise ValueError(f"freqs={freqs!r}: must be distinct integers in 1..{(p - 1) // 2}, at least one")
+        raise ConfigError("freqs", freqs, f"must be distinct integers in 1..{(p - 1) // 2}, at least one")
     x = np.arange(p)
     rows_a, rows_b, outs = [], [], []
     for k in freqs:
@@ -162,12 +163,12 @@ def gcr_solution(matrices, scale: float = 1.0) -> EmbedMLP:
     """
     m = np.asarray(matrices, np.float64)
     if m.ndim != 3 or m.shape[1] != m.shape[2] or np.iscomplexobj(m):
-        raise ValueError(f"matrices: got an array of shape {m.shape}; must be real (|G|, d, d)")
+        raise ConfigError("matrices", f"got an array of shape {m.shape}", "must be real (|G|, d, d)")
     if not np.allclose(np.einsum("gij,gkj->gik", m, m), np.eye(m.shape[1]), atol=1e-6):
-        raise ValueError("matrices: must be orthogonal (a real orthogonal representation, e.g. from real_irreps)")
+        raise ConfigError("matrices", "not orthogonal", "must be a real orthogonal representation (e.g. from real_irreps)")
     if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)) or not np.isfinite(scale) \
             or scale <= 0:
-        raise ValueError(f"scale={scale!r}: must be a finite number > 0")
+        raise ConfigError("scale", scale, "must be a finite number > 0")
     n, d = m.shape[0], m.shape[1]
     emb = m.reshape(n, d * d).T  # (d², |G|): entry (i, j) of ρ(g) at row i·d + j
     rows, outs = [], []

@@ -15,6 +15,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..core.config import ConfigError
+
 __all__ = ["MODEL_KINDS", "ToyModel", "init_toy_model"]
 
 MODEL_KINDS = ("linear", "relu_output", "relu_hidden", "abs")
@@ -42,7 +44,7 @@ def init_toy_model(key, n_features: int, n_hidden: int, kind: str = "relu_output
     """Per-instance Xavier-normal weights, std √(2/(n+m)) (independent of the ensemble
     size, unlike xavier_normal_ on a stacked torch tensor), zero bias."""
     if kind not in MODEL_KINDS:
-        raise ValueError(f"kind={kind!r}: must be one of {', '.join(MODEL_KINDS)}")
+        raise ConfigError("kind", kind, f"must be one of {', '.join(MODEL_KINDS)}")
     k_w, k_out = jax.random.split(key)
     std = (2.0 / (n_features + n_hidden)) ** 0.5
     W = std * jax.random.normal(k_w, (n_hidden, n_features), jnp.float32)

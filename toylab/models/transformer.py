@@ -20,6 +20,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..core.config import ConfigError
+
 __all__ = ["Block", "Transformer", "init_transformer", "ACTIVATIONS", "NONLINEARITIES"]
 
 ACTIVATIONS = {"relu": jax.nn.relu, "quadratic": jnp.square}
@@ -123,11 +125,11 @@ def init_transformer(key, *, d_vocab: int, d_vocab_out: int, n_ctx: int = 3, d_m
     for name, v in (("d_vocab", d_vocab), ("d_vocab_out", d_vocab_out), ("n_ctx", n_ctx), ("d_model", d_model),
                     ("n_heads", n_heads), ("d_mlp", d_mlp), ("n_layers", n_layers)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name}={v!r}: must be a positive integer")
+            raise ConfigError(name, v, "must be a positive integer")
     if d_model % n_heads:
-        raise ValueError(f"n_heads={n_heads}: must divide d_model={d_model}")
+        raise ConfigError("n_heads", n_heads, f"must divide d_model={d_model}")
     if activation not in NONLINEARITIES:
-        raise ValueError(f"activation={activation!r}: must be one of {', '.join(NONLINEARITIES)}")
+        raise ConfigError("activation", activation, f"must be one of {', '.join(NONLINEARITIES)}")
     d_head = d_model // n_heads
     keys = jax.random.split(key, 3 + n_layers)
     s = 1.0 / math.sqrt(d_model)

@@ -13,7 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..groups import Group, GroupError, group
+from ..core.config import ConfigError
+from ..groups import Group, group
 
 __all__ = ["CompositionTable", "composition_table", "group_of"]
 
@@ -51,7 +52,7 @@ def group_of(name: str) -> Group:
 def composition_table(group_name: str, data_seed: int = 0) -> CompositionTable:
     """The composition table of a library group, rows shuffled by a permutation fixed by data_seed."""
     if isinstance(data_seed, bool) or not isinstance(data_seed, (int, np.integer)) or data_seed < 0:
-        raise GroupError("data_seed", data_seed, "must be a non-negative integer")
+        raise ConfigError("data_seed", data_seed, "must be a non-negative integer")
     g = group_of(group_name)
     n = g.order
     a, b = (x.ravel() for x in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))

@@ -40,9 +40,35 @@ def canonical_op(op: str) -> str:
 
 
 MAX_CONSTANT, MAX_EXPONENT = 10**9, 64  # keeps evaluation exact and quick
+MAX_BITS = 4096  # values may reach 2**MAX_BITS before % p; more would make evaluation crawl
+INT64_BITS = 62  # a bound below this evaluates in int64 numpy (no overflow possible)
+MAX_EXPRESSION_P = 3000  # an expression is evaluated on all p² pairs when checked
 
 
-def _parse_expression(expr: str):
+def _bits(node, p_bits: int) -> int:
+    """An upper bound on the bit length of the node's value for a, b in 0..p-1."""
+    if isinstance(node, ast.Expression):
+        return _bits(node.body, p_bits)
+    if isinstance(node, ast.Name):
+        return p_bits
+    if isinstance(node, ast.Constant):
+        return max(int(node.value).bit_length(), 1)
+    if isinstance(node, ast.UnaryOp):
+        return _bits(node.operand, p_bits)
+    left = _bits(node.left, p_bits)
+    if isinstance(node.op, ast.Pow):
+        return left * max(int(node.right.value), 1)
+    right = _bits(node.right, p_bits)
+    if isinstance(node.op, (ast.Add, ast.Sub)):
+        return max(left, right) + 1
+    if isinstance(node.op, ast.Mult):
+        return left + right
+    if isinstance(node.op, ast.Mod):  # |x % y| < |y|
+        return right
+    return left  # floor division: never larger than the numerator
+
+
+def _parse_expression(expr: str, p: int = 2):
     try:
         tree = ast.parse(expr, mode="eval")
     except SyntaxError:
@@ -61,7 +87,15 @@ def _parse_expression(expr: str):
             if not (isinstance(node.right, ast.Constant) and isinstance(node.right.value, int)
                     and 0 <= node.right.value <= MAX_EXPONENT):
                 return None, f"exponents must be integer constants in 0..{MAX_EXPONENT}"
+    bits = _bits(tree, max(int(p).bit_length(), 1))
+    if bits > MAX_BITS:
+        return None, (f"its values can reach about 2**{bits} before reduction, more than 2**{MAX_BITS}; "
+                      "reduce inside it with % p")
     return compile(tree, "<op>", "eval"), None
+
+
+def _expression_bits(expr: str, p: int) -> int:
+    return _bits(ast.parse(expr, mode="eval"), max(int(p).bit_length(), 1))
 
 
 def check_op(op: str, p: int) -> str | None:
@@ -74,19 +108,27 @@ def check_op(op: str, p: int) -> str | None:
         if op in ("*", "/") and not is_prime(p):
             return f"{op} needs a prime p (only then do the nonzero residues form a group); p={p} is not prime"
         return None
-    code, problem = _parse_expression(op)
+    code, problem = _parse_expression(op, p)
     if problem:
         return f"must be one of + - * / or an integer expression in a and b (e.g. a**2+a*b+b**2): {problem}"
+    if p > MAX_EXPRESSION_P:
+        return f"an expression is checked on all p² pairs; with an expression p must be at most {MAX_EXPRESSION_P} (p={p})"
     a, b = (x.ravel() for x in np.meshgrid(np.arange(p), np.arange(p), indexing="ij"))
     try:
-        _evaluate(code, a, b, p)
+        _evaluate(code, a, b, p, _expression_bits(op, p))
     except ArithmeticError as e:
         return f"fails on some pair (a, b) in 0..{p - 1} ({type(e).__name__}: {e})"
     return None
 
 
-def _evaluate(code, a, b, p):
-    """The expression on every pair, exactly (Python integers: no overflow), reduced mod p."""
+def _evaluate(code, a, b, p, bits: int | None = None):
+    """The expression on every pair, exactly, reduced mod p: in int64 when its bit-length
+    bound says no value can overflow, else with Python integers (no overflow, slower)."""
+    if bits is not None and bits <= INT64_BITS:
+        env = {"a": a.astype(np.int64), "b": b.astype(np.int64), "p": np.int64(p)}
+        with np.errstate(divide="raise", invalid="raise"):  # x // 0 raises, as in Python
+            out = np.broadcast_to(np.asarray(eval(code, {"__builtins__": {}}, env), np.int64), a.shape)
+        return np.mod(out, p)
     env = {"a": a.astype(object), "b": b.astype(object), "p": int(p)}
     out = eval(code, {"__builtins__": {}}, env)
     out = np.broadcast_to(np.asarray(out, dtype=object), a.shape)
@@ -137,7 +179,7 @@ def modular_table(p: int, op: str = "+", data_seed: int = 0) -> ModularTable:
     elif op == "/":
         c = a * np.asarray([pow(int(x), p - 2, p) for x in b])  # b^(p-2) = b^-1 (Fermat)
     else:
-        c = _evaluate(_parse_expression(op)[0], a, b, p)
+        c = _evaluate(_parse_expression(op, p)[0], a, b, p, _expression_bits(op, p))
     c = np.mod(c, p)
     rng = np.random.default_rng(data_seed)
     perm = rng.permutation(a.shape[0])
