@@ -26,7 +26,7 @@ import numpy as np
 
 from experiments.common import check_only, save_figure, script_main
 from toylab.analysis import eigen
-from toylab.core.claims import Claim
+from experiments.claims import Claim
 from toylab.core.config import ConfigError
 from toylab.core.sweep import run_sweep
 from toylab.families.bilinear import BilinearConfig, task_data

@@ -56,7 +56,7 @@ def run_figures(figures: dict, out, quick: bool, quiet: bool, only: str | None, 
 
 def script_main(doc: str, reproduce, only_help: str, work: bool = False) -> None:
     """``python -m experiments.NAME [--quick] [--out DIR] [--only KEYS] [--work DIR]``."""
-    from toylab.core.claims import format_claims
+    from experiments.claims import format_claims
 
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--quick", action="store_true")

@@ -29,7 +29,7 @@ import numpy as np
 
 from experiments.common import run_figures, save_figure, script_main
 from toylab.analysis import fourier as fa
-from toylab.core.claims import Claim
+from experiments.claims import Claim
 from toylab.core.sweep import run_sweep
 from toylab.families.grokking import GrokkingConfig, grid_train_mask, table_of
 from toylab.plots import grokking as plots

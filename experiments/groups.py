@@ -21,7 +21,7 @@ import numpy as np
 
 from experiments.common import check_only, save_figure, script_main
 from toylab.analysis import representations as ra
-from toylab.core.claims import Claim
+from experiments.claims import Claim
 from toylab.core.sweep import run_sweep
 from toylab.families.groups import grid_train_mask
 from toylab.plots import groups as plots

@@ -22,7 +22,7 @@ import numpy as np
 
 from experiments.common import run_figures, save_figure, script_main
 from toylab.analysis import superposition as geo
-from toylab.core.claims import Claim
+from experiments.claims import Claim
 from toylab.core.sweep import run_sweep
 from toylab.plots import superposition as plots
 from toylab.tasks.sparse_features import sparse_features

@@ -16,7 +16,7 @@ from flax import nnx  # noqa: E402
 
 import toylab  # noqa: E402
 from toylab.core.config import TrainConfig, positive_int, static, sweepable  # noqa: E402
-from toylab.core.flax_interop import FlaxModel, as_flax_model, flax_family, from_linen, from_nnx  # noqa: E402
+from toylab.models.flax_interop import FlaxModel, as_flax_model, flax_family, from_linen, from_nnx  # noqa: E402
 from toylab.core.sweep import run_sweep  # noqa: E402
 
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 import toylab
 from toylab.analysis import fourier as fa
 from toylab.core.config import ConfigError
-from toylab.core.precision import weighted_cross_entropy
+from toylab.tasks.losses import weighted_cross_entropy
 from toylab.core.train import stack_hparams
 from toylab.families.grokking import GrokkingConfig, train_rows
 from toylab.models.mlp import EmbedMLP, fourier_solution

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.config import ConfigError
+from ..core.config import ConfigError, described
 from ..models.bilinear import BilinearClassifier, BilinearLayer, augment
 
 __all__ = [
@@ -56,7 +56,7 @@ def _as_layer(layer) -> BilinearLayer:
     if isinstance(layer, BilinearClassifier):
         return layer.as_layer()
     if not isinstance(layer, BilinearLayer):
-        raise ConfigError("layer", f"a {type(layer).__name__}", "must be a BilinearLayer "
+        raise ConfigError("layer", described(f"a {type(layer).__name__}"), "must be a BilinearLayer "
                           "(or a one-block BilinearClassifier)")
     return layer
 
@@ -84,13 +84,13 @@ def _check_k(k, d: int, name: str = "k", what: str = "") -> int:
 def _check_square(name: str, Q):
     Q = jnp.asarray(Q)
     if Q.ndim < 2 or Q.shape[-1] != Q.shape[-2]:
-        raise ConfigError(name, f"shape {Q.shape}", "must be (..., d, d), square in its last two axes")
+        raise ConfigError(name, described(f"shape {Q.shape}"), "must be (..., d, d), square in its last two axes")
     return Q
 
 
 def _check_eigen(eig) -> "Eigen":
     if not isinstance(eig, Eigen):
-        raise ConfigError("eig", f"a {type(eig).__name__}", "must be an Eigen (from eigendecompose or "
+        raise ConfigError("eig", described(f"a {type(eig).__name__}"), "must be an Eigen (from eigendecompose or "
                           "class_eigendecomposition)")
     return eig
 
@@ -98,7 +98,7 @@ def _check_eigen(eig) -> "Eigen":
 def _check_input(x, d_in: int, name: str = "x"):
     x = jnp.asarray(x)
     if x.ndim < 1 or x.shape[-1] != d_in:
-        raise ConfigError(name, f"shape {x.shape}", f"must be (..., d_in) with d_in = {d_in}")
+        raise ConfigError(name, described(f"shape {x.shape}"), f"must be (..., d_in) with d_in = {d_in}")
     return x
 
 
@@ -137,7 +137,7 @@ def interaction_matrix(layer, u):
     layer = _as_layer(layer)
     u = jnp.asarray(u)
     if u.shape != (layer.d_out,):
-        raise ConfigError("u", f"shape {u.shape}", f"must be (d_out,) = ({layer.d_out},), one weight per output")
+        raise ConfigError("u", described(f"shape {u.shape}"), f"must be (d_out,) = ({layer.d_out},), one weight per output")
     return _interaction(layer, u[None].astype(layer.P.dtype))[0]
 
 
@@ -147,7 +147,7 @@ def interaction_matrices(layer, U):
     layer = _as_layer(layer)
     U = jnp.asarray(U)
     if U.ndim != 2 or U.shape[1] != layer.d_out:
-        raise ConfigError("U", f"shape {U.shape}", f"must be (n, d_out) with d_out = {layer.d_out}, one direction per row")
+        raise ConfigError("U", described(f"shape {U.shape}"), f"must be (n, d_out) with d_out = {layer.d_out}, one direction per row")
     return _interaction(layer, U.astype(layer.P.dtype))
 
 
@@ -266,7 +266,7 @@ def spectrum_share(values, k: int):
 def _contributions(eig: Eigen, x, kmax: int):
     """λ_ci (v_ciᵀ x̃)² for the top kmax eigenpairs of each direction: (..., n_dir, kmax)."""
     if eig.values.ndim != 2:
-        raise ConfigError("eig", f"values of shape {eig.values.shape}", "must be (n_directions, d), one model's "
+        raise ConfigError("eig", described(f"values of shape {eig.values.shape}"), "must be (n_directions, d), one model's "
                           "decomposition (jax.vmap over seeds)")
     x = _check_input(x, eig.d_in)
     xa = augment(x, eig.bias).astype(eig.vectors.dtype)
@@ -296,7 +296,7 @@ def truncated_accuracy(eig: Eigen, x, labels, ks):
     x = _check_input(x, eig.d_in)
     labels = jnp.asarray(labels)
     if x.ndim != 2 or labels.shape != x.shape[:1]:
-        raise ConfigError("labels", f"shape {labels.shape} for x of shape {x.shape}", "must be (n,) for x (n, d_in)")
+        raise ConfigError("labels", described(f"shape {labels.shape} for x of shape {x.shape}"), "must be (n,) for x (n, d_in)")
     cum = jnp.cumsum(_contributions(eig, x, max(ks)), axis=-1)  # (n, n_classes, kmax)
     out = cum[..., np.asarray(ks) - 1]  # (n, n_classes, len(ks))
     pred = jnp.argmax(out, axis=1)  # (n, len(ks))
@@ -317,7 +317,7 @@ class HOSVD(NamedTuple):
 def _check_tensor(B):
     B = jnp.asarray(B)
     if B.ndim != 3:
-        raise ConfigError("B", f"shape {B.shape}", "must be a third-order (d_out, d, d) tensor")
+        raise ConfigError("B", described(f"shape {B.shape}"), "must be a third-order (d_out, d, d) tensor")
     return B
 
 
@@ -392,7 +392,7 @@ def sign_align(vectors, reference):
     column of ``reference`` is negative (eigenvectors are defined up to sign)."""
     vectors, reference = jnp.asarray(vectors), jnp.asarray(reference)
     if vectors.shape[-2:] != reference.shape[-2:]:
-        raise ConfigError("reference", f"shape {reference.shape}", "its last two axes must match vectors' "
+        raise ConfigError("reference", described(f"shape {reference.shape}"), "its last two axes must match vectors' "
                           f"{vectors.shape[-2:]} (d, k)")
     dots = jnp.sum(vectors * reference, axis=-2, keepdims=True)
     return jnp.where(dots < 0, -vectors, vectors)
@@ -403,7 +403,7 @@ def eigenvector_similarity(vectors_a, vectors_b):
     (..., k) in [0, 1] (0 for a zero column)."""
     a, b = _unit_columns(jnp.asarray(vectors_a)), _unit_columns(jnp.asarray(vectors_b))
     if a.shape[-2:] != b.shape[-2:]:
-        raise ConfigError("vectors_b", f"shape {b.shape}", f"its last two axes must match vectors_a's {a.shape[-2:]}")
+        raise ConfigError("vectors_b", described(f"shape {b.shape}"), f"its last two axes must match vectors_a's {a.shape[-2:]}")
     return jnp.abs(jnp.sum(a * b, axis=-2))
 
 
@@ -417,7 +417,7 @@ def _seed_pairs_mean(sim):
 def _check_seeds(vectors):
     vectors = jnp.asarray(vectors)
     if vectors.ndim < 3 or vectors.shape[0] < 2:
-        raise ConfigError("vectors", f"shape {vectors.shape}", "must be (n_seeds, ..., d, k) with n_seeds >= 2")
+        raise ConfigError("vectors", described(f"shape {vectors.shape}"), "must be (n_seeds, ..., d, k) with n_seeds >= 2")
     return _unit_columns(vectors)
 
 
@@ -448,7 +448,7 @@ def eigenvector_mask(eig: Eigen, target_class, which: int = 0, sign: int = +1):
     positive (use a negative strength for the other)."""
     eig = _check_eigen(eig)
     if eig.values.ndim < 2:
-        raise ConfigError("eig", f"values of shape {eig.values.shape}", "must be (..., n_classes, d) "
+        raise ConfigError("eig", described(f"values of shape {eig.values.shape}"), "must be (..., n_classes, d) "
                           "(from class_eigendecomposition)")
     n_classes = eig.values.shape[-2]
     _check_index("target_class", target_class, n_classes, f"one of the {n_classes} classes")
@@ -476,12 +476,12 @@ def _masked_predictions(model_fn, x, mask, strengths, clip):
     x = jnp.asarray(x)
     mask = jnp.asarray(mask)
     if x.ndim != 2:
-        raise ConfigError("x", f"shape {x.shape}", "must be (n, d_in)")
+        raise ConfigError("x", described(f"shape {x.shape}"), "must be (n, d_in)")
     if mask.shape != x.shape[-1:]:
-        raise ConfigError("mask", f"shape {mask.shape}", f"must be (d_in,) = ({x.shape[-1]},), one entry per input")
+        raise ConfigError("mask", described(f"shape {mask.shape}"), f"must be (d_in,) = ({x.shape[-1]},), one entry per input")
     strengths = jnp.atleast_1d(jnp.asarray(strengths, x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else None))
     if strengths.ndim != 1:
-        raise ConfigError("strengths", f"shape {strengths.shape}", "must be a scalar or 1-D")
+        raise ConfigError("strengths", described(f"shape {strengths.shape}"), "must be a scalar or 1-D")
     if clip is not None:
         pair = isinstance(clip, (tuple, list)) and len(clip) == 2
         concrete = pair and not any(isinstance(c, jax.core.Tracer) for c in clip)
@@ -504,7 +504,7 @@ def masked_accuracy(model_fn, x, labels, mask, strengths, clip=None):
     ``clip`` = (lo, hi), e.g. the pixel range: → (n_strengths,)."""
     labels = jnp.asarray(labels)
     if labels.shape != jnp.shape(x)[:1]:
-        raise ConfigError("labels", f"shape {labels.shape}", f"must be (n,) for x of shape {jnp.shape(x)}")
+        raise ConfigError("labels", described(f"shape {labels.shape}"), f"must be (n,) for x of shape {jnp.shape(x)}")
     pred = _masked_predictions(model_fn, x, mask, strengths, clip)
     return jnp.mean(pred == labels[None, :], axis=-1)
 
@@ -533,7 +533,7 @@ def edge_mass(vectors, shape, border: int = 1):
     h, w = (int(s) for s in shape)
     vectors = jnp.asarray(vectors)
     if vectors.ndim < 2 or vectors.shape[-2] not in (h * w, h * w + 1):
-        raise ConfigError("vectors", f"shape {vectors.shape}", f"must be (..., d, k) with d = h*w = {h * w} "
+        raise ConfigError("vectors", described(f"shape {vectors.shape}"), f"must be (..., d, k) with d = h*w = {h * w} "
                           f"(or {h * w + 1} with the bias row), one vector per column")
     if not _is_int(border) or not 1 <= border or 2 * border >= min(h, w):
         raise ConfigError("border", border, "must be an integer with 1 <= border < min(h, w)/2 = "

@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.config import ConfigError
-from ..core.precision import weighted_cross_entropy
+from ..core.config import ConfigError, described
+from ..tasks.losses import weighted_cross_entropy
 
 __all__ = [
     "fourier_basis", "basis_names", "basis_frequency", "n_frequencies", "fourier_2d", "fourier_2d_inverse",
@@ -93,7 +93,7 @@ def fourier_2d(values, p: int):
     ``fourier_2d_inverse`` undoes it and squared coefficients sum to the squared values."""
     values = jnp.asarray(values)
     if values.shape[:2] != (p, p):
-        raise ConfigError("values", f"shape {values.shape}", f"must start with (p, p) = ({p}, {p})")
+        raise ConfigError("values", described(f"shape {values.shape}"), f"must start with (p, p) = ({p}, {p})")
     F = jnp.asarray(fourier_basis(p), values.dtype if jnp.issubdtype(values.dtype, jnp.floating) else jnp.float32)
     return jnp.einsum("ia,jb,ab...->ij...", F, F, values)
 
@@ -102,7 +102,7 @@ def fourier_2d_inverse(coeffs, p: int):
     """Values over (a, b) from 2-D basis coefficients (the inverse of :func:`fourier_2d`)."""
     coeffs = jnp.asarray(coeffs)
     if coeffs.shape[:2] != (p, p):
-        raise ConfigError("coeffs", f"shape {coeffs.shape}", f"must start with (p, p) = ({p}, {p})")
+        raise ConfigError("coeffs", described(f"shape {coeffs.shape}"), f"must start with (p, p) = ({p}, {p})")
     F = jnp.asarray(fourier_basis(p), coeffs.dtype)
     return jnp.einsum("ia,jb,ij...->ab...", F, F, coeffs)
 
@@ -123,7 +123,7 @@ def fourier_norms(W, p: int, axis: int = -1):
     """Norm of W's component along each basis row, W's ``axis`` (length p) being Z_p."""
     W = jnp.moveaxis(jnp.asarray(W), axis, -1)
     if W.shape[-1] != p:
-        raise ConfigError("W", f"axis {axis} has length {W.shape[-1]}", f"must have length p={p}")
+        raise ConfigError("W", described(f"axis {axis} has length {W.shape[-1]}"), f"must have length p={p}")
     coeffs = W @ jnp.asarray(fourier_basis(p)).T  # (..., p) in the basis
     return jnp.sqrt(jnp.sum(coeffs.reshape(-1, p) ** 2, axis=0))
 
@@ -243,7 +243,7 @@ def logit_frequency_components(logits, p: int):
     variance of the logits (centred over c) it explains."""
     L = jnp.asarray(logits)
     if L.shape != (p, p, p):
-        raise ConfigError("logits", f"shape {L.shape}", f"must be (p, p, p) = ({p}, {p}, {p}) over [a, b, c]")
+        raise ConfigError("logits", described(f"shape {L.shape}"), f"must be (p, p, p) = ({p}, {p}, {p}) over [a, b, c]")
     L = L - L.mean(-1, keepdims=True)
     ks = np.arange(1, n_frequencies(p) + 1)
     C = jnp.asarray(np.cos(2 * np.pi * ks[:, None] * np.arange(p)[None] / p), jnp.float32)
@@ -259,9 +259,9 @@ def logit_frequency_components(logits, p: int):
 def _project_sum_directions(logits, p: int, mask):
     """The part of the logits along cos/sin(w(a+b)) for the frequencies in mask, per c."""
     if logits.shape[:2] != (p, p):
-        raise ConfigError("logits", f"shape {logits.shape}", f"must be (p, p, n_out) with p={p} over [a, b, c]")
+        raise ConfigError("logits", described(f"shape {logits.shape}"), f"must be (p, p, n_out) with p={p} over [a, b, c]")
     if jnp.shape(mask) != (n_frequencies(p),):
-        raise ConfigError("key_mask", f"shape {jnp.shape(mask)}", f"must be ({n_frequencies(p)},), one entry per frequency 1..p//2")
+        raise ConfigError("key_mask", described(f"shape {jnp.shape(mask)}"), f"must be ({n_frequencies(p)},), one entry per frequency 1..p//2")
     D = jnp.asarray(_sum_directions(p), jnp.float32) * jnp.asarray(mask, jnp.float32)[:, None, None, None]
     coef = jnp.einsum("kdab,abc->kdc", D, logits)
     return jnp.einsum("kdab,kdc->abc", D, coef)
@@ -366,7 +366,7 @@ def neuron_ipr(model, p: int):
     al. Memorising neurons have low IPR. (A transformer's neurons see a and b only through
     attention; use :func:`neuron_frequency_clusters` on its activations instead.)"""
     if not hasattr(model, "input_weights"):
-        raise ConfigError("model", f"a {type(model).__name__}", "has no input weights on a and b; neuron_ipr "
+        raise ConfigError("model", described(f"a {type(model).__name__}"), "has no input weights on a and b; neuron_ipr "
                           "needs an embedding MLP (use neuron_frequency_clusters for a transformer)")
     left, right = model.input_weights()
     if left.shape[1] != p:
@@ -382,7 +382,7 @@ def prune_neurons(model, keep):
     keep = jnp.asarray(keep, jnp.float32)
     d = model.W_out.shape[1] if hasattr(model, "input_weights") else model.blocks[-1].W_out.shape[1]
     if keep.shape != (d,):
-        raise ConfigError("keep", f"shape {keep.shape}", f"must be ({d},), one entry per neuron")
+        raise ConfigError("keep", described(f"shape {keep.shape}"), f"must be ({d},), one entry per neuron")
     if hasattr(model, "input_weights"):
         return eqx.tree_at(lambda m: m.W_out, model, model.W_out * keep[None, :])
     last = model.blocks[-1]

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.config import ConfigError
+from ..core.config import ConfigError, described
 from ..groups import Group, real_irreps
 from .fourier import cross_entropy, grid_logits, grid_neurons
 
@@ -95,7 +95,7 @@ def character_cube(g: Group, character) -> np.ndarray:
     cube's [a, b, :] (contiguous copies, and no |G|³ index array)."""
     character = np.asarray(character)
     if character.shape != (g.order,):
-        raise ConfigError("character", f"array of shape {character.shape}", f"must have shape ({g.order},)")
+        raise ConfigError("character", described(f"array of shape {character.shape}"), f"must have shape ({g.order},)")
     return np.take(character[g.mul[:, g.inverse]], g.mul, axis=0)
 
 
@@ -153,7 +153,7 @@ def logit_similarity(logits, g: Group, reps=None):
     n = g.order
     logits = jnp.asarray(logits, jnp.float32)
     if logits.shape != (n, n, n):
-        raise ConfigError("logits", f"array of shape {logits.shape}", f"must be ({n}, {n}, {n}): [a, b, c] for {g.name}")
+        raise ConfigError("logits", described(f"array of shape {logits.shape}"), f"must be ({n}, {n}, {n}): [a, b, c] for {g.name}")
     chi = _characters(reps)
     cube_norm = n * np.sqrt(((chi - chi.mean(1, keepdims=True)) ** 2).sum(1))  # (n_irreps,)
     chi_xc = chi[:, g.mul[:, g.inverse]]  # [r, x, c] = χ_r(x∘c⁻¹)
@@ -205,7 +205,7 @@ def span_shares(W, g: Group, axis: int = -1, reps=None):
         raise ConfigError("axis", axis, f"must be an axis of W (W has {W.ndim} dimensions)")
     W = jnp.moveaxis(W, axis, -1)
     if W.shape[-1] != g.order:
-        raise ConfigError("W", f"array with {W.shape[-1]} entries along axis {axis}", f"must have {g.order} ({g.name})")
+        raise ConfigError("W", described(f"array with {W.shape[-1]} entries along axis {axis}"), f"must have {g.order} ({g.name})")
     owner = np.concatenate([np.full(B.shape[1], i) for i, B in enumerate(bases)])
     return _shares(W, jnp.asarray(np.concatenate(bases, axis=1), jnp.float32), jnp.asarray(owner), len(bases))
 
@@ -246,7 +246,7 @@ def hidden_shares(neurons, g: Group, reps=None):
     neurons = jnp.asarray(neurons, jnp.float32)
     n = g.order
     if neurons.shape[:2] != (n, n):
-        raise ConfigError("neurons", f"array of shape {neurons.shape}", f"must be ({n}, {n}, d) over pairs of {g.name}")
+        raise ConfigError("neurons", described(f"array of shape {neurons.shape}"), f"must be ({n}, {n}, d) over pairs of {g.name}")
     centred = neurons - neurons.mean((0, 1), keepdims=True)
     total = jnp.maximum(jnp.sum(centred ** 2), 1e-30)
     shares = [jnp.sum(project_pair_functions(centred, g, [B]) ** 2) for B in span_bases(g, reps)]
@@ -260,7 +260,7 @@ def _selected_bases(g: Group, key, reps, with_trivial: bool):
     key = np.asarray(key, bool)
     bases = span_bases(g, reps)
     if key.shape != (len(bases),):
-        raise ConfigError("key", f"mask of shape {key.shape}", f"must be ({len(bases)},), one entry per real irrep")
+        raise ConfigError("key", described(f"mask of shape {key.shape}"), f"must be ({len(bases)},), one entry per real irrep")
     chosen = [B for B, k in zip(bases, key) if k]
     if with_trivial and not key[0]:
         chosen = [bases[0]] + chosen  # the trivial irrep (constants) comes first
@@ -307,7 +307,7 @@ def learning_order(similarity, steps, threshold: float = KEY_THRESHOLD):
     s = np.asarray(similarity)
     steps = np.asarray(steps)
     if s.ndim < 2 or s.shape[-2] != steps.shape[0]:
-        raise ConfigError("steps", f"{steps.shape[0]} steps", f"must match the similarity's log axis ({s.shape})")
+        raise ConfigError("steps", described(f"{steps.shape[0]} steps"), f"must match the similarity's log axis ({s.shape})")
     above = s > threshold
     # Staying above from step t on: reversed cumulative AND.
     stays = np.flip(np.logical_and.accumulate(np.flip(above, -2), axis=-2), -2)

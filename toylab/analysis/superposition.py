@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.config import ConfigError
+from ..core.config import ConfigError, described
 
 __all__ = [
     "gram",
@@ -71,7 +71,7 @@ def _as_weights(W, name: str = "W", *, min_ndim: int = 2, max_ndim: int = 2):
         W = jnp.asarray(W)
         shape = W.shape
     if not (min_ndim <= len(shape) <= max_ndim) or any(d == 0 for d in shape[-2:]):
-        raise ConfigError(name, f"shape {tuple(shape)}", "must be a 2-D (n_hidden, n_features) array "
+        raise ConfigError(name, described(f"shape {tuple(shape)}"), "must be a 2-D (n_hidden, n_features) array "
                           "with n_hidden >= 1 and n_features >= 1 (one model; use jax.vmap for a stack)")
     return _as_real(jnp.asarray(W), name)
 
@@ -95,7 +95,7 @@ def _check_count(name: str, value) -> None:
 def _as_dimensionalities(D):
     D = jnp.asarray(D)
     if D.ndim != 1:
-        raise ConfigError("D", f"shape {D.shape}", "must be a 1-D array of feature dimensionalities "
+        raise ConfigError("D", described(f"shape {D.shape}"), "must be a 1-D array of feature dimensionalities "
                           "(one model, or all models' values flattened)")
     return _as_real(D, "D")
 
@@ -108,7 +108,7 @@ def _as_real(x, name: str):
         return x if jnp.finfo(x.dtype).bits >= 32 else x.astype(jnp.float32)
     if jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.bool_):
         return x.astype(jnp.result_type(float))  # float32, or float64 under jax_enable_x64
-    raise ConfigError(name, f"dtype {x.dtype}", "must be a real (float) array")
+    raise ConfigError(name, described(f"dtype {x.dtype}"), "must be a real (float) array")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -279,7 +279,7 @@ def classify_phase(W, threshold=0.5):
         shape = W.shape
     # Only the last two dims: under jax.vmap W is (1, 2); called directly on a stack it still works.
     if len(shape) < 2 or tuple(shape[-2:]) != (1, 2):
-        raise ConfigError("W", f"shape {tuple(shape)}", "classify_phase needs shape (1, 2) "
+        raise ConfigError("W", described(f"shape {tuple(shape)}"), "classify_phase needs shape (1, 2) "
                           "(one hidden dimension, two features; use jax.vmap for a stack)")
     W = _as_weights(W, max_ndim=len(shape))
     _check_positive("threshold", threshold)
@@ -324,7 +324,7 @@ def relative_feature_error(prediction, target):
     """
     prediction, target = jnp.asarray(prediction), jnp.asarray(target)
     if prediction.ndim != 2 or prediction.shape != target.shape:
-        raise ConfigError("prediction", f"shape {prediction.shape} (target {target.shape})",
+        raise ConfigError("prediction", described(f"shape {prediction.shape} (target {target.shape})"),
                           "both must be the same (batch, n_features) shape")
     baseline = jnp.var(target, axis=0)
     return jnp.mean(jnp.square(target - prediction), axis=0) / jnp.maximum(baseline, 1e-12)

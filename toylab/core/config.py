@@ -18,6 +18,7 @@ import numpy as np
 
 __all__ = [
     "ConfigError",
+    "described",
     "TrainConfig",
     "static",
     "sweepable",
@@ -33,11 +34,22 @@ __all__ = [
 
 
 class ConfigError(ValueError):
-    """Bad user input: names the field, the value given and what is allowed."""
+    """Bad user input — the one error class toylab raises for it, from configs, the CLI, the
+    results store, the group library and the analysis functions alike. Names the field (or
+    parameter), the value given and what is allowed."""
 
     def __init__(self, field: str, value: Any, allowed: str):
         self.field, self.value, self.allowed = field, value, allowed
-        super().__init__(f"{field}={value!r}: {allowed}")
+        shown = f"{field} has {value}" if isinstance(value, Described) else f"{field}={value!r}"
+        super().__init__(f"{shown}: {allowed}")
+
+
+class Described(str):
+    """A description of a value too big to show (``described("shape (3, 4)")``): the error
+    reads "x has shape (3, 4): ..." instead of quoting it."""
+
+
+described = Described
 
 
 # ----------------------------------------------------------------------------- checks

@@ -104,8 +104,13 @@ def check_writable(folder: Path, option: str = "out"):
         probe = probe.parent
     if not probe.is_dir():
         raise ConfigError(option, str(folder), f"{str(probe)!r} is a file, not a folder; choose another folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(option, str(folder), f"{str(probe)!r} is not writable by this user; choose a folder you can write")
+    try:  # a real write, not os.access: root passes access() on read-only filesystems too
+        fd, tmp = tempfile.mkstemp(prefix=".toylab-probe.", suffix=".tmp", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise ConfigError(option, str(folder), f"{str(probe)!r} is not writable ({e.strerror}); "
+                                               "choose a folder you can write") from None
 
 
 class Store:
@@ -144,15 +149,15 @@ class Store:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ConfigError("out", str(root), f"cannot be created ({e.strerror}); choose a folder you can write") from None
+        store._acquire_lock()
         try:
-            store._acquire_lock()
             store._check_identity(manifest, resume)  # again, now that no one else can write
         except BaseException:
-            store.close()
-            if created:  # leave no trace of a refused sweep
+            if created and [p.name for p in root.iterdir()] == [".lock"]:  # leave no trace
                 with contextlib.suppress(OSError):
                     (root / ".lock").unlink()
                     root.rmdir()
+            store.close()
             raise
         store._remove_stale_temporaries()
         if not (root / "manifest.json").exists():

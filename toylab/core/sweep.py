@@ -31,7 +31,7 @@ from .optim import make_optimizer
 from .progress import Progress
 from .results import Results, RunResult, load_results
 from .store import FORMAT, Store
-from .train import Trainer, make_key, segment_length, stack_hparams
+from .train import CPU_BLOCK_SIZE, Trainer, make_key, segment_length, stack_hparams
 
 __all__ = ["run_sweep", "load_results", "Results", "RunResult", "expand_grid", "check_fits"]
 
@@ -139,6 +139,22 @@ def _instance_bytes(family: Family, cfg) -> tuple[int, int]:
     return state, working
 
 
+def _largest_cause(family: Family, cfg, total: int):
+    """The static field (and its value) whose default would shrink the estimate most."""
+    best, cause = total, ("config", family.name)
+    for name in cfg.names(STATIC):
+        default = cfg.field_info()[name].default
+        if getattr(cfg, name) == default or name == "train_capacity":
+            continue
+        try:
+            smaller = sum(_instance_bytes(family, cfg.replace(**{name: default})))
+        except (ConfigError, ValueError, TypeError):
+            continue
+        if smaller < best:
+            best, cause = smaller, (name, getattr(cfg, name))
+    return cause
+
+
 def check_fits(family: Family, chunks: list[Chunk], n_devices: int, block_size):
     """Refuse (ConfigError) a sweep whose chunk cannot fit in one device's memory, from
     shapes alone — before any data is built or file written."""
@@ -151,16 +167,15 @@ def check_fits(family: Family, chunks: list[Chunk], n_devices: int, block_size):
         cfg = chunk.program
         state, working = _instance_bytes(family, cfg)
         per_run = state + working
-        changed = [n for n in cfg.names(STATIC) if getattr(cfg, n) != cfg.field_info()[n].default
-                   and n not in ("snapshot_steps", "log_every", "schedule", "warmup_steps", "prng_impl")]
         if per_run > limit:
-            name = changed[0] if changed else "config"
-            value = getattr(cfg, name) if changed else family.name
+            name, value = _largest_cause(family, cfg, per_run)
             raise ConfigError(name, value, f"one run needs about {_human(per_run)} (parameters, optimizer state, "
                                            f"data and activations), more than the {_human(limit)} of {where}; "
                                            "choose smaller sizes")
         rows = math.ceil(len(chunk.members) / n_devices)
-        block = rows if not isinstance(block_size, int) else min(block_size, rows)
+        if block_size == "auto":  # as default_block_size picks it, at most
+            block_size = None if jax.default_backend() != "cpu" else CPU_BLOCK_SIZE
+        block = rows if block_size is None else min(block_size, rows)
         need = rows * state + block * working
         if need > limit:
             fit = max(1, int(limit // per_run) * n_devices)

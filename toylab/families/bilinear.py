@@ -28,7 +28,8 @@ from ..analysis.fourier import weight_norm
 from ..core.config import (ConfigError, TrainConfig, in_interval, nonnegative, nonnegative_int, one_of, positive,
                            positive_int, static, sweepable)
 from ..core.family import Family, register_family
-from ..core.precision import masked_mean, weighted_cross_entropy
+from . import BUILTIN
+from ..tasks.losses import masked_mean, weighted_cross_entropy
 from ..models.bilinear import init_bilinear_classifier
 from ..tasks.images import dataset_problem, load_images
 from ..tasks.modular import modular_table, train_mask
@@ -200,5 +201,5 @@ BILINEAR = register_family(Family(
     batch=_batch,
     loss=_loss,
     evaluate=_evaluate,  # its last values are the run's final measures in summary.json
-    description="bilinear MLPs on images (digits, MNIST) or toy tasks, read by eigendecomposition (Pearce et al. 2024)",
+    description=BUILTIN["bilinear"][1],
 ))

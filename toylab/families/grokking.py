@@ -1,10 +1,9 @@
 """The grokking family: modular arithmetic learned by the one-layer transformer or an MLP.
 
-Full-batch training on a fixed table. The rows the program trains on are the first
-``train_capacity`` share of the table in split order (by default exactly the training rows,
-so a single run computes nothing it does not need); inside them the train fraction and the
-label noise are traced masks, so a grid over them with a shared ``train_capacity`` is one
-compiled program. Held-out metrics are measured on the whole table at every logging step.
+Full-batch training on a fixed table (:mod:`toylab.tasks.table`): the train fraction and the
+label noise are traced masks, so a grid over them is one compiled program, whose rows are
+sized for the grid's largest train fraction. Held-out metrics are measured on the whole table
+at every logging step.
 """
 
 from __future__ import annotations
@@ -17,13 +16,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..analysis.fourier import embedding_matrix, fourier_norms, gini, weight_norm
-from ..core.config import (ConfigError, TrainConfig, in_interval, nonnegative, nonnegative_int, one_of,
-                           positive_int, static, sweepable)
+from ..core.config import ConfigError, in_interval, nonnegative, nonnegative_int, one_of, positive_int, static, sweepable
 from ..core.family import Family, register_family
-from ..core.precision import masked_mean, weighted_cross_entropy
+from . import BUILTIN
 from ..models.mlp import EMBEDDINGS, init_embed_mlp
 from ..models.transformer import NONLINEARITIES, init_transformer
-from ..tasks.modular import check_op, modular_table, n_train_rows, noisy_labels, train_mask
+from ..tasks.losses import masked_mean, weighted_cross_entropy
+from ..tasks.modular import canonical_op, check_op, modular_table, noisy_labels, train_mask
+from ..tasks.table import (TableTaskConfig, classification_metrics, is_train, program_config, program_rows,
+                           table_working_bytes)
 
 __all__ = ["GrokkingConfig", "GROKKING", "table_of", "train_rows", "grid_train_mask"]
 
@@ -33,20 +34,16 @@ def _at_least_2(v):
 
 
 @dataclasses.dataclass(frozen=True)
-class GrokkingConfig(TrainConfig):
+class GrokkingConfig(TableTaskConfig):
     """(a op b) mod p. Defaults follow Nanda et al.: p=113, 30% of pairs train, the one-layer
     transformer (d_model 128, 4 heads, d_mlp 512), full-batch AdamW lr 1e-3, weight decay 1,
     betas (0.9, 0.98), 10 warmup steps, float64 loss."""
 
     p: int = static(113, check=_at_least_2, help="modulus p (tokens 0..p-1, '=' is token p)")
     op: str = static("+", help="+, -, * or / (* and / need a prime p), or an integer expression in a and b")
-    data_seed: int = static(0, check=nonnegative_int, help="seed of the train/test split and of the label noise")
     train_fraction: float = sweepable(0.3, check=in_interval(0, 1, lo_open=True), help="share of the pairs that trains")
     label_noise: float = sweepable(0.0, check=in_interval(0, 1, hi_open=True),
                                    help="share ξ of training labels replaced by uniformly random labels")
-    train_capacity: float | None = static(None, type="optional float", check=in_interval(0, 1, lo_open=True),
-                                          help="share of the table the program trains on; none: train_fraction. "
-                                               "Set it to the largest train_fraction of a grid to make one program")
     model: str = static("transformer", check=one_of("transformer", "mlp"), help="transformer or mlp")
     d_model: int = static(128, check=positive_int, help="transformer width")
     n_heads: int = static(4, check=positive_int, help="attention heads (d_head = d_model / n_heads)")
@@ -58,7 +55,6 @@ class GrokkingConfig(TrainConfig):
     d_embed: int = static(128, check=positive_int, help="mlp embedding width (sum, concat)")
     bias: bool = static(True, help="mlp biases")
     loss: str = static("cross_entropy", check=one_of("cross_entropy", "mse"), help="cross_entropy, or mse on one-hot targets")
-    loss_precision: str = static("float64", check=one_of("float64", "float32"), help="dtype the loss is computed in")
     steps: int = static(40_000, check=positive_int, help="full-batch steps (epochs)")
     warmup_steps: int = static(10, check=nonnegative_int, help="linear warmup steps")
     weight_decay: float = sweepable(1.0, check=nonnegative, help="decoupled AdamW weight decay")
@@ -66,20 +62,21 @@ class GrokkingConfig(TrainConfig):
 
     def validate(self):
         super().validate()
+        if self.p > MAX_P:
+            raise ConfigError("p", self.p, f"must be at most {MAX_P} (the table's p² rows are indexed by int32)")
         problem = check_op(self.op, self.p)
         if problem:
             raise ConfigError("op", self.op, problem)
         if self.d_model % self.n_heads:
             raise ConfigError("n_heads", self.n_heads, f"must divide d_model={self.d_model}")
-        cap = self.train_capacity
-        if cap is not None and cap < self.train_fraction:
-            raise ConfigError("train_capacity", cap, f"must be >= train_fraction={self.train_fraction}")
 
-    def static_key(self) -> tuple:
-        # With no explicit capacity the program trains on exactly the training rows, so
-        # the train fraction picks the program (a grid over it is one program per value
-        # unless train_capacity is set).
-        return super().static_key() + (("train_rows_auto", self.train_fraction if self.train_capacity is None else None),)
+    @property
+    def table_rows(self) -> int:
+        """Rows of the table: p² pairs, or p(p−1) for division (b = 0 excluded)."""
+        return self.p * (self.p - 1) if canonical_op(self.op) == "/" else self.p * self.p
+
+
+MAX_P = 46_340  # p² < 2³¹
 
 
 @functools.lru_cache(maxsize=64)
@@ -90,8 +87,7 @@ def table_of(p: int, op: str, data_seed: int):
 
 def train_rows(cfg: GrokkingConfig) -> int:
     """Rows (in split order) the training program computes."""
-    table = table_of(cfg.p, cfg.op, cfg.data_seed)
-    return n_train_rows(table.n, cfg.train_capacity or cfg.train_fraction)
+    return program_rows(cfg)
 
 
 def grid_train_mask(cfg: GrokkingConfig, train_fraction: float | None = None) -> np.ndarray:
@@ -121,11 +117,7 @@ def _batch(cfg: GrokkingConfig, hparams, key):
 
 
 def _is_train(cfg: GrokkingConfig, hparams):
-    """(N,) training rows: the traced ⌊f·N⌋ prefix, never beyond the rows the program trains
-    on (the static count is computed in Python, the traced one in float32; they agree but
-    for rounding, and this keeps training and evaluation on the same rows either way)."""
-    table = table_of(cfg.p, cfg.op, cfg.data_seed)
-    return train_mask(table.n, hparams["train_fraction"]) & (jnp.arange(table.n) < train_rows(cfg))
+    return is_train(cfg, hparams)
 
 
 def _logits(model, tokens, hparams):
@@ -151,27 +143,25 @@ def _evaluate(model, cfg: GrokkingConfig, hparams):
     held-out rows (true labels), on the whole table; the weight norm; the Gini coefficients
     of the Fourier norms of the embedding and of W_L."""
     table = table_of(cfg.p, cfg.op, cfg.data_seed)
-    tokens = jnp.asarray(table.tokens())
-    logits = _logits(model, tokens, hparams)
+    logits = _logits(model, jnp.asarray(table.tokens()), hparams)
     is_train = _is_train(cfg, hparams)
     labels = noisy_labels(table, hparams["train_fraction"], hparams["label_noise"])
     clean = jnp.asarray(table.c)
     pred = jnp.argmax(logits, axis=-1)
-    has_test = jnp.sum(~is_train) > 0
-    out = {
-        "train_loss": _mean_loss(logits, labels, is_train, cfg),
-        "test_loss": jnp.where(has_test, _mean_loss(logits, clean, ~is_train, cfg), jnp.nan),
-    }
+    out = classification_metrics(logits, labels, clean, is_train, lambda lg, lb, rows: _mean_loss(lg, lb, rows, cfg))
     W_E = embedding_matrix(model)
     out.update({
-        "train_accuracy": masked_mean((pred == labels).astype(jnp.float32), is_train),
-        "test_accuracy": jnp.where(has_test, masked_mean((pred == clean).astype(jnp.float32), ~is_train), jnp.nan),
         "train_clean_accuracy": masked_mean((pred == clean).astype(jnp.float32), is_train),
         "weight_norm": weight_norm(model),
         "gini_W_E": gini(fourier_norms(W_E[:, :cfg.p], cfg.p)),
         "gini_W_L": gini(fourier_norms(model.W_L, cfg.p, axis=0)),
     })
     return out
+
+
+def _working_bytes(cfg: GrokkingConfig) -> int:
+    width = 3 * cfg.d_model * 4 + cfg.d_mlp * 2 if cfg.model == "transformer" else 2 * cfg.d_embed + 2 * cfg.d_mlp
+    return table_working_bytes(cfg, cfg.p, width)
 
 
 GROKKING = register_family(Family(
@@ -181,5 +171,7 @@ GROKKING = register_family(Family(
     batch=_batch,
     loss=_loss,
     evaluate=_evaluate,  # its last values are the run's final measures in summary.json
-    description="modular arithmetic (a op b) mod p: one-layer transformer or MLP, grokking (Nanda et al. 2023)",
+    description=BUILTIN["grokking"][1],
+    program_config=program_config,  # one program for a grid over train_fraction
+    working_bytes=_working_bytes,
 ))

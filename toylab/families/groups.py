@@ -3,9 +3,8 @@ Chan & Nanda 2023, "A toy model of universality").
 
 Two models: the MLP of the paper (left and right embeddings concatenated, one ReLU layer, an
 unembedding, no biases) and the grokking family's one-layer transformer on [a, b, =]. Training
-is full batch on the first ``train_capacity`` share of the table in split order (by default
-exactly the training rows); inside it the train fraction is a traced mask, so a grid over it
-with a shared ``train_capacity`` is one compiled program. At every logging step the whole
+is full batch over the composition table (:mod:`toylab.tasks.table`): the train fraction is a
+traced mask, so a grid over it is one compiled program. At every logging step the whole
 table is evaluated: train/test loss and accuracy, and each real irrep's logit similarity (the
 cosine of the centred logits with its character cube χ_ρ(a∘b∘c⁻¹)), from which the order in
 which irreps are learned is read.
@@ -22,14 +21,16 @@ import numpy as np
 
 from ..analysis.fourier import weight_norm
 from ..analysis.representations import irrep_labels, logit_similarity, real_irreps_of
-from ..core.config import (ConfigError, TrainConfig, in_interval, nonnegative, nonnegative_int, one_of,
-                           positive_int, static, sweepable)
+from ..core.config import ConfigError, in_interval, nonnegative, nonnegative_int, one_of, positive_int, static, sweepable
 from ..core.family import Family, register_family
-from ..core.precision import masked_mean, weighted_cross_entropy
+from ..tasks.losses import weighted_cross_entropy
+from ..tasks.table import (TableTaskConfig, classification_metrics, is_train, program_config, program_rows,
+                           table_working_bytes)
+from . import BUILTIN
 from ..models.mlp import init_embed_mlp
 from ..models.transformer import NONLINEARITIES, init_transformer
 from ..tasks.composition import composition_table, group_of
-from ..tasks.modular import n_train_rows, train_mask
+from ..tasks.modular import n_train_rows
 
 __all__ = ["GroupsConfig", "GROUPS", "train_rows", "grid_train_mask"]
 
@@ -43,17 +44,13 @@ def _group_name(name):
 
 
 @dataclasses.dataclass(frozen=True)
-class GroupsConfig(TrainConfig):
+class GroupsConfig(TableTaskConfig):
     """a∘b over a finite group. Defaults follow Chughtai et al.: the MLP (embeddings 256 wide,
     128 ReLU neurons, no biases), full-batch AdamW lr 1e-3, weight decay 1, float64 loss;
     betas (0.9, 0.98) and 10 warmup steps as the grokking family."""
 
     group: str = static("S5", check=_group_name, help="group name: C<n>, D<n>, S<n>, A<n> (n <= 7), products like S4xC2")
-    data_seed: int = static(0, check=nonnegative_int, help="seed of the train/test split")
     train_fraction: float = sweepable(0.4, check=in_interval(0, 1, lo_open=True), help="share of the pairs that trains")
-    train_capacity: float | None = static(None, type="optional float", check=in_interval(0, 1, lo_open=True),
-                                          help="share of the table the program trains on; none: train_fraction. "
-                                               "Set it to the largest train_fraction of a grid to make one program")
     model: str = static("mlp", check=one_of("mlp", "transformer"), help="mlp (Chughtai et al.) or transformer (one layer)")
     d_embed: int = static(256, check=positive_int, help="mlp: width of each of the left and right embeddings")
     d_hidden: int = static(128, check=positive_int, help="mlp: hidden neurons")
@@ -61,7 +58,6 @@ class GroupsConfig(TrainConfig):
     n_heads: int = static(4, check=positive_int, help="transformer heads (d_head = d_model / n_heads)")
     d_mlp: int = static(512, check=positive_int, help="transformer MLP neurons")
     activation: str = static("relu", check=one_of(*NONLINEARITIES), help="neuron nonlinearity: relu, quadratic, or bilinear (the bilinear MLP of Pearce et al.)")
-    loss_precision: str = static("float64", check=one_of("float64", "float32"), help="dtype the loss is computed in")
     steps: int = static(50_000, check=positive_int, help="full-batch steps (epochs)")
     warmup_steps: int = static(10, check=nonnegative_int, help="linear warmup steps")
     weight_decay: float = sweepable(1.0, check=nonnegative, help="decoupled AdamW weight decay")
@@ -71,22 +67,19 @@ class GroupsConfig(TrainConfig):
         super().validate()
         if self.model == "transformer" and self.d_model % self.n_heads:
             raise ConfigError("n_heads", self.n_heads, f"must divide d_model={self.d_model}")
-        cap = self.train_capacity
-        if cap is not None and cap < self.train_fraction:
-            raise ConfigError("train_capacity", cap, f"must be >= train_fraction={self.train_fraction}")
 
     @property
     def order(self) -> int:
         return group_of(self.group).order
 
-    def static_key(self) -> tuple:
-        # Without an explicit capacity the program trains on exactly the training rows.
-        return super().static_key() + (("train_rows_auto", self.train_fraction if self.train_capacity is None else None),)
+    @property
+    def table_rows(self) -> int:
+        return self.order ** 2
 
 
 def train_rows(cfg: GroupsConfig) -> int:
     """Rows (in split order) the training program computes."""
-    return n_train_rows(cfg.order ** 2, cfg.train_capacity or cfg.train_fraction)
+    return program_rows(cfg)
 
 
 def grid_train_mask(cfg: GroupsConfig, train_fraction: float | None = None) -> np.ndarray:
@@ -106,9 +99,7 @@ def _init(cfg: GroupsConfig, hparams, key):
 
 
 def _is_train(cfg: GroupsConfig, hparams):
-    """(N,) the traced ⌊f·N⌋ prefix, never beyond the rows the program trains on."""
-    n = cfg.order ** 2
-    return train_mask(n, hparams["train_fraction"]) & (jnp.arange(n) < train_rows(cfg))
+    return is_train(cfg, hparams)
 
 
 def _batch(cfg: GroupsConfig, hparams, key):
@@ -144,22 +135,20 @@ def _evaluate(model, cfg: GroupsConfig, hparams):
     table = composition_table(cfg.group, cfg.data_seed)
     logits = _logits(model, jnp.asarray(table.tokens()))
     labels = jnp.asarray(table.c)
-    is_train = _is_train(cfg, hparams)
-    has_test = jnp.sum(~is_train) > 0
-    correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
     n = table.order
-    out = {
-        "train_loss": weighted_cross_entropy(logits, labels, is_train, cfg.loss_precision),
-        "test_loss": jnp.where(has_test, weighted_cross_entropy(logits, labels, ~is_train, cfg.loss_precision), jnp.nan),
-        "train_accuracy": masked_mean(correct, is_train),
-        "test_accuracy": jnp.where(has_test, masked_mean(correct, ~is_train), jnp.nan),
-        "weight_norm": weight_norm(model),
-    }
+    loss = lambda lg, lb, rows: weighted_cross_entropy(lg, lb, rows, cfg.loss_precision)  # noqa: E731
+    out = classification_metrics(logits, labels, labels, _is_train(cfg, hparams), loss)
+    out["weight_norm"] = weight_norm(model)
     g = group_of(cfg.group)
     grid = logits[jnp.asarray(_grid_order(cfg.group, cfg.data_seed))].reshape(n, n, n)
     sims = logit_similarity(grid, g, real_irreps_of(g))
     out.update({f"sim/{name}": sims[i] for i, name in enumerate(irrep_labels(g))})
     return out
+
+
+def _working_bytes(cfg: GroupsConfig) -> int:
+    width = 3 * cfg.d_model * 4 + cfg.d_mlp * 2 if cfg.model == "transformer" else 2 * cfg.d_embed + 2 * cfg.d_hidden
+    return table_working_bytes(cfg, cfg.order, width)
 
 
 GROUPS = register_family(Family(
@@ -169,5 +158,7 @@ GROUPS = register_family(Family(
     batch=_batch,
     loss=_loss,
     evaluate=_evaluate,
-    description="group composition a∘b over a finite group: MLP or one-layer transformer, universality (Chughtai et al. 2023)",
+    description=BUILTIN["groups"][1],
+    program_config=program_config,  # one program for a grid over train_fraction
+    working_bytes=_working_bytes,
 ))

@@ -10,6 +10,7 @@ from ..analysis.superposition import superposition_summary
 from ..core.config import (ConfigError, TrainConfig, in_interval, nonnegative, nonnegative_int,
                            one_of, positive, positive_int, static, sweepable)
 from ..core.family import Family, register_family
+from . import BUILTIN
 from ..models.superposition import MODEL_KINDS, init_toy_model
 from ..tasks.sparse_features import importance_weights, sparse_features
 
@@ -79,5 +80,5 @@ SUPERPOSITION = register_family(Family(
     batch=_batch,
     loss=_loss,
     summary=_summary,
-    description="toy models of superposition (Elhage et al. 2022): sparse features through a small bottleneck",
+    description=BUILTIN["superposition"][1],
 ))

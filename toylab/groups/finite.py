@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from ..core.config import ConfigError
+from ..core.config import ConfigError, described
 
 __all__ = ["Group", "ConfigError", "cyclic", "dihedral", "symmetric", "alternating", "direct_product",
            "from_table", "check_table", "group", "MAX_SYMMETRIC_N", "MAX_ORDER"]
@@ -104,9 +104,9 @@ def check_table(mul) -> None:
     (closure, identity, inverses, associativity); element 0 must be the identity."""
     mul = np.asarray(mul)
     if mul.ndim != 2 or mul.shape[0] != mul.shape[1] or mul.shape[0] < 1:
-        raise ConfigError("table", f"array of shape {mul.shape}", "must be a square n×n table, n >= 1")
+        raise ConfigError("table", described(f"array of shape {mul.shape}"), "must be a square n×n table, n >= 1")
     if not np.issubdtype(mul.dtype, np.integer):
-        raise ConfigError("table", f"array of dtype {mul.dtype}", "must hold integer element indices")
+        raise ConfigError("table", described(f"array of dtype {mul.dtype}"), "must hold integer element indices")
     n = mul.shape[0]
     if mul.min() < 0 or mul.max() >= n:
         raise ConfigError("table", "entries", f"closure fails: every entry must be an element 0..{n - 1}")

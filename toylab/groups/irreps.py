@@ -32,7 +32,7 @@ import re
 
 import numpy as np
 
-from ..core.config import ConfigError
+from ..core.config import ConfigError, described
 from .finite import Group, _cycle_name
 
 __all__ = ["Irrep", "irreps", "real_irreps", "irreps_from_table", "frobenius_schur", "cyclic_irreps",
@@ -244,7 +244,7 @@ def _split(mats: np.ndarray, parts: int, rng, real: bool) -> list[np.ndarray]:
         gaps = [w[b[0]] - w[a[-1]] for a, b in zip(runs, runs[1:])]
         if len(runs) == parts and all(len(r) == D // parts for r in runs) and min(gaps, default=scale) > 1e-4 * scale:
             return [V[:, r] for r in runs]
-    raise ConfigError("representation", f"dimension {D}", f"did not split into {parts} equal irreducible parts")
+    raise ConfigError("representation", described(f"dimension {D}"), f"did not split into {parts} equal irreducible parts")
 
 
 def _realify(mats: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..core.config import ConfigError
+from ..core.config import ConfigError, described
 
 __all__ = ["BilinearLayer", "BilinearBlock", "BilinearClassifier", "augment", "init_bilinear_layer",
            "init_bilinear_classifier"]
@@ -99,7 +99,7 @@ class BilinearClassifier(eqx.Module):
         and V (the bias column stays), W_U into P. Exact for one non-residual block, the
         paper's image model; a deeper or residual model is not a single bilinear layer."""
         if len(self.blocks) != 1 or self.blocks[0].residual:
-            raise ConfigError("model", f"{len(self.blocks)} block(s), residual={self.blocks[0].residual}",
+            raise ConfigError("model", described(f"{len(self.blocks)} block(s), residual={self.blocks[0].residual}"),
                               "as_layer needs exactly one non-residual bilinear block "
                               "(analyse a deeper model one block at a time)")
         layer = self.blocks[0].layer

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.config import ConfigError
+from ..core.config import ConfigError, described
 from .transformer import NONLINEARITIES, neurons
 
 __all__ = ["EmbedMLP", "init_embed_mlp", "fourier_solution", "gcr_solution", "EMBEDDINGS"]
@@ -163,7 +163,7 @@ def gcr_solution(matrices, scale: float = 1.0) -> EmbedMLP:
     """
     m = np.asarray(matrices, np.float64)
     if m.ndim != 3 or m.shape[1] != m.shape[2] or np.iscomplexobj(m):
-        raise ConfigError("matrices", f"got an array of shape {m.shape}", "must be real (|G|, d, d)")
+        raise ConfigError("matrices", described(f"got an array of shape {m.shape}"), "must be real (|G|, d, d)")
     if not np.allclose(np.einsum("gij,gkj->gik", m, m), np.eye(m.shape[1]), atol=1e-6):
         raise ConfigError("matrices", "not orthogonal", "must be a real orthogonal representation (e.g. from real_irreps)")
     if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)) or not np.isfinite(scale) \

@@ -16,6 +16,7 @@ import gzip
 import importlib.util
 import math
 import os
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -336,8 +337,9 @@ def _load_file(dataset: str, where: tuple, data_seed, test_fraction) -> ImageDat
                 arrays = {k: z[k] for k in z.files}
         except ValueError as e:  # object arrays (pickles) or not a zip file
             raise ConfigError("dataset", dataset, f"cannot read the .npz file: {e}") from None
-        except (OSError, EOFError) as e:
-            raise ConfigError("dataset", dataset, f"cannot read the .npz file: {e}") from None
+        except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:  # truncated, bit-flipped
+            raise ConfigError("dataset", dataset, f"cannot read the .npz file, it is truncated or corrupt "
+                                                  f"({type(e).__name__}: {e})") from None
         for keys in (("x_train", "y_train", "x_test", "y_test"), ("x", "y"), ("images", "labels")):
             if set(keys) <= arrays.keys():
                 break

@@ -27,8 +27,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .config import TrainConfig
-from .family import Family, register_family
+from ..core.config import ConfigError, TrainConfig, described
+from ..core.family import Family, register_family
 
 __all__ = ["FlaxModel", "from_linen", "from_nnx", "as_flax_model", "flax_family"]
 
@@ -61,11 +61,12 @@ def _check_inexact(params, what: str):
     # compile-time constant, so an integer "parameter" could be neither trained nor kept.
     leaves = jax.tree_util.tree_leaves_with_path(params)
     if not leaves:
-        raise ValueError(f"{what} has no parameters to train")
+        raise ConfigError("module", described(what), "has no parameters to train")
     for path, leaf in leaves:
         if not (hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.inexact)):
-            raise ValueError(f"{what}: parameter {jax.tree_util.keystr(path)} must be a floating-point array, "
-                             f"got {getattr(leaf, 'dtype', type(leaf).__name__)}")
+            raise ConfigError("module", described(f"{what}, parameter {jax.tree_util.keystr(path)} of "
+                                                  f"{getattr(leaf, 'dtype', type(leaf).__name__)}"),
+                              "parameters must be floating-point arrays")
 
 
 class FlaxModel(eqx.Module):
@@ -82,7 +83,7 @@ class FlaxModel(eqx.Module):
 
     def __check_init__(self):
         if self.kind not in ("linen", "nnx"):
-            raise ValueError(f"kind={self.kind!r}: must be 'linen' or 'nnx' (build with from_linen / from_nnx)")
+            raise ConfigError("kind", self.kind, "must be 'linen' or 'nnx' (build with from_linen / from_nnx)")
 
     def __call__(self, *args, **kwargs):
         if self.kind == "linen":
@@ -126,8 +127,8 @@ def from_linen(module, key, *sample_args, **sample_kwargs) -> FlaxModel:
     variables = module.init(key, *sample_args, **sample_kwargs)
     extra = sorted(k for k in variables if k != "params")
     if extra:
-        raise ValueError(f"module {type(module).__name__} has variable collections {extra} besides 'params'; "
-                         "toylab trains a pure function of the params and cannot carry mutable state")
+        raise ConfigError("module", described(f"{type(module).__name__}, variable collections {extra} besides 'params'"),
+                          "toylab trains a pure function of the params and cannot carry mutable state")
     params = variables.get("params", {})
     _check_inexact(params, f"module {type(module).__name__}")
     return FlaxModel(params, module, "linen")
@@ -180,9 +181,9 @@ def from_nnx(model, key=None) -> FlaxModel:
              for p, v in jax.tree_util.tree_leaves_with_path(rest, is_leaf=lambda x: isinstance(x, nnx.Variable))]
     if found:
         listed = ", ".join(f"{t} at {p}" for p, t in found[:5]) + (" ..." if len(found) > 5 else "")
-        raise ValueError(f"nnx module {type(module).__name__} has state other than nnx.Param ({listed}); toylab "
-                         "trains a pure function of the params, so keep no nnx.Rngs, BatchStat or other "
-                         "mutable variables on the module")
+        raise ConfigError("module", described(f"nnx {type(module).__name__}, state other than nnx.Param ({listed})"),
+                          "toylab trains a pure function of the params, so keep no nnx.Rngs, BatchStat or other "
+                          "mutable variables on the module")
     _check_inexact(params, f"nnx module {type(module).__name__}")
     return FlaxModel(params, graphdef, "nnx")
 

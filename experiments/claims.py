@@ -6,7 +6,7 @@ import dataclasses
 import json
 import textwrap
 
-__all__ = ["Claim", "format_claims", "claims_to_json"]
+__all__ = ["Claim", "format_claims", "claims_to_json", "write_claims"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,3 +35,25 @@ def format_claims(claims: list[Claim], width: int = 38) -> str:
 
 def claims_to_json(claims: list[Claim]) -> str:
     return json.dumps([dataclasses.asdict(c) for c in claims], indent=1)
+
+
+def write_claims(path, claims: list[Claim]):
+    """``claims.json``: each claim (reproduction, claim, paper, measured, passed) with the
+    toylab and jax versions that measured it, so results compare across versions."""
+    import datetime
+    from pathlib import Path
+
+    import jax
+
+    import toylab
+    from toylab.core.store import write_json
+
+    path = Path(path)
+    write_json(path, {
+        "toylab_version": toylab.__version__,
+        "jax_version": jax.__version__,
+        "backend": jax.default_backend(),
+        "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "claims": [dataclasses.asdict(c) for c in claims],
+    })
+    return path

@@ -12,6 +12,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ..core.config import ConfigError
+
 __all__ = ["weighted_cross_entropy", "masked_mean", "x64_scope"]
 
 
@@ -70,7 +72,7 @@ def weighted_cross_entropy(logits, labels, weights=None, precision: str = "float
     if precision == "float64":
         return _wce64(logits, labels, weights)
     if precision != "float32":
-        raise ValueError(f"precision={precision!r}: must be float64 or float32")
+        raise ConfigError("precision", precision, "must be float64 or float32")
     lp = jax.nn.log_softmax(logits, axis=-1)
     nll = -jnp.sum(lp * jax.nn.one_hot(labels, logits.shape[-1], dtype=lp.dtype), axis=-1)
     return jnp.sum(weights * nll) / jnp.maximum(jnp.sum(weights), 1.0)
