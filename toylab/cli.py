@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import os
 import sys
 from pathlib import Path
 
 __all__ = ["main"]
+
+EXIT_LOST_PEER = 75  # EX_TEMPFAIL: a process of a multi-process sweep died; restart all with --resume
 
 
 def _usage(option: str, value, allowed: str):
@@ -79,10 +82,23 @@ def _cmd_run(args) -> int:
         if chosen != [100]:
             print(f"note: log_every not given; using {', '.join(map(str, chosen))} (the largest divisor of steps "
                   "up to 100); --set log_every=N to choose", file=sys.stderr)
-    results = run_sweep(family, base, grid, seeds=args.seeds, out=out, resume=args.resume,
-                        chunk_size=args.chunk_size, segments=args.segments, block_size=args.block_size,
-                        quiet=args.quiet)
     import jax
+
+    try:
+        results = run_sweep(family, base, grid, seeds=args.seeds, out=out, resume=args.resume,
+                            chunk_size=args.chunk_size, segments=args.segments, block_size=args.block_size,
+                            quiet=args.quiet)
+    except jax.errors.JaxRuntimeError as e:
+        if jax.process_count() == 1:
+            raise
+        # A peer died (killed, preempted): say so in one line and leave at once — JAX's
+        # shutdown would wait for the lost peer's heartbeat, then abort with a stack dump.
+        reason = str(e).splitlines()[0][:200]
+        print(f"toylab run: process {jax.process_index()} lost another process of the sweep ({reason}); finished "
+              f"chunks and the last checkpoint in {out} are kept: restart every process with --resume",
+              file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(EXIT_LOST_PEER)
 
     if jax.process_index() != 0:
         return 0  # process 0 reports
@@ -90,6 +106,9 @@ def _cmd_run(args) -> int:
     fields = list(results.grid)
     names = sorted({k for r in results.runs for k in (*r.metrics, *r.summary)})
     print(f"{len(results)} runs of {family.name} in {out}")
+    w = results.work
+    print(f"instance-steps: {w['trained']} trained now, {w['resumed']} from checkpoints, "
+          f"{w['finished']} in chunks already finished")
     header = fields + [f"{n} (mean±std over {args.seeds} seeds)" if args.seeds > 1 else n for n in names]
     print(" | ".join(header))
     for point in results.manifest["points"]:

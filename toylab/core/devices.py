@@ -139,7 +139,7 @@ def broadcast_tree(tree):
         return tree
     from jax.experimental import multihost_utils
 
-    return jax.tree.map(np.asarray, multihost_utils.broadcast_one_to_all(tree))
+    return jax.tree.map(np.array, multihost_utils.broadcast_one_to_all(tree))  # writable copies
 
 
 def memory_bytes() -> tuple[int, str]:

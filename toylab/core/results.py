@@ -88,6 +88,7 @@ class Results:
         self.root, self.family, self.manifest, self.runs, self.summary = root, family, manifest, runs, summary
         self._store = store or Store(root, manifest, writer=False)
         self._trees: dict[tuple[str, str], Any] = {}
+        self.work: dict | None = None  # set by run_sweep: instance-steps trained, resumed, already finished
 
     def __len__(self):
         return len(self.runs)

@@ -226,7 +226,7 @@ def _resume_point(store: Store, chunk: Chunk, trainer: Trainer, like, n_rows: in
 
 
 def _train_chunk(trainer: Trainer, store: Store, chunk: Chunk, configs, mesh, progress: Progress, segments: int,
-                 block_size, resumable: bool):
+                 block_size, resumable: bool, work: dict):
     members = chunk.members
     n = len(members)
     ndev = mesh.devices.size
@@ -255,6 +255,7 @@ def _train_chunk(trainer: Trainer, store: Store, chunk: Chunk, configs, mesh, pr
             trainer._block_size = found["block_size"]
             start = (shard_leading(tree["state"], mesh), tree["metrics"], found["done"])
             progress.update(n * found["done"] * trainer.config.log_every, note=f"{chunk.id} resumed")
+            work["resumed"] += n * found["done"] * trainer.config.log_every
     state, metrics, done = start if start is not None else (None, None, 0)
     log_every = trainer.config.log_every
     last = [done]
@@ -264,6 +265,7 @@ def _train_chunk(trainer: Trainer, store: Store, chunk: Chunk, configs, mesh, pr
             store.save_checkpoint(chunk.id, {"state": to_host(state), "metrics": metrics},
                                   _checkpoint_header(trainer, n_pad, intervals_done, segments))
         progress.update(n * (intervals_done - last[0]) * log_every, note=chunk.id)
+        work["trained"] += n * (intervals_done - last[0]) * log_every
         last[0] = intervals_done
 
     state, metrics = trainer.run(hp_s, seeds_s, state=state, intervals_done=done, metrics=metrics,
@@ -354,6 +356,10 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
 
         finished = decided_by_writer(finished_chunks)
         todo = [c for c in chunks if c.id not in finished]
+        # What this call did, in instance-steps (the CLI reports it): trained now, taken from
+        # checkpoints, and in chunks that were already finished.
+        work = {"trained": 0, "resumed": 0,
+                "finished": sum(len(c.members) * c.program.steps for c in chunks if c.id in finished)}
         bar = Progress(sum(len(c.members) * c.program.steps for c in todo),
                        label=f"{family.name}: {len(runs)} runs", quiet=quiet, kind=progress)
         trainer = None
@@ -363,12 +369,13 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
                 if jax.process_count() > 1:  # every process must compile the same program
                     trainer._block_size = broadcast_json(trainer.block_size)
             rows[chunk.id] = _train_chunk(trainer, store, chunk, configs, mesh, bar, segments, block_size,
-                                          resumable=not temporary)
+                                          resumable=not temporary, work=work)
             store.write_summary(_summary_rows(store.manifest, rows, configs, grid_vals))
         bar.close()
         store.write_summary(_summary_rows(store.manifest, rows, configs, grid_vals))
         barrier("toylab: results written")
         results = load_results(root, family=family, eager=temporary)
+        results.work = work
     finally:
         store.close()
         if temporary:

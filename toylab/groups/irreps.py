@@ -472,7 +472,7 @@ def _library_irreps(g: Group) -> list[Irrep] | None:
             if int(np.prod([f.order for f in factors])) != g.order:
                 return None
             reps = product_irreps([_factor_irreps(k, n, f) for (k, n), f in zip(parts, factors)])
-    except (IndexError):  # names or structure not the library group's
+    except (ConfigError, IndexError):  # names or structure not the library group's
         return None
     if reps[0].matrices.shape[0] != g.order or not _represents(g, reps):
         return None

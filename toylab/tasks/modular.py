@@ -126,8 +126,11 @@ def _evaluate(code, a, b, p, bits: int | None = None):
     bound says no value can overflow, else with Python integers (no overflow, slower)."""
     if bits is not None and bits <= INT64_BITS:
         env = {"a": a.astype(np.int64), "b": b.astype(np.int64), "p": np.int64(p)}
-        with np.errstate(divide="raise", invalid="raise"):  # x // 0 raises, as in Python
-            out = np.broadcast_to(np.asarray(eval(code, {"__builtins__": {}}, env), np.int64), a.shape)
+        try:
+            with np.errstate(divide="raise", invalid="raise"):  # x // 0 raises, as in Python
+                out = np.broadcast_to(np.asarray(eval(code, {"__builtins__": {}}, env), np.int64), a.shape)
+        except FloatingPointError:
+            raise ZeroDivisionError("integer division or modulo by zero") from None
         return np.mod(out, p)
     env = {"a": a.astype(object), "b": b.astype(object), "p": int(p)}
     out = eval(code, {"__builtins__": {}}, env)
