@@ -145,7 +145,7 @@ class Results:
     def stacked(self, **fields) -> StackedRuns:
         """The runs matching ``fields`` (all runs if none given), their models and snapshots
         stacked on a leading axis, ready for ``jax.vmap(analysis)``. The runs must share
-        their static fields (one model shape); select on a static grid field otherwise."""
+        their static fields (one model, one shape); select on a static grid field otherwise."""
         runs = self.select(**fields)
         if not runs:
             raise ConfigError("fields", fields, f"match no run; the grid is {self.grid}")
@@ -153,7 +153,7 @@ class Results:
         for r in runs[1:]:
             if r.config.static_key() != first.static_key():
                 differ = next(n for n in first.names(STATIC) if getattr(r.config, n) != getattr(first, n))
-                raise ConfigError("fields", fields, f"select runs of different shapes ({differ}: "
+                raise ConfigError("fields", fields, f"select runs of different static fields ({differ}: "
                                                     f"{getattr(first, differ)!r} and {getattr(r.config, differ)!r}); "
                                                     f"add {differ}=... to the selection")
 
