@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import toylab
+from toylab.tasks.table import program_config
 from toylab.analysis import fourier as fa
 from toylab.core.config import ConfigError
 from toylab.tasks.losses import weighted_cross_entropy
@@ -337,8 +338,12 @@ def test_vmapped_grokking_runs_equal_single_runs():
 def test_capacity_rows_and_evaluated_accuracy_follow_the_masks():
     assert train_rows(_CFG) == math.floor(0.8 * 121 + 1e-4)
     assert train_rows(_CFG.replace(train_capacity=None)) == math.floor(0.5 * 121 + 1e-4)
-    # Same static fields but no capacity: the train fraction joins the program's identity.
-    assert _CFG.replace(train_capacity=None).static_key() != _CFG.replace(train_capacity=None, train_fraction=0.4).static_key()
+    # No capacity given: train fractions still share one program, sized for the largest of them.
+    a, b = _CFG.replace(train_capacity=None), _CFG.replace(train_capacity=None, train_fraction=0.4)
+    assert a.static_key() == b.static_key()
+    assert train_rows(program_config([b, a])) == math.floor(0.5 * 121 + 1e-4)
+    assert train_rows(program_config([b])) == math.floor(0.4 * 121 + 1e-4)
+    assert program_config([_CFG, _CFG.replace(train_fraction=0.4)]) is _CFG  # a given capacity is kept
     assert _CFG.static_key() == _CFG.replace(train_fraction=0.4).static_key()
     cfg = _CFG.replace(model="mlp", steps=400, log_every=400, lr=1e-2, weight_decay=0.0, label_noise=0.3)
     res = jax.jit(toylab.make_train("grokking", cfg))(cfg.hparams(), toylab.make_key(0))

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.config import ConfigError, described
+from ..models import PairModel
 from ..tasks.losses import weighted_cross_entropy
 
 __all__ = [
@@ -173,7 +174,7 @@ def _check_model_p(model, p: int):
     """The model must read tokens 0..p−1 (and '=' = p for a transformer): JAX would silently
     clamp out-of-range token indices."""
     p = _check_p(p)
-    n_in = model.input_weights()[0].shape[1] if hasattr(model, "input_weights") else model.W_E.shape[1] - 1
+    n_in = _pair_model(model).n_operands
     if n_in != p:
         raise ConfigError("p", p, f"the model reads {n_in} operand values; p must match it")
 
@@ -354,10 +355,18 @@ def inverse_participation_ratio(power):
     return jnp.where(ok, (q ** 2).sum(-1) / jnp.where(ok, total, 1.0) ** 2, 0.0)
 
 
+def _pair_model(model) -> PairModel:
+    if not isinstance(model, PairModel):
+        raise ConfigError("model", described(f"a {type(model).__name__}"), "must be a pair model (toylab.models."
+                          "PairModel: the transformer, an embedding MLP, or a model with the same methods)")
+    return model
+
+
 def embedding_matrix(model):
-    """The token embedding (d, p…) whose Fourier spectrum the progress measures use: W_E of a
-    transformer; an MLP's input weights on a (its one-hot W_in block, or W_in·W_E_left)."""
-    return model.input_weights()[0] if hasattr(model, "input_weights") else model.W_E
+    """The embedding of a (d, p) whose Fourier spectrum the progress measures use: the token
+    embedding of a transformer; an MLP's input weights on a (its one-hot W_in block, or
+    W_in·W_E_left)."""
+    return _pair_model(model).operand_embeddings()[0]
 
 
 def neuron_ipr(model, p: int):
@@ -365,10 +374,11 @@ def neuron_ipr(model, p: int):
     (powers of a's and b's weights added per frequency), for an embedding MLP, as Doshi et
     al. Memorising neurons have low IPR. (A transformer's neurons see a and b only through
     attention; use :func:`neuron_frequency_clusters` on its activations instead.)"""
-    if not hasattr(model, "input_weights"):
+    inputs = _pair_model(model).neuron_inputs()
+    if inputs is None:
         raise ConfigError("model", described(f"a {type(model).__name__}"), "has no input weights on a and b; neuron_ipr "
                           "needs an embedding MLP (use neuron_frequency_clusters for a transformer)")
-    left, right = model.input_weights()
+    left, right = inputs
     if left.shape[1] != p:
         raise ConfigError("p", p, f"the model's inputs have {left.shape[1]} values; must equal p")
     F = jnp.asarray(fourier_basis(p))
@@ -380,13 +390,10 @@ def prune_neurons(model, keep):
     """The model with the neurons where ``keep`` (d,) is false removed (their output weights
     zeroed), for an embedding MLP or the last MLP layer of a transformer."""
     keep = jnp.asarray(keep, jnp.float32)
-    d = model.W_out.shape[1] if hasattr(model, "input_weights") else model.blocks[-1].W_out.shape[1]
+    d = _pair_model(model).n_neurons
     if keep.shape != (d,):
         raise ConfigError("keep", described(f"shape {keep.shape}"), f"must be ({d},), one entry per neuron")
-    if hasattr(model, "input_weights"):
-        return eqx.tree_at(lambda m: m.W_out, model, model.W_out * keep[None, :])
-    last = model.blocks[-1]
-    return eqx.tree_at(lambda m: m.blocks[-1].W_out, model, last.W_out * keep[None, :])
+    return model.without_neurons(keep)
 
 
 def weight_norm(model):

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.config import ConfigError, described
+from ..models import PairModel
 from ..groups import Group, real_irreps
 from .fourier import cross_entropy, grid_logits, grid_neurons
 
@@ -220,14 +221,12 @@ def embedding_shares(model, g: Group, reps=None) -> dict:
     """Per irrep, the share of the left and right embeddings (their effect on the hidden layer)
     and of the unembedding in its span. MLP: W_in·W_E_left, W_in·W_E_right and W_out; a
     transformer: its token embedding W_E (one for a and b) and W_U."""
-    n = _check_group(g).order
-    if hasattr(model, "input_weights"):
-        left, right = model.input_weights()
-        unembed = model.W_out  # (|G|, d)
-        return {"left": span_shares(left, g, -1, reps), "right": span_shares(right, g, -1, reps),
-                "unembed": span_shares(unembed, g, 0, reps)}
-    emb = span_shares(model.W_E[:, :n], g, -1, reps)
-    return {"left": emb, "right": emb, "unembed": span_shares(model.W_U, g, -1, reps)}
+    _check_group(g)
+    if not isinstance(model, PairModel):
+        raise ConfigError("model", described(f"a {type(model).__name__}"), "must be a pair model (toylab.models.PairModel)")
+    left, right = model.operand_embeddings()  # (d, |G|) each
+    return {"left": span_shares(left, g, -1, reps), "right": span_shares(right, g, -1, reps),
+            "unembed": span_shares(model.unembedding(), g, 0, reps)}  # (|G|, d)
 
 
 def project_pair_functions(values, g: Group, bases):

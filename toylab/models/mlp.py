@@ -78,10 +78,37 @@ class EmbedMLP(eqx.Module):
         d = self.W_E_left.shape[0]
         return W[:, :d] @ self.W_E_left, W[:, d:] @ self.W_E_right
 
+    # -- the pair-model protocol (toylab.models.PairModel) that analysis reads
     @property
     def W_L(self):
         """(n_out, d_hidden): each neuron's direct effect on the logits."""
         return self.W_out
+
+    @property
+    def n_operands(self) -> int:
+        """Values each operand takes (a, b in 0..n_operands−1)."""
+        return self.input_weights()[0].shape[1]
+
+    def operand_embeddings(self):
+        """(left, right), each (d_hidden, n_operands): how a and b enter the first hidden layer."""
+        return self.input_weights()
+
+    def neuron_inputs(self):
+        """(left, right): each neuron's weight on every value of a and of b."""
+        return self.input_weights()
+
+    def unembedding(self):
+        """(n_out, d_hidden): the map from the last hidden layer to the logits."""
+        return self.W_out
+
+    def without_neurons(self, keep):
+        """The model with the neurons where ``keep`` (d_hidden,) is false cut off (their
+        output weights zeroed)."""
+        return eqx.tree_at(lambda m: m.W_out, self, self.W_out * jnp.asarray(keep, self.W_out.dtype)[None, :])
+
+    @property
+    def n_neurons(self) -> int:
+        return self.W_out.shape[1]
 
 
 def init_embed_mlp(key, *, n_in: int, n_out: int, d_hidden: int = 512, d_embed: int = 128, embed: str = "onehot",

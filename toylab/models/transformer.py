@@ -112,10 +112,39 @@ class Transformer(eqx.Module):
         logits = x[-1] @ self.W_U
         return (logits, cache) if return_activations else logits
 
+    # -- the pair-model protocol (toylab.models.PairModel) that analysis reads
     @property
     def W_L(self):
         """W_U·W_out of the last layer as (d_vocab_out, d_mlp): each neuron's direct effect on the logits."""
         return self.W_U.T @ self.blocks[-1].W_out
+
+    @property
+    def n_operands(self) -> int:
+        """Values each operand takes: the vocabulary less the '=' token."""
+        return self.W_E.shape[1] - 1
+
+    def operand_embeddings(self):
+        """(left, right), each (d_model, n_operands): the token embedding, shared by a and b."""
+        emb = self.W_E[:, :self.n_operands]
+        return emb, emb
+
+    def neuron_inputs(self):
+        """None: the neurons see a and b only through attention (no per-operand weights)."""
+        return None
+
+    def unembedding(self):
+        """(d_vocab_out, d_model): the map from the residual stream to the logits."""
+        return self.W_U.T
+
+    def without_neurons(self, keep):
+        """The model with the last MLP layer's neurons where ``keep`` (d_mlp,) is false cut
+        off (their output weights zeroed)."""
+        W_out = self.blocks[-1].W_out
+        return eqx.tree_at(lambda m: m.blocks[-1].W_out, self, W_out * jnp.asarray(keep, W_out.dtype)[None, :])
+
+    @property
+    def n_neurons(self) -> int:
+        return self.blocks[-1].W_out.shape[1]
 
 
 def init_transformer(key, *, d_vocab: int, d_vocab_out: int, n_ctx: int = 3, d_model: int = 128, n_heads: int = 4,
