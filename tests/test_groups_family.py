@@ -1,6 +1,7 @@
 """The groups family and the representation analysis: the GCR construction, character cubes,
 agreement with the Fourier analysis on cyclic groups, training, bad input."""
 
+import jax
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -183,13 +184,38 @@ def test_training_learns_and_logs_irrep_similarities():
     assert model.W_E_left.shape == (32, 6) and model.b_in is None and model.b_out is None
 
 
+def _compilations(fun_name, fn):
+    """Backend compilations of ``fun_name`` (e.g. "jit(train_segment)") while ``fn()`` runs."""
+    seen = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration" and kwargs.get("fun_name") == fun_name:
+            seen.append(1)
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        out = fn()
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    return len(seen), out
+
+
 def test_transformer_and_train_fraction_grid_in_one_program():
+    # No train_capacity: the grid over the train fraction is one program, sized for 0.8.
     base = {"group": "C5", "model": "transformer", "d_model": 16, "n_heads": 2, "d_mlp": 16, "steps": 20,
-            "log_every": 10, "train_capacity": 0.8}
-    res = run_sweep("groups", base, {"train_fraction": [0.4, 0.8]}, seeds=1, quiet=True)
-    assert len(res) == 2
+            "log_every": 10}
+    grid = {"train_fraction": [0.4, 0.8, 0.6]}
+    n, res = _compilations("jit(train_segment)", lambda: run_sweep("groups", base, grid, seeds=1, segments=1, quiet=True))
+    assert n == 1 and len(res) == 3
+    # Separate programs would compile once per fraction; the count sees that.
+    n_apart = sum(_compilations("jit(train_segment)", lambda f=f: run_sweep(
+        "groups", {**base, "train_fraction": f}, seeds=1, segments=1, quiet=True))[0] for f in grid["train_fraction"])
+    assert n_apart == 3
     for r in res:
         assert np.isfinite(r.metrics["test_loss"]).all() and r.model.W_E.shape == (16, 6)
+        alone = run_sweep("groups", {**base, "train_fraction": r.config.train_fraction}, seeds=1, quiet=True)[0]
+        # The shared program computes the loss over more (masked) rows: equal up to float32 sums.
+        np.testing.assert_allclose(r.metrics["train_loss"], alone.metrics["train_loss"], rtol=1e-5)
+        np.testing.assert_allclose(r.metrics["test_accuracy"], alone.metrics["test_accuracy"])
 
 
 def test_analysis_input_errors():

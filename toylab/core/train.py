@@ -10,6 +10,7 @@ resume — with results identical to one call.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import equinox as eqx
@@ -187,17 +188,21 @@ class Trainer:
         """The compiled ensemble piece ``name`` (one per segment length)."""
         key = (name, n_intervals)
         if key not in self._compiled:
+            # Named functions: compilations show up as jit(train_init), jit(train_segment), ...
             if name == "init":
-                fn = jax.jit(jax.vmap(lambda hp, s: self.init(hp, self._key(s))))
+                def train_init(hp, s):
+                    return self.init(hp, self._key(s))
+                fn = jax.jit(jax.vmap(train_init))
             elif name == "segment":
+                def train_segment(st, hp, s):
+                    return self.segment(st, hp, self._key(s), n_intervals)
                 donate = (0,) if jax.default_backend() != "cpu" else ()
-                one = lambda st, hp, s: self.segment(st, hp, self._key(s), n_intervals)  # noqa: E731
-                fn = jax.jit(ensemble_map(one, self.block_size, groups=self.n_devices), donate_argnums=donate)
+                fn = jax.jit(ensemble_map(train_segment, self.block_size, groups=self.n_devices), donate_argnums=donate)
             else:  # final: params, snapshots and summary measures
-                def final(st, hp):
+                def train_final(st, hp):
                     snaps = st.snapshots if self.snapshot_steps else None
                     return st.params, snaps, self.summary(self.model(st.params), hp)
-                fn = jax.jit(jax.vmap(final))
+                fn = jax.jit(jax.vmap(train_final))
             self._compiled[key] = fn
         return self._compiled[key]
 
@@ -291,6 +296,7 @@ def ensemble_map(fn, block_size: int | None = None, groups: int = 1):
     if block_size is None:
         return jax.vmap(fn)
 
+    @functools.wraps(fn)
     def mapped(*args):
         n = jax.tree.leaves(args)[0].shape[0]
         if n <= block_size * groups or n % groups:
