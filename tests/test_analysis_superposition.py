@@ -228,9 +228,35 @@ def test_summary_of_a_pentagon_plus_an_unlearned_feature():
 # ----------------------------------------------------------------------------- fraction lines
 
 
-def test_fraction_lines_are_the_named_geometries():
-    assert LINE_NAMES == ["1", "3/4", "2/3", "1/2", "2/5", "3/8", "0"]
-    np.testing.assert_allclose([v for _, v in S.FRACTION_LINES], [1, 3 / 4, 2 / 3, 1 / 2, 2 / 5, 3 / 8, 0])
+def _tight_frame(vectors):
+    """(m, n) weights from n unit vectors (rows of ``vectors``)."""
+    v = np.asarray(vectors, np.float64)
+    return jnp.asarray((v / np.linalg.norm(v, axis=1, keepdims=True)).T, jnp.float32)
+
+
+def test_fraction_lines_are_the_dimensionalities_of_their_geometries():
+    """Each line is the D every feature of its geometry has, computed here from the geometry."""
+    polygon = lambda k: [[np.cos(2 * np.pi * i / k), np.sin(2 * np.pi * i / k)] for i in range(k)]  # noqa: E731
+    h = np.sqrt(1 / 3)  # the square antiprism's height that makes its 8 vertices a tight frame in 3-D
+    antiprism = [[np.sqrt(2 / 3) * np.cos(np.pi * i / 4), np.sqrt(2 / 3) * np.sin(np.pi * i / 4), h * (-1) ** i]
+                 for i in range(8)]
+    tetrahedron = [[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]
+    geometries = {
+        "1": jnp.eye(3, dtype=jnp.float32),  # dedicated dimensions
+        "3/4": _tight_frame(tetrahedron),
+        "2/3": _tight_frame(polygon(3)),
+        "1/2": _tight_frame([[1.0], [-1.0]]),  # an antipodal pair
+        "2/5": _tight_frame(polygon(5)),
+        "3/8": _tight_frame(antiprism),
+    }
+    lines = dict(S.FRACTION_LINES)
+    assert set(lines) == set(geometries) | {"0"}
+    for name, W in geometries.items():
+        D = np.asarray(S.feature_dimensionality(W))
+        np.testing.assert_allclose(D, np.full(W.shape[1], lines[name]), atol=1e-5, err_msg=name)
+        assert np.asarray(S.detect_fraction_lines(D, min_count=len(D)))[LINE_NAMES.index(name)], name
+    W = jnp.zeros((2, 4)).at[:, 0].set(jnp.array([1.0, 0.0]))  # three features not represented
+    assert int(np.asarray(S.fraction_line_counts(S.feature_dimensionality(W)))[LINE_NAMES.index("0")]) == 3
 
 
 def test_fraction_line_counts_counts_within_tol():
@@ -301,8 +327,13 @@ def test_detection_vmaps_over_models():
 # ----------------------------------------------------------------------------- phase change
 
 
-def test_phase_names():
-    assert S.PHASE_NAMES == ("not represented", "dedicated", "superposed")
+@pytest.mark.parametrize("W, name", [
+    ([[1.0, 0.0]], "not represented"),  # the extra feature (the second) gets nothing
+    ([[0.0, 1.0]], "dedicated"),  # it has the hidden dimension to itself
+    ([[0.8, -0.9]], "superposed"),  # both share it, antipodally
+])
+def test_phase_names_name_the_geometry_classify_phase_finds(W, name):
+    assert S.PHASE_NAMES[int(S.classify_phase(jnp.asarray(W)))] == name
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 the transformer and the embedding MLPs), config validation, training on images and on the toy
 tasks, bad input."""
 
+import importlib.util
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -20,7 +22,9 @@ from toylab.models.bilinear import BilinearBlock, init_bilinear_classifier, init
 from toylab.models.mlp import init_embed_mlp
 from toylab.models.transformer import init_transformer
 
-pytest.importorskip("sklearn")  # the digits live in the optional images extra
+# The digits live in the optional images extra: only the tests that read them need it.
+needs_images = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None,
+                                  reason="the digits need the images extra (scikit-learn)")
 
 
 @settings(max_examples=10, deadline=None)
@@ -116,6 +120,7 @@ def test_bad_config_is_one_clear_error(field, value, needle):
         BilinearConfig(residual=True, d_model=0)
 
 
+@needs_images
 def test_digits_model_learns_and_noise_is_added_to_training_inputs_only():
     cfg = BilinearConfig(hidden=32, d_model=32, batch_size=256, steps=400, log_every=100, input_noise=0.0)
     hp = cfg.hparams()
@@ -171,6 +176,7 @@ def test_cli_bad_bilinear_input_is_one_line_and_exit_2(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@needs_images
 def test_reproduction_runs_every_section_on_a_tiny_sweep(tmp_path, monkeypatch):
     """The reproduction's analysis, figures and claims, end to end on a tiny sweep (the quick
     reproduction itself runs under `toylab reproduce`, not pytest)."""
@@ -229,7 +235,8 @@ def test_reproductions_refuse_unknown_figure_letters(tmp_path):
         with pytest.raises(ConfigError, match="only='z'"):
             mod.reproduce(tmp_path / "o", quick=True, quiet=True, only="z")
     assert not (tmp_path / "o").exists()
-    assert devices_line().startswith("devices: 1 × ")
+    n = len(jax.devices())
+    assert devices_line().startswith(f"devices: {n} × {jax.devices()[0].device_kind} ({jax.default_backend()})")
 
 
 def test_run_figures_maps_letters_to_the_function_that_makes_them(tmp_path):

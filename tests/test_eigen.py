@@ -403,11 +403,18 @@ def test_zero_mask_keeps_clean_accuracy_and_masks_move_predictions():
     np.testing.assert_allclose(eqx.filter_jit(E.masked_accuracy)(layer, x, labels, jnp.zeros(6), strengths), clean)
     pred0 = jnp.argmax(layer(x), -1)
     np.testing.assert_allclose(E.class_shift(layer, x, jnp.zeros(6), strengths, 1), jnp.mean(pred0 == 1))
-    # A strong mask along class c's top positive eigenvector pushes predictions to c (the
-    # quadratic term λ s² dominates at large s).
+    # A strong mask v pushes every prediction to the class whose quadratic form is largest
+    # along v (at large s the s² vᵀQ_c v term dominates), computed here from W, V and P.
     target = int(jnp.argmax(jnp.max(eig.values, -1)))
-    shift = E.class_shift(layer, x, E.eigenvector_mask(eig, target), jnp.array([0.0, 100.0]), target)
-    assert float(shift[1]) >= float(shift[0])
+    mask = E.eigenvector_mask(eig, target)
+    v = np.asarray(mask, np.float64)
+    W, V = (np.asarray(a, np.float64)[:, :6] for a in (layer.W, layer.V))
+    q = np.asarray(layer.P, np.float64) @ ((W @ v) * (V @ v))
+    winner = int(np.argmax(q))
+    assert np.sort(q)[-1] - np.sort(q)[-2] > 0.05  # a clear winner at s = 100
+    shift = E.class_shift(layer, x, mask, jnp.array([0.0, 100.0]), winner)
+    close(shift[0], jnp.mean(pred0 == winner))
+    assert float(shift[1]) == 1.0
     clipped = E.masked_accuracy(layer, x, labels, E.random_mask(jax.random.key(5), 6), [1e6], clip=(-1.0, 1.0))
     np.testing.assert_allclose(clipped, jnp.mean(jnp.argmax(layer(jnp.clip(x + 1e6 * E.random_mask(
         jax.random.key(5), 6), -1, 1)), -1) == labels))

@@ -158,11 +158,15 @@ def test_transformer_last_position_shortcut_equals_full_computation(n_layers, al
         np.testing.assert_allclose(cache[-1]["pattern"].sum(-1), 1.0, rtol=1e-6)
 
 
-def test_paper_transformer_has_about_226k_parameters():
+def test_paper_transformer_has_226_688_parameters():
     cfg = GrokkingConfig()
     model = toylab.get_family("grokking").init(cfg, cfg.hparams(), jax.random.key(0))
     n = sum(x.size for x in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)))
-    assert 220_000 < n < 232_000, n
+    p, d, d_mlp = 113, 128, 512
+    # W_E (d, p+1), W_pos (3, d), W_Q/W_K/W_V (4 heads × 32 × d each), W_O (d, d), W_in + b_in,
+    # W_out + b_out, W_U (d, p): Nanda et al.'s one-layer model.
+    by_hand = d * (p + 1) + 3 * d + 3 * d * d + d * d + (d_mlp * d + d_mlp) + (d * d_mlp + d) + d * p
+    assert n == by_hand == 226_688
 
 
 # ----------------------------------------------------------------------------- float64 loss
@@ -240,6 +244,57 @@ def test_progress_measures_vmap_over_snapshots_like_a_loop():
         alone = fa.progress_measures(m, p, key, train)
         for k, v in alone.items():
             np.testing.assert_allclose(together[k][i], v, rtol=1e-4, atol=1e-6)
+
+
+def _np_cross_entropy(logits, labels, rows):
+    z = logits - logits.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return float(-np.take_along_axis(logp, labels[..., None], -1)[..., 0][rows].mean())
+
+
+def _np_fourier_norms(W, p):
+    """Norms of W's rows' components along const, cos k, sin k (unit vectors), over rows."""
+    x = np.arange(p)
+    basis = [np.ones(p)] + [f(2 * np.pi * k * x / p) for k in range(1, (p - 1) // 2 + 1) for f in (np.cos, np.sin)]
+    basis = np.stack([v / np.linalg.norm(v) for v in basis])
+    return np.sqrt(((np.asarray(W, np.float64) @ basis.T) ** 2).sum(0))
+
+
+def _np_gini(x):
+    x = np.sort(np.abs(x))
+    n = len(x)
+    return float(((2 * np.arange(1, n + 1) - n - 1) * x).sum() / (n * x.sum()))
+
+
+def test_progress_measures_of_a_hand_built_fourier_solution_equal_independent_values():
+    """On Gromov's closed-form solution every logit is a key-frequency term, so the values
+    of the measures are known: restricted loss = full loss, excluded loss = log p; the Gini
+    coefficients and the weight norm are recomputed here in numpy."""
+    p, freqs, scale = 13, (2, 5), 0.6
+    model = fourier_solution(p, freqs, scale)
+    key = np.zeros(p // 2, bool)
+    key[[k - 1 for k in freqs]] = True
+    train = np.random.default_rng(0).random((p, p)) < 0.4
+    a, b, c = np.meshgrid(np.arange(p), np.arange(p), np.arange(p), indexing="ij")
+    logits = 4 * scale * sum(np.cos(2 * np.pi * k * (a + b - c) / p) for k in freqs)
+    np.testing.assert_allclose(fa.grid_logits(model, p), logits, atol=1e-4)  # the model is the closed form
+    labels = (a[..., 0] + b[..., 0]) % p
+    full = _np_cross_entropy(logits, labels, np.ones((p, p), bool))
+    m = fa.progress_measures(model, p, key, train)
+    np.testing.assert_allclose(m["full_loss"], full, rtol=1e-5)
+    np.testing.assert_allclose(m["restricted_loss"], full, rtol=1e-4)
+    np.testing.assert_allclose(m["excluded_loss"], np.log(p), rtol=1e-5)
+    # The other frequencies carry nothing: restricting to them leaves uniform logits, and
+    # removing them leaves the training loss as it was.
+    other = fa.progress_measures(model, p, ~key, train)
+    np.testing.assert_allclose(other["restricted_loss"], np.log(p), rtol=1e-5)
+    np.testing.assert_allclose(other["excluded_loss"], _np_cross_entropy(logits, labels, train), rtol=1e-4)
+    left = np.asarray(model.W_in)[:, :p]
+    np.testing.assert_allclose(m["gini_W_E"], _np_gini(_np_fourier_norms(left, p)), rtol=1e-4)
+    np.testing.assert_allclose(m["gini_W_L"], _np_gini(_np_fourier_norms(np.asarray(model.W_out).T, p)), rtol=1e-4)
+    assert m["gini_W_E"] > 0.6  # 4 of 13 basis directions carry everything
+    np.testing.assert_allclose(m["weight_norm"], (np.asarray(model.W_in, np.float64) ** 2).sum()
+                               + (np.asarray(model.W_out, np.float64) ** 2).sum(), rtol=1e-5)
 
 
 @settings(max_examples=20)
@@ -426,10 +481,25 @@ def test_embedding_mlp_input_weights_are_its_first_layer(embed):
 
     m = init_embed_mlp(jax.random.key(0), n_in=7, n_out=7, d_hidden=10, d_embed=6, embed=embed, bias=True)
     m = eqx.tree_at(lambda m: m.b_in, m, jnp.arange(10.0))
+    W_in, b_in = np.asarray(m.W_in, np.float64), np.asarray(m.b_in, np.float64)
+
+    def first_layer(a, b):  # the paper's network written out in numpy, not through input_weights
+        eye = np.eye(7)
+        if embed == "onehot":
+            x = np.concatenate([eye[a], eye[b]])
+        elif embed == "sum":
+            x = np.asarray(m.W_E_left, np.float64)[:, a] + np.asarray(m.W_E_right, np.float64)[:, b]
+        else:
+            x = np.concatenate([np.asarray(m.W_E_left, np.float64)[:, a], np.asarray(m.W_E_right, np.float64)[:, b]])
+        return W_in @ x + b_in
+
     left, right = m.input_weights()
-    for a, b in ((0, 3), (6, 2)):
-        np.testing.assert_allclose(m.hidden_pre(a, b), left[:, a] + right[:, b] + m.b_in, rtol=1e-5, atol=1e-5)
+    for a, b in ((0, 3), (6, 2), (5, 5)):
+        want = first_layer(a, b)
+        np.testing.assert_allclose(m.hidden_pre(a, b), want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(left)[:, a] + np.asarray(right)[:, b] + b_in, want, rtol=1e-5, atol=1e-5)
     logits = m(jnp.asarray([4, 5, 7]))
-    np.testing.assert_allclose(logits, m.W_out @ jax.nn.relu(left[:, 4] + right[:, 5] + m.b_in) + m.b_out, rtol=1e-5, atol=1e-5)
+    want = np.asarray(m.W_out, np.float64) @ np.maximum(first_layer(4, 5), 0) + np.asarray(m.b_out, np.float64)
+    np.testing.assert_allclose(logits, want, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="activation='gelu'"):
         init_embed_mlp(jax.random.key(0), n_in=7, n_out=7, activation="gelu")
