@@ -140,7 +140,7 @@ def default_figures_dir() -> Path:
 
 
 def _cmd_reproduce(args, quick=None, out=None) -> int:
-    from experiments.claims import format_claims, write_claims
+    from experiments.reproductions.claims import format_claims, write_claims
     from toylab.core.store import check_writable
 
     quick = args.quick if quick is None else quick
@@ -153,6 +153,9 @@ def _cmd_reproduce(args, quick=None, out=None) -> int:
     if out.resolve() == default_figures_dir().resolve() and args.command == "reproduce":
         raise _usage("--out", str(out), "is the repository's committed figures; use 'toylab figures' to overwrite them")
     check_writable(out)  # before minutes of training, not after
+    import matplotlib
+
+    matplotlib.use("Agg")  # this process only writes files (a library import never switches backends)
     mods = _reproduction_modules(args.names)
     claims = []
     for name, mod in mods:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")  # figures are written to files; never shown
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..analysis.superposition import FRACTION_LINES, PHASE_NAMES  # noqa: E402
+from ..analysis.superposition import FRACTION_LINES, PHASE_NAMES
 
 __all__ = ["gram_grid", "dimensions_per_feature_plot", "feature_dimensionality_plot", "phase_diagram",
            "feature_geometry", "abs_computation_plot"]

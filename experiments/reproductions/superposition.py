@@ -9,20 +9,18 @@
 
 Each trains by one sweep per figure (``run_sweep``), keeps the lowest-loss seed of each
 point where the paper does, writes a PNG, and returns Claims with the measured numbers.
-Run: ``toylab reproduce superposition [--quick]`` or ``python -m experiments.superposition``.
+Run: ``toylab reproduce superposition [--quick]`` or ``python -m experiments.reproductions.superposition``.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.common import run_figures, save_figure, script_main
+from experiments.reproductions.common import run_figures, save_figure, script_main
 from toylab.analysis import superposition as geo
-from experiments.claims import Claim
+from experiments.reproductions.claims import Claim
 from toylab.core.sweep import run_sweep
 from toylab.plots import superposition as plots
 from toylab.tasks.sparse_features import sparse_features
@@ -39,7 +37,7 @@ def _best_per_point(results, **fields):
 # ----------------------------------------------------------------------------- (a)
 
 
-def figure_a(out, quick, quiet):
+def figure_a(out, quick, quiet, work=None, shared=None):
     densities = [1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001]
     res = run_sweep(NAME, {"n_features": 20, "n_hidden": 5, "importance_decay": 0.7,
                            "steps": 5000 if quick else 10_000},
@@ -76,7 +74,7 @@ def figure_a(out, quick, quiet):
 # ----------------------------------------------------------------------------- (b), (c)
 
 
-def figure_bc(out, quick, quiet):
+def figure_bc(out, quick, quiet, work=None, shared=None):
     n, m = (100, 10) if quick else (400, 30)
     densities = np.geomspace(1.0, 0.01 if quick else 0.001, 16 if quick else 30)
     res = run_sweep(NAME, {"n_features": n, "n_hidden": m, "importance_decay": 1.0,
@@ -120,7 +118,7 @@ def figure_bc(out, quick, quiet):
 # ----------------------------------------------------------------------------- (d)
 
 
-def figure_d(out, quick, quiet):
+def figure_d(out, quick, quiet, work=None, shared=None):
     importances = np.geomspace(0.1, 10, 9 if quick else 21)
     densities = np.geomspace(1.0, 0.01, 9 if quick else 21)
     res = run_sweep(NAME, {"n_features": 2, "n_hidden": 1, "batch_size": 256 if quick else 1024,
@@ -158,7 +156,7 @@ def figure_d(out, quick, quiet):
 # ----------------------------------------------------------------------------- (e)
 
 
-def figure_e(out, quick, quiet):
+def figure_e(out, quick, quiet, work=None, shared=None):
     densities = [1.0, 0.3, 0.1, 0.05, 0.02, 0.01]
     res = run_sweep(NAME, {"n_features": 5, "n_hidden": 2, "importance_decay": 0.9,
                            "batch_size": 512 if quick else 1024, "steps": 6000 if quick else 20_000},
@@ -193,7 +191,7 @@ def figure_e(out, quick, quiet):
 # ----------------------------------------------------------------------------- (f)
 
 
-def figure_f(out, quick, quiet):
+def figure_f(out, quick, quiet, work=None, shared=None):
     n, m = 20, 5
     densities = [1.0, 0.3, 0.1, 0.03, 0.01]
     res = run_sweep(NAME, {"model": "abs", "n_features": n, "n_hidden": m, "importance_decay": 1.0,
@@ -225,9 +223,10 @@ def figure_f(out, quick, quiet):
 FIGURES = {"a": figure_a, "b": figure_bc, "d": figure_d, "e": figure_e, "f": figure_f}
 
 
-def reproduce(out, quick: bool = True, quiet: bool = False, only: str | None = None):
-    """Run the reproductions, write PNGs into ``out``, return the checked claims."""
-    return run_figures(FIGURES, out, quick, quiet, only)
+def reproduce(out, quick: bool = True, quiet: bool = False, only: str | None = None, work=None):
+    """Run the reproductions, write PNGs into ``out``, return the checked claims (each
+    figure trains its own small sweep; ``work`` is unused)."""
+    return run_figures(FIGURES, out, quick, quiet, only, work)
 
 
 if __name__ == "__main__":

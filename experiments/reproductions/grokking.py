@@ -15,7 +15,7 @@
 ``--quick`` trains a small prime that groks within minutes on a laptop CPU (found by
 measurement: p = 31 with half the pairs in training); the full mode uses p = 113 and 30% of
 the pairs, as the paper, with more seeds (a GPU job).
-Run: ``toylab reproduce grokking [--quick]`` or ``python -m experiments.grokking``.
+Run: ``toylab reproduce grokking [--quick]`` or ``python -m experiments.reproductions.grokking``.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.common import run_figures, save_figure, script_main
+from experiments.reproductions.common import run_figures, save_figure, script_main
 from toylab.analysis import fourier as fa
-from experiments.claims import Claim
+from experiments.reproductions.claims import Claim
 from toylab.core.sweep import run_sweep
-from toylab.families.grokking import GrokkingConfig, grid_train_mask, table_of
+from toylab.families.grokking import grid_train_mask, table_of
 from toylab.plots import grokking as plots
 
 NAME = "grokking"
@@ -77,7 +77,7 @@ def _sweep_dir(work, name):
     return None if work is None else Path(work) / name
 
 
-def figures_abc(out: Path, quick: bool, quiet: bool, work=None) -> list[Claim]:
+def figures_abc(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> list[Claim]:
     base, seeds = grokking_setup(quick)
     p = base["p"]
     folder = _sweep_dir(work, f"grokking-{'quick' if quick else 'full'}")
@@ -217,12 +217,10 @@ def label_noise_setup(quick: bool):
     Returns (base, grid of the regularised phase diagram)."""
     common = {"model": "mlp", "embed": "onehot", "activation": "quadratic", "loss": "mse"}
     if quick:
-        base = {**common, "p": 31, "d_mlp": 128, "lr": 5e-3, "steps": 12_000, "log_every": 200,
-                "train_capacity": 0.8}
+        base = {**common, "p": 31, "d_mlp": 128, "lr": 5e-3, "steps": 12_000, "log_every": 200}
         grid = {"train_fraction": [0.4, 0.6, 0.8], "label_noise": [0.0, 0.1, 0.2, 0.3]}
     else:
-        base = {**common, "p": 97, "d_mlp": 500, "lr": 5e-3, "steps": 30_000, "log_every": 500,
-                "train_capacity": 0.9}
+        base = {**common, "p": 97, "d_mlp": 500, "lr": 5e-3, "steps": 30_000, "log_every": 500}
         grid = {"train_fraction": [0.3, 0.5, 0.7, 0.9], "label_noise": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]}
     return base, grid
 
@@ -251,7 +249,7 @@ def _neuron_sizes(model):
     return np.asarray(jnp.linalg.norm(model.W_out, axis=0) * jnp.linalg.norm(model.W_in, axis=1))
 
 
-def figure_d(out: Path, quick: bool, quiet: bool, work=None) -> list[Claim]:
+def figure_d(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> list[Claim]:
     base, grid = label_noise_setup(quick)
     p = base["p"]
     mode = "quick" if quick else "full"
@@ -351,4 +349,4 @@ def reproduce(out, quick: bool = True, quiet: bool = False, only: str | None = N
 
 
 if __name__ == "__main__":
-    script_main(__doc__, reproduce, "letters of figure sets to run: a (grokking), d (corrupted labels)", work=True)
+    script_main(__doc__, reproduce, "letters of figure sets to run: a (grokking), d (corrupted labels)")

@@ -10,7 +10,7 @@
 ``--quick`` trains S_4 and D_13 on a laptop CPU (the train fractions at which they grok within
 the step budget were found by measurement); the full mode trains S_5, A_5, S_6, C_113 and
 D_59 at the paper's train fractions with more seeds and steps (a GPU job).
-Run: ``toylab reproduce groups [--quick]`` or ``python -m experiments.groups``.
+Run: ``toylab reproduce groups [--quick]`` or ``python -m experiments.reproductions.groups``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.common import check_only, save_figure, script_main
+from experiments.reproductions.common import run_figures, save_figure, script_main
 from toylab.analysis import representations as ra
-from experiments.claims import Claim
+from experiments.reproductions.claims import Claim
 from toylab.core.sweep import run_sweep
 from toylab.families.groups import grid_train_mask
 from toylab.plots import groups as plots
@@ -130,24 +130,20 @@ def universality_table(stats: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def prepare(quick: bool, quiet: bool, work=None) -> dict:
+    """One sweep per group of the mode, analysed: what every figure set reads."""
+    return {name: analyse_group(_sweep(name, base, seeds, quiet, work)) for name, (base, seeds) in setups(quick).items()}
+
+
 def reproduce(out, quick: bool = True, quiet: bool = False, only: str | None = None, work=None):
     """Train every group of the mode, write the figures and the universality table into
     ``out``, and return the checked claims. ``only``: letters of the figure sets to make
     (a, b, c; all when None); the sets share one sweep per group."""
-    out = Path(out)
-    only = check_only(only, "abc")
+    return run_figures(FIGURES, out, quick, quiet, only, work, prepare=prepare)
+
+
+def _grokking(out: Path, quick: bool, quiet: bool, work, analyses) -> list[Claim]:
     mode = "quick" if quick else "full"
-    analyses = {}
-    for name, (base, seeds) in setups(quick).items():
-        analyses[name] = analyse_group(_sweep(name, base, seeds, quiet, work))
-    claims = []
-    for letter, section in (("a", _grokking), ("b", _universality), ("c", _mechanism)):
-        if letter in only:
-            claims += section(analyses, out, mode, quiet)
-    return claims
-
-
-def _grokking(analyses, out: Path, mode: str, quiet: bool) -> list[Claim]:
     claims, curves = [], {}
     for name, a in analyses.items():
         res = a["res"]
@@ -170,7 +166,8 @@ def _grokking(analyses, out: Path, mode: str, quiet: bool) -> list[Claim]:
     return claims
 
 
-def _universality(analyses, out: Path, mode: str, quiet: bool) -> list[Claim]:
+def _universality(out: Path, quick: bool, quiet: bool, work, analyses) -> list[Claim]:
+    mode = "quick" if quick else "full"
     claims = []
     stats = {}
     for name, a in analyses.items():
@@ -213,7 +210,8 @@ def _universality(analyses, out: Path, mode: str, quiet: bool) -> list[Claim]:
     return claims
 
 
-def _mechanism(analyses, out: Path, mode: str, quiet: bool) -> list[Claim]:
+def _mechanism(out: Path, quick: bool, quiet: bool, work, analyses) -> list[Claim]:
+    mode = "quick" if quick else "full"
     claims, cases = [], {}
     for name, a in analyses.items():
         runs = [(i, r) for i, (r, gk) in enumerate(zip(a["runs"], a["grokked"])) if gk]
@@ -257,5 +255,8 @@ def _mechanism(analyses, out: Path, mode: str, quiet: bool) -> list[Claim]:
     return claims
 
 
+FIGURES = {"a": _grokking, "b": _universality, "c": _mechanism}
+
+
 if __name__ == "__main__":
-    script_main(__doc__, reproduce, "letters of figure sets to make: a (loss), b (universality), c (mechanism)", work=True)
+    script_main(__doc__, reproduce, "letters of figure sets to make: a (loss), b (universality), c (mechanism)")

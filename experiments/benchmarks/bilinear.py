@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 
-from experiments.common import devices_line, int_list, positive_int, time_ensemble
+from experiments.benchmarks.common import devices_line, int_list, positive_int, time_ensemble, timed
 
 DEFAULT_SEEDS = (1, 4)
 
@@ -58,16 +56,10 @@ def _eigen_timings(cfg, n_models: int, repeats: int) -> dict:
     keys = jax.vmap(toylab.make_key)(jnp.arange(n_models, dtype=jnp.uint32))
     models = jax.vmap(lambda k: BILINEAR.init(cfg, cfg.hparams(), k))(keys)
     fn = jax.jit(jax.vmap(lambda m: eigen.class_eigendecomposition(m.as_layer())))
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(models))
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        eig = jax.block_until_ready(fn(models))
-        times.append(time.perf_counter() - t0)
+    t = timed(fn, models, repeats=repeats)
+    eig = t["result"]
     return {"models": n_models, "d": int(eig.values.shape[-1]), "classes": int(eig.values.shape[-2]),
-            "first_call_s": first, "seconds": statistics.median(times)}
+            "first_call_s": t["first_s"], "seconds": t["seconds"]}
 
 
 def main(argv=None, prog=None) -> int:

@@ -1,0 +1,1 @@
+"""Throughput benchmarks (``toylab bench NAME``): they print figures; timing through ``common.timed``."""

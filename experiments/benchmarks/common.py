@@ -1,0 +1,134 @@
+"""What every benchmark shares: the timing helper (:func:`timed`, and :func:`time_ensemble`
+built on it for the sweep runner's program), the devices line of each report, and
+command-line value parsers whose errors name the value and what is allowed."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+__all__ = ["timed", "stopwatch", "time_ensemble", "devices_line", "positive_int", "positive_float", "int_list", "block_size_arg"]
+
+
+class stopwatch:
+    """``with stopwatch() as t: ...`` then ``t.seconds``: wall time of a block (compiles,
+    whole runs) that is not a call to repeat."""
+
+    def __enter__(self):
+        self.seconds = None
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self._t0
+        return False
+
+
+def timed(fn, *args, repeats: int = 3, first: bool = True, sync=None) -> dict:
+    """Time ``fn(*args)`` to completion: ``sync(result)`` after each call (default
+    ``jax.block_until_ready``; pass e.g. ``torch.cuda.synchronize`` wrapped for torch).
+
+    With ``first``, one call (compilation, caches, lazy state) is timed on its own as
+    ``first_s`` before the ``repeats`` calls; ``seconds`` is the median of those (the first
+    call's time when ``repeats`` is 0), ``min_s`` the fastest, ``times`` all of them and
+    ``result`` the last output.
+    """
+    if sync is None:
+        import jax
+
+        sync = jax.block_until_ready
+
+    def call():
+        t0 = time.perf_counter()
+        out = fn(*args)
+        sync(out)
+        return time.perf_counter() - t0, out
+
+    first_s, result = call() if first else (None, None)
+    times = []
+    for _ in range(repeats):
+        dt, result = call()
+        times.append(dt)
+    if not times and first_s is None:
+        raise ValueError("timed: nothing to time (first=False and repeats=0)")
+    seconds = statistics.median(times) if times else first_s
+    return {"first_s": first_s, "seconds": seconds, "min_s": min(times) if times else first_s, "times": times,
+            "result": result}
+
+
+def devices_line() -> str:
+    """One line naming the devices JAX sees, its backend and version (benchmark headers)."""
+    import jax
+
+    devices = jax.devices()
+    return f"devices: {len(devices)} × {devices[0].device_kind} ({jax.default_backend()}); jax {jax.__version__}"
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text.strip().replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive integer")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a number > 0")
+    return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """A comma-separated list of positive integers, sorted, without repeats."""
+    allowed = "must be a comma-separated list of positive integers, e.g. 1,4,16"
+    try:
+        values = [int(s.strip().replace("_", "")) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {allowed}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {allowed}")
+    return tuple(sorted(set(values)))
+
+
+def block_size_arg(text: str) -> int:
+    """A positive ensemble block size, or 0 for 'none' (one vmap over all instances)."""
+    if text.strip().lower() == "none":
+        return 0
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive integer or 'none'") from None
+
+
+def time_ensemble(family: str, cfg, n_models: int, block_size: int | None = None) -> dict:
+    """Steady-state timing of the program the sweep runner compiles for ``n_models`` seeds of
+    one config: ``make_train`` mapped by ``ensemble_map`` (block size as the runner picks it
+    when None; 0 for one vmap over all), compiled, run once untimed, then timed."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import toylab
+    from toylab.core.train import default_block_size, ensemble_map
+
+    train = toylab.make_train(family, cfg)
+    hp = {k: np.full(n_models, v) for k, v in cfg.hparams().items()}
+    keys = jax.vmap(toylab.make_key)(jnp.arange(n_models, dtype=jnp.uint32))
+    with stopwatch() as compiling:
+        if block_size is None:
+            block = default_block_size(fn=train, args=(cfg.hparams(), toylab.make_key(0)))
+        else:
+            block = block_size or None
+        compiled = jax.jit(ensemble_map(train, block)).lower(hp, keys).compile()
+    t = timed(compiled, hp, keys, repeats=1)  # the first call warms up, the second is timed
+    return {"models": n_models, "steps": cfg.steps, "seconds": t["seconds"], "compile_s": compiling.seconds,
+            "block_size": block, "model_steps_per_s": n_models * cfg.steps / t["seconds"],
+            "final_train_loss": float(np.mean(np.asarray(t["result"].metrics["loss"])[:, -1]))}

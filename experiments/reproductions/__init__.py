@@ -1,0 +1,1 @@
+"""Paper reproductions (``toylab reproduce NAME``): figures by letter, checked claims, quick and full sizes."""
