@@ -315,3 +315,32 @@ def test_sweep_killed_with_sigkill_resumes_without_loss_or_retraining(tmp_path):
         assert (a.config, a.seed) == (b.config, b.seed)
         np.testing.assert_array_equal(a.model.W, b.model.W)
         np.testing.assert_array_equal(a.metrics["loss"], b.metrics["loss"])
+
+
+def test_a_family_may_bring_its_own_optimizer():
+    """The family record's optimizer replaces AdamW; here plain SGD, checked against the
+    update done by hand (one step: params - lr * grad)."""
+    import dataclasses
+
+    import equinox as eqx
+    import jax
+    import optax
+
+    from toylab.core.family import get_family
+    from toylab.core.train import Trainer, make_key
+
+    base = get_family("superposition")
+    sgd = dataclasses.replace(base, name="superposition-sgd", optimizer=lambda cfg, hp: optax.sgd(hp["lr"]))
+    cfg = base.config(n_features=5, n_hidden=2, batch_size=16, steps=1, log_every=1, lr=0.5)
+    key = make_key(3)
+    result = Trainer(sgd, cfg).train(cfg.hparams(), key)
+    trainer = Trainer(base, cfg)
+    state = trainer.init(cfg.hparams(), key)
+    k_data = jax.random.split(key)[1]
+    batch = base.batch(cfg, cfg.hparams(), jax.random.fold_in(k_data, 0))
+    grads = jax.grad(lambda p: base.loss(trainer.model(p), batch, cfg, cfg.hparams())[0])(state.params)
+    by_hand = jax.tree.map(lambda p, g: p - 0.5 * g, state.params, grads)
+    np.testing.assert_allclose(result.model.W, by_hand.W, rtol=1e-6, atol=1e-7)
+    adamw = Trainer(base, cfg).train(cfg.hparams(), key)  # the default is not SGD
+    assert not np.allclose(adamw.model.W, result.model.W)
+    assert eqx.tree_equal(jax.tree.structure(result.model), jax.tree.structure(adamw.model))

@@ -210,7 +210,7 @@ def _resume_point(store: Store, chunk: Chunk, trainer: Trainer, like, n_rows: in
         raise ConfigError("devices", trainer.n_devices, f"the {where} was trained on {head.get('n_devices')} devices; "
                                                         "resume on as many to continue exactly")
     if block_size == "auto":
-        trainer._block_size = head.get("block_size")  # continue as it was trained
+        trainer.use_block_size(head.get("block_size"))  # continue as it was trained
     elif head.get("block_size") != trainer.block_size:
         raise ConfigError("block_size", block_size, f"the {where} was trained with block_size="
                                                     f"{head.get('block_size')}; resume with that (or auto) to "
@@ -252,7 +252,7 @@ def _train_chunk(trainer: Trainer, store: Store, chunk: Chunk, configs, mesh, pr
         start = held[0] if held else None
         if found is not None:
             tree = broadcast_tree({"state": start[0], "metrics": start[1]} if is_writer() else like)
-            trainer._block_size = found["block_size"]
+            trainer.use_block_size(found["block_size"])
             start = (shard_leading(tree["state"], mesh), tree["metrics"], found["done"])
             progress.update(n * found["done"] * trainer.config.log_every, note=f"{chunk.id} resumed")
             work["resumed"] += n * found["done"] * trainer.config.log_every
@@ -367,7 +367,7 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
             if trainer is None or trainer.config is not chunk.program:
                 trainer = Trainer(family, chunk.program, block_size=block_size, n_devices=mesh.devices.size)
                 if jax.process_count() > 1:  # every process must compile the same program
-                    trainer._block_size = broadcast_json(trainer.block_size)
+                    trainer.use_block_size(broadcast_json(trainer.block_size))
             rows[chunk.id] = _train_chunk(trainer, store, chunk, configs, mesh, bar, segments, block_size,
                                           resumable=not temporary, work=work)
             store.write_summary(_summary_rows(store.manifest, rows, configs, grid_vals))

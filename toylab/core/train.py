@@ -184,6 +184,12 @@ class Trainer:
                 args=(state, hp, np.uint32(0)))
         return self._block_size
 
+    def use_block_size(self, block_size: int | None):
+        """Train with this block size from now on (a resumed checkpoint's), recompiling."""
+        if block_size != self._block_size:
+            self._block_size = block_size
+            self._compiled.clear()
+
     def _program(self, name: str, n_intervals: int = 0):
         """The compiled ensemble piece ``name`` (one per segment length)."""
         key = (name, n_intervals)
