@@ -59,7 +59,11 @@ def _fake_reproduction(monkeypatch, claims):
 
 
 def test_reproduce_writes_claims_json_and_names_failed_claims(tmp_path, monkeypatch, capsys):
-    claims = [Claim("fake (a)", "one holds", "1", "1.0", True), Claim("fake (b)", "two fails", "2", "3.5", False)]
+    import numpy as np
+
+    # passed as numpy bools, as reproductions compute them
+    claims = [Claim("fake (a)", "one holds", "1", "1.0", np.bool_(True)),
+              Claim("fake (b)", "two fails", "2", "3.5", np.float64(3.5) < 3)]
     _fake_reproduction(monkeypatch, claims)
     monkeypatch.chdir(tmp_path)
     assert main(["reproduce", "fake", "--quick", "--quiet"]) == 1

@@ -161,9 +161,9 @@ def _cmd_reproduce(args, quick=None, out=None) -> int:
     for name, mod in mods:
         print(f"== reproducing {name} ({'quick' if quick else 'full'}) -> {out}", flush=True)
         claims += mod.reproduce(out, quick=quick, quiet=args.quiet)
-    path = write_claims(out / "claims.json", claims)
     print()
-    print(format_claims(claims))
+    print(format_claims(claims), flush=True)  # first: whatever happens to the files, the table is shown
+    path = write_claims(out / "claims.json", claims)
     print(f"figures and {path.name} in {out}")
     failed = [c for c in claims if not c.passed]
     for c in failed:

@@ -9,7 +9,8 @@ import math
 import statistics
 import time
 
-__all__ = ["timed", "stopwatch", "time_ensemble", "devices_line", "positive_int", "positive_float", "int_list", "block_size_arg"]
+__all__ = ["timed", "stopwatch", "repeat_steps", "time_ensemble", "devices_line", "positive_int", "positive_float",
+           "int_list", "block_size_arg"]
 
 
 class stopwatch:
@@ -24,6 +25,14 @@ class stopwatch:
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self._t0
         return False
+
+
+def repeat_steps(step, k: int):
+    """Call ``step()`` k times; its last result (a loop to hand to :func:`timed`)."""
+    out = None
+    for _ in range(k):
+        out = step()
+    return out
 
 
 def timed(fn, *args, repeats: int = 3, first: bool = True, sync=None) -> dict:

@@ -29,7 +29,7 @@ import math
 import os
 import sys
 
-from experiments.benchmarks.common import block_size_arg, int_list, positive_int, time_ensemble, timed
+from experiments.benchmarks.common import block_size_arg, int_list, positive_int, repeat_steps, time_ensemble, timed
 
 DEFAULT_SEEDS = (1, 4, 16)
 
@@ -120,13 +120,8 @@ def _torch_point(torch, p: int, n_models: int, steps: int, jax_models) -> dict:
             sched.step()
             return loss
 
-        def steps_of(k):
-            for _ in range(k):
-                loss = step()
-            return loss
-
-        steps_of(5)  # warm-up: the first few torch steps are slow (kernel set-up, optimizer state)
-        t = timed(steps_of, steps, repeats=1, first=False, sync=lambda _: None)  # CPU torch: synchronous
+        repeat_steps(step, 5)  # warm-up: the first few torch steps are slow (kernel set-up, optimizer state)
+        t = timed(repeat_steps, step, steps, repeats=1, first=False, sync=lambda _: None)  # CPU torch: synchronous
         seconds += t["seconds"]
         losses.append(float(t["result"].detach()))
     return {"models": n_models, "steps": steps, "seconds": seconds, "model_steps_per_s": n_models * steps / seconds,

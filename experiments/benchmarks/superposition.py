@@ -29,7 +29,8 @@ import math
 import os
 import sys
 
-from experiments.benchmarks.common import block_size_arg, int_list, positive_float, positive_int, stopwatch, timed
+from experiments.benchmarks.common import (block_size_arg, int_list, positive_float, positive_int, repeat_steps,
+                                          stopwatch, timed)
 
 DEFAULT_INSTANCES = (1, 4, 16, 64, 256, 1024, 4096)
 QUICK_INSTANCES = (1, 16, 256)
@@ -215,14 +216,9 @@ def _torch_point(torch, L: int, steps: int | None, target: float, device, repeat
         opt.step()
         return loss
 
-    def steps_of(k):
-        for _ in range(k):
-            loss = step()
-        return loss
-
     def run(k):
         sync()
-        t = timed(steps_of, k, repeats=1, first=False, sync=lambda _: sync())
+        t = timed(repeat_steps, step, k, repeats=1, first=False, sync=lambda _: sync())
         return t["seconds"], t["result"]
 
     run(3)  # warm-up: lazy optimizer state, allocator, kernels

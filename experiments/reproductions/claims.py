@@ -54,6 +54,6 @@ def write_claims(path, claims: list[Claim]):
         "jax_version": jax.__version__,
         "backend": jax.default_backend(),
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "claims": [dataclasses.asdict(c) for c in claims],
+        "claims": [{**dataclasses.asdict(c), "passed": bool(c.passed)} for c in claims],
     })
     return path

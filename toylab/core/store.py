@@ -74,7 +74,7 @@ def write_json(path: Path, obj: Any):
 
 
 def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
+    if isinstance(o, np.generic):  # numpy scalars: floats, ints, bools
         return o.item()
     if isinstance(o, np.ndarray):
         return o.tolist()
