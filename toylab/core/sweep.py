@@ -345,7 +345,12 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
     }
     temporary = out is None
     root = Path(tempfile.mkdtemp(prefix="toylab-")) if temporary else Path(out)
-    store = _open_everywhere(root, manifest, resume)
+    try:
+        store = _open_everywhere(root, manifest, resume)
+    except BaseException:
+        if temporary:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     try:
         enable_compilation_cache()
         rows: dict = {}
@@ -361,7 +366,7 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
         work = {"trained": 0, "resumed": 0,
                 "finished": sum(len(c.members) * c.program.steps for c in chunks if c.id in finished)}
         bar = Progress(sum(len(c.members) * c.program.steps for c in todo),
-                       label=f"{family.name}: {len(runs)} runs", quiet=quiet, kind=progress)
+                       label=f"{family.name}: {len(runs)} runs", quiet=quiet or not todo, kind=progress)
         trainer = None
         for chunk in todo:
             if trainer is None or trainer.config is not chunk.program:
