@@ -18,7 +18,7 @@ reported on its own), run once untimed, then a second call is timed to completio
 (``block_until_ready``); torch runs a few untimed warm-up steps first. The number of steps S
 per point is scaled with L so that each timed measurement takes about ``--seconds``.
 
-Run ``python3 experiments/bench_superposition.py --help``; ``main(argv)`` returns an exit code.
+Run ``toylab bench superposition --help`` (or ``python3 -m experiments.benchmarks.superposition``); ``main(argv)`` returns an exit code.
 """
 
 from __future__ import annotations
