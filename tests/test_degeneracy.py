@@ -1,0 +1,212 @@
+"""The local learning coefficient estimator against what can be computed exactly, and the
+closed-form learning coefficients against hand-checked cases and their symmetries."""
+
+from fractions import Fraction
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from toylab.analysis import learning_coefficients as lc
+from toylab.analysis.degeneracy import default_nbeta, learning_coefficient, rhat
+from toylab.core.config import ConfigError
+
+DATA = {"x": jnp.zeros((50, 1))}  # the quadratic losses below ignore their batch
+
+
+def _quadratic(a, centre):
+    a, centre = jnp.asarray(a), jnp.asarray(centre)
+    return lambda w, batch: 0.5 * jnp.sum(a * (w["w"] - centre) ** 2)
+
+
+def _exact_sgld_llc(a, nbeta, gamma, eps):
+    """nβ·½Σ aᵢvᵢ: SGLD's stationary variance on kᵢ(w−w*)²/2 is vᵢ = 1/(kᵢ(1 − εkᵢ/4)),
+    kᵢ = nβaᵢ + γ (the linear recursion w' = (1 − εk/2)w + √ε ξ)."""
+    a = np.asarray(a, np.float64)
+    k = nbeta * a + gamma
+    return nbeta * 0.5 * np.sum(a / (k * (1 - eps * k / 4)))
+
+
+@settings(max_examples=4, deadline=None)
+@given(a=st.lists(st.sampled_from([0.5, 1.0, 2.0, 4.0]), min_size=2, max_size=3),
+       gamma=st.sampled_from([0.0, 1.0, 10.0]), eps=st.sampled_from([0.005, 0.02]))
+def test_sgld_on_a_quadratic_matches_its_exact_finite_step_value(a, gamma, eps):
+    nbeta = 10.0
+    centre = np.linspace(-1, 1, len(a))
+    res = learning_coefficient(_quadratic(a, centre), {"w": jnp.asarray(centre, jnp.float32)}, DATA,
+                               jax.random.key(0), chains=256, draws=1500, burnin=300, step_size=eps,
+                               nbeta=nbeta, localization=gamma)
+    exact = _exact_sgld_llc(a, nbeta, gamma, eps)
+    standard_error = float(res.per_chain.std()) / np.sqrt(256)
+    assert abs(float(res.mean) - exact) < 5 * standard_error + 1e-3 * exact, (float(res.mean), exact, standard_error)
+    assert float(res.init_loss) == 0.0 and res.warnings == []
+
+
+def test_regular_quadratic_gives_d_over_2_at_small_step():
+    a = [1.0, 3.0, 2.0, 0.5]
+    res = learning_coefficient(_quadratic(a, np.zeros(4)), {"w": jnp.zeros(4)}, DATA, jax.random.key(1),
+                               chains=128, draws=2000, burnin=400, step_size=1e-3, nbeta=100.0, localization=0.0)
+    assert float(res.mean) == pytest.approx(2.0, rel=0.05)  # d/2 = lc.regular(4)
+    assert lc.regular(4) == (Fraction(2), 1)
+    assert float(res.rhat) < 1.05
+
+
+def test_noise_off_sgld_at_step_2eta_is_gradient_descent_at_eta():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(40, 3)), jnp.float32)
+    y = x @ jnp.asarray([1.0, -2.0, 0.5]) + 0.1 * jnp.asarray(rng.normal(size=40), jnp.float32)
+    loss = lambda p, b: jnp.mean((b["x"] @ p["w"] + p["b"] - b["y"]) ** 2)  # noqa: E731
+    w0 = {"w": jnp.zeros(3), "b": jnp.asarray(0.3)}
+    eta, steps = 0.01, 25
+    res = learning_coefficient(loss, w0, {"x": x, "y": y}, jax.random.key(0), chains=2, draws=steps, burnin=0,
+                               step_size=2 * eta, nbeta=1.0, localization=0.0, noise=False)
+    w = w0
+    for _ in range(steps):
+        g = jax.grad(loss)(w, {"x": x, "y": y})
+        w = jax.tree.map(lambda p, gp: p - eta * gp, w, g)
+    for chain in range(2):
+        np.testing.assert_allclose(res.final["w"][chain], w["w"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(res.final["b"][chain], w["b"], rtol=1e-5, atol=1e-6)
+
+
+def test_restricted_llc_with_frozen_coordinates_is_the_smaller_models():
+    a, nbeta, gamma, eps = [1.0, 2.0, 4.0], 10.0, 1.0, 0.01
+    full = {"w": jnp.zeros(3)}
+    mask = {"w": jnp.asarray([True, False, True])}
+    restricted = learning_coefficient(_quadratic(a, np.zeros(3)), full, DATA, jax.random.key(2), chains=256,
+                                      draws=1500, burnin=300, step_size=eps, nbeta=nbeta, localization=gamma, mask=mask)
+    smaller = learning_coefficient(_quadratic([1.0, 4.0], np.zeros(2)), {"w": jnp.zeros(2)}, DATA, jax.random.key(3),
+                                   chains=256, draws=1500, burnin=300, step_size=eps, nbeta=nbeta, localization=gamma)
+    exact = _exact_sgld_llc([1.0, 4.0], nbeta, gamma, eps)
+    for res in (restricted, smaller):
+        se = float(res.per_chain.std()) / np.sqrt(256)
+        assert abs(float(res.mean) - exact) < 5 * se, (float(res.mean), exact, se)
+    np.testing.assert_array_equal(restricted.final["w"][:, 1], 0.0)  # the frozen coordinate never moved
+
+
+def test_same_key_same_numbers_and_minibatches():
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(64, 2)), jnp.float32)
+    loss = lambda p, b: jnp.mean((b["x"] @ p) ** 2)  # noqa: E731
+    kw = dict(chains=3, draws=50, step_size=1e-3, batch_size=8)
+    one = learning_coefficient(loss, jnp.zeros(2), {"x": x}, jax.random.key(5), **kw)
+    two = learning_coefficient(loss, jnp.zeros(2), {"x": x}, jax.random.key(5), **kw)
+    other = learning_coefficient(loss, jnp.zeros(2), {"x": x}, jax.random.key(6), **kw)
+    np.testing.assert_array_equal(one.traces, two.traces)
+    assert not np.array_equal(one.traces, other.traces)
+    assert one.traces.shape == (3, 50) and one.n == 64
+    assert float(one.nbeta) == pytest.approx(default_nbeta(64)) == pytest.approx(64 / np.log(64))
+
+
+def test_vmaps_over_snapshots():
+    a = [1.0, 2.0]
+    centres = jnp.asarray([[0.0, 0.0], [1.0, -1.0], [2.0, 0.5]])
+
+    def llc(c):
+        return learning_coefficient(lambda w, b: 0.5 * jnp.sum(jnp.asarray(a) * (w - c) ** 2), c, DATA,
+                                    jax.random.key(0), chains=8, draws=100, step_size=1e-3, nbeta=10.0)
+    stacked = jax.vmap(llc)(centres)
+    assert stacked.mean.shape == (3,) and stacked.traces.shape == (3, 8, 100)
+    for i in range(3):  # the loss is translation invariant: every snapshot gives the same numbers
+        np.testing.assert_allclose(stacked.mean[i], llc(centres[i]).mean, rtol=1e-5, atol=1e-6)
+
+
+def test_diagnostics_mala_acceptance_divergence_and_negative_estimates():
+    quad = _quadratic([1.0, 2.0], np.zeros(2))
+    small = learning_coefficient(quad, {"w": jnp.zeros(2)}, DATA, jax.random.key(0), chains=4, draws=200,
+                                 step_size=1e-4, nbeta=10.0, sampler="sgld_mala")
+    large = learning_coefficient(quad, {"w": jnp.zeros(2)}, DATA, jax.random.key(0), chains=4, draws=200,
+                                 step_size=0.15, nbeta=10.0, sampler="sgld_mala")
+    assert float(small.acceptance) > 0.99 and float(large.acceptance) < float(small.acceptance)
+    assert np.isnan(float(learning_coefficient(quad, {"w": jnp.zeros(2)}, DATA, jax.random.key(0), chains=2,
+                                               draws=20).acceptance))
+    blown = learning_coefficient(quad, {"w": jnp.zeros(2)}, DATA, jax.random.key(0), chains=2, draws=200,
+                                 step_size=5.0, nbeta=10.0)
+    assert bool(np.all(blown.diverged)) and any("diverged" in w for w in blown.warnings)
+    # Started away from the minimum: the chains fall below L(w*) and the estimate is negative.
+    off = learning_coefficient(quad, {"w": jnp.asarray([3.0, 3.0])}, DATA, jax.random.key(0), chains=4, draws=400,
+                               step_size=1e-2, nbeta=10.0, localization=0.0)
+    assert float(off.mean) < 0 and np.all(off.below_init > 0.9)
+    assert any("negative" in w for w in off.warnings) and any("below L(w*)" in w for w in off.warnings)
+
+
+def test_rmsprop_sgld_estimates_a_badly_scaled_quadratic():
+    a = [100.0, 0.01]  # curvatures four decades apart
+    res = learning_coefficient(_quadratic(a, np.zeros(2)), {"w": jnp.zeros(2)}, DATA, jax.random.key(0), chains=64,
+                               draws=3000, burnin=1000, step_size=1e-3, nbeta=100.0, localization=0.0,
+                               sampler="rmsprop_sgld")
+    assert np.isfinite(float(res.mean)) and float(res.mean) == pytest.approx(1.0, rel=0.25)
+
+
+def test_rhat_is_one_for_agreeing_chains_and_large_for_disagreeing():
+    rng = np.random.default_rng(0)
+    same = rng.normal(size=(4, 2000))
+    assert float(rhat(same)) == pytest.approx(1.0, abs=0.01)
+    apart = same + np.arange(4)[:, None] * 3.0
+    assert float(rhat(apart)) > 2
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(step_size=0.0), "step_size"), (dict(step_size=-1e-3), "step_size"), (dict(nbeta=0.0), "nbeta"),
+    (dict(draws=0), "draws"), (dict(chains=0), "chains"), (dict(draws=10, burnin=10), "burnin"),
+    (dict(localization=-1.0), "localization"), (dict(sampler="hmc"), "sampler"), (dict(batch_size=0), "batch_size"),
+    (dict(mask={"v": jnp.ones(2, bool)}), "mask"), (dict(mask={"w": jnp.ones(3, bool)}), "mask"),
+])
+def test_bad_arguments_are_one_clear_error(kwargs, field):
+    with pytest.raises(ConfigError, match=rf"^{field}"):
+        learning_coefficient(_quadratic([1.0, 1.0], np.zeros(2)), {"w": jnp.zeros(2)}, DATA, jax.random.key(0),
+                             **kwargs)
+
+
+def test_bad_data_and_loss_are_one_clear_error():
+    quad = _quadratic([1.0, 1.0], np.zeros(2))
+    with pytest.raises(ConfigError, match="^data has arrays without a leading example axis"):
+        learning_coefficient(quad, {"w": jnp.zeros(2)}, {"x": jnp.asarray(1.0)}, jax.random.key(0))
+    with pytest.raises(ConfigError, match="^data"):
+        learning_coefficient(quad, {"w": jnp.zeros(2)}, {"x": jnp.zeros(5), "y": jnp.zeros(6)}, jax.random.key(0))
+    with pytest.raises(ConfigError, match="^loss .* must return a scalar"):
+        learning_coefficient(lambda w, b: w["w"], {"w": jnp.zeros(2)}, DATA, jax.random.key(0))
+    with pytest.raises(ConfigError, match="^params"):
+        learning_coefficient(quad, {"w": jnp.zeros(2, jnp.int32)}, DATA, jax.random.key(0))
+
+
+# ----------------------------------------------------------------------------- closed forms
+
+
+def test_closed_forms_of_hand_checked_cases():
+    assert lc.normal_crossing([1, 2, 0]) == (Fraction(1, 4), 1)  # x·y² : min(1/2, 1/4)
+    assert lc.normal_crossing([1, 1]) == (Fraction(1, 2), 2)  # (xy)²: 1/2 twice
+    assert lc.sum_of_powers(3, 4) == (Fraction(3, 4), 1)
+    # y = a·b·x with the true product 0: K = (ab)², the normal crossing (1/2, multiplicity 2)
+    assert lc.reduced_rank_regression(1, 1, 1, 0) == lc.normal_crossing([1, 1])
+    # full rank k everywhere: the product matrix's k² coordinates are regular
+    for k in (1, 2, 3):
+        assert lc.reduced_rank_regression(k, k, k, k) == (Fraction(k * k, 2), 1)
+    # a wide bottleneck (M + N < H + r): the product's MN coordinates
+    assert lc.reduced_rank_regression(2, 1, 5, 0) == (Fraction(1), 1)
+    # case 3 (N + H < M + r): (HN − Hr + Mr)/2
+    assert lc.reduced_rank_regression(6, 1, 1, 1) == (Fraction(6, 2), 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(M=st.integers(1, 8), N=st.integers(1, 8), H=st.integers(1, 8), data=st.data())
+def test_reduced_rank_regression_symmetry_and_bounds(M, N, H, data):
+    r = data.draw(st.integers(0, min(M, N, H)))
+    lam, m = lc.reduced_rank_regression(M, N, H, r)
+    assert (lam, m) == lc.reduced_rank_regression(N, M, H, r)  # swapping input and output
+    assert 0 < lam <= Fraction(H * (M + N), 2)  # never above the regular count of its parameters
+    assert m in (1, 2)
+    if r < min(M, N, H):  # more true rank never lowers the coefficient
+        assert lc.reduced_rank_regression(M, N, H, r + 1)[0] >= lam
+
+
+def test_closed_form_bad_input():
+    with pytest.raises(ConfigError, match="^r=4"):
+        lc.reduced_rank_regression(3, 3, 3, 4)
+    with pytest.raises(ConfigError, match="^p=3"):
+        lc.sum_of_powers(2, 3)
+    with pytest.raises(ConfigError, match="^ks"):
+        lc.normal_crossing([0, 0])
+    with pytest.raises(ConfigError, match="^d=0"):
+        lc.regular(0)

@@ -1,0 +1,71 @@
+"""Closed-form learning coefficients (real log canonical thresholds) of models whose value
+singular learning theory knows: the targets the LLC estimator is validated against.
+
+Each function returns ``(λ, m)``: the learning coefficient and its multiplicity (the order
+of the largest pole of the zeta function), as exact :class:`fractions.Fraction` values.
+
+- a regular model with d parameters: d/2, m = 1;
+- a normal-crossing monomial K(w) = Π w_i^{2k_i}: min over k_i > 0 of 1/(2k_i), m = the
+  number of i that attain it;
+- a sum of powers K(w) = Σ_{i≤r} w_i^p (p even): r/p, m = 1;
+- reduced-rank regression (Aoyagi & Watanabe 2005): y = BAx, A (H×M), B (N×H), true
+  product of rank r — four cases, m = 2 only in the central case with M+N+H+r odd.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from ..core.config import ConfigError
+
+__all__ = ["regular", "normal_crossing", "sum_of_powers", "reduced_rank_regression"]
+
+
+def _count(name: str, value, least: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(name, value, f"must be an integer >= {least}")
+    return value
+
+
+def regular(d: int) -> tuple[Fraction, int]:
+    """A regular (non-degenerate) model with d parameters: (d/2, 1)."""
+    return Fraction(_count("d", d), 2), 1
+
+
+def normal_crossing(ks) -> tuple[Fraction, int]:
+    """K(w) = Π_i w_i^(2 k_i) near 0 (k_i >= 0, at least one > 0): (min_{k_i>0} 1/(2k_i),
+    how many k_i attain that minimum)."""
+    ks = list(ks)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in ks) or not any(ks):
+        raise ConfigError("ks", ks, "must be non-negative integer powers, at least one positive")
+    top = max(ks)
+    return Fraction(1, 2 * top), ks.count(top)
+
+
+def sum_of_powers(r: int, p: int) -> tuple[Fraction, int]:
+    """K(w) = Σ_{i≤r} w_i^p with p even: (r/p, 1)."""
+    _count("r", r)
+    if _count("p", p, 2) % 2:
+        raise ConfigError("p", p, "must be even (an odd power is not a non-negative loss)")
+    return Fraction(r, p), 1
+
+
+def reduced_rank_regression(M: int, N: int, H: int, r: int) -> tuple[Fraction, int]:
+    """Reduced-rank regression y = B A x with x ∈ R^M, y ∈ R^N, H hidden units (A is H×M,
+    B is N×H) and a true map of rank r <= min(M, N, H): (λ, m) from Aoyagi & Watanabe
+    (2005, Theorem 1)."""
+    for name, v in (("M", M), ("N", N), ("H", H)):
+        _count(name, v)
+    _count("r", r, 0)
+    if r > min(M, N, H):
+        raise ConfigError("r", r, f"must be at most min(M, N, H) = {min(M, N, H)}")
+    if N + r <= M + H and M + r <= N + H and H + r <= M + N:  # the central case
+        total = 2 * (H + r) * (M + N) - (M - N) ** 2 - (H + r) ** 2
+        if (M + N + H + r) % 2 == 0:
+            return Fraction(total, 8), 1
+        return Fraction(total + 1, 8), 2
+    if M + H < N + r:
+        return Fraction(H * M - H * r + N * r, 2), 1
+    if N + H < M + r:
+        return Fraction(H * N - H * r + M * r, 2), 1
+    return Fraction(M * N, 2), 1  # M + N < H + r
