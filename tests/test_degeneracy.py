@@ -210,3 +210,69 @@ def test_closed_form_bad_input():
         lc.normal_crossing([0, 0])
     with pytest.raises(ConfigError, match="^d=0"):
         lc.regular(0)
+
+
+# ----------------------------------------------------------------------------- the Hessian
+
+from toylab.analysis import degeneracy as dg  # noqa: E402
+
+
+def _random_quadratic(d, rank, seed=0):
+    rng = np.random.default_rng(seed)
+    B = rng.normal(size=(rank, d))
+    A = (B.T @ B).astype(np.float32)  # PSD of the given rank
+    return A, (lambda p, batch: 0.5 * p["w"] @ (jnp.asarray(A) @ p["w"]))
+
+
+def test_exact_hessian_of_a_quadratic_is_its_matrix_and_counts_its_null_space():
+    A, loss = _random_quadratic(12, 7)
+    H = dg.hessian(loss, {"w": jnp.ones(12)}, DATA)
+    np.testing.assert_allclose(H, A, rtol=1e-5, atol=1e-5)
+    ev = np.linalg.eigvalsh(np.asarray(H))
+    assert int(dg.near_zero_count(ev, tol=1e-5)) == 12 - 7
+
+
+def _mlp_loss():
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(30, 4)), jnp.float32)
+    y = jnp.asarray(rng.normal(size=(30, 2)), jnp.float32)
+    params = {"W1": jnp.asarray(rng.normal(size=(4, 6)) / 2, jnp.float32), "W2": jnp.asarray(rng.normal(size=(6, 2)) / 2, jnp.float32)}
+    loss = lambda p, b: jnp.mean((jnp.tanh(b["x"] @ p["W1"]) @ p["W2"] - b["y"]) ** 2)  # noqa: E731
+    return loss, params, {"x": x, "y": y}
+
+
+def test_lanczos_top_k_equals_eigh_on_a_small_model():
+    loss, params, data = _mlp_loss()
+    exact = np.sort(np.linalg.eigvalsh(np.asarray(dg.hessian(loss, params, data))))[::-1]
+    by_lanczos = dg.top_eigenvalues(loss, params, data, jax.random.key(0), k=5, iters=36)  # d = 36: all of it
+    np.testing.assert_allclose(by_lanczos, exact[:5], rtol=1e-3, atol=1e-5)
+    fewer = dg.top_eigenvalues(loss, params, data, jax.random.key(1), k=3, iters=24)
+    np.testing.assert_allclose(fewer, exact[:3], rtol=1e-3, atol=1e-4)  # extremes converge first
+    np.testing.assert_allclose(dg.top_eigenvalues(loss, params, data, jax.random.key(0), k=5), exact[:5], rtol=1e-5)
+
+
+def test_hutchinson_trace_and_the_spectral_density():
+    loss, params, data = _mlp_loss()
+    ev = np.linalg.eigvalsh(np.asarray(dg.hessian(loss, params, data)))
+    estimate, se = dg.hessian_trace(loss, params, data, jax.random.key(0), probes=256)
+    assert abs(float(estimate) - ev.sum()) < 4 * float(se) + 1e-6, (float(estimate), ev.sum(), float(se))
+    grid = np.linspace(ev.min() - 1, ev.max() + 1, 2000)
+    density, nodes, weights = dg.spectral_density(loss, params, data, jax.random.key(1), grid, probes=16, iters=36)
+    step = grid[1] - grid[0]
+    assert float(np.sum(density) * step) == pytest.approx(1.0, abs=1e-2)
+    np.testing.assert_allclose(np.sum(weights, axis=-1), 1.0, rtol=1e-4)
+    # its mean is tr H / d, in expectation over the probes
+    mean = float(np.sum(grid * density) * step)
+    assert mean == pytest.approx(ev.mean(), abs=3 * ev.std() / np.sqrt(16))
+
+
+def test_hessian_bad_input():
+    loss, params, data = _mlp_loss()
+    with pytest.raises(ConfigError, match="^k=100"):
+        dg.top_eigenvalues(loss, params, data, jax.random.key(0), k=100)
+    with pytest.raises(ConfigError, match="^probes=0"):
+        dg.hessian_trace(loss, params, data, jax.random.key(0), probes=0)
+    with pytest.raises(ConfigError, match="^params has 20000 parameters"):
+        dg.hessian(lambda p, b: jnp.sum(p ** 2), jnp.zeros(20_000), data)
+    with pytest.raises(ConfigError, match="^grid"):
+        dg.spectral_density(loss, params, data, jax.random.key(0), [1.0])

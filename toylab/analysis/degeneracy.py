@@ -1,4 +1,4 @@
-"""Degeneracy of the loss landscape: the local learning coefficient (LLC).
+"""Degeneracy of the loss landscape: the local learning coefficient (LLC) and the Hessian.
 
 The LLC at parameters w* (Lau et al., "The local learning coefficient") is
 
@@ -14,6 +14,11 @@ the same call vmaps over a run's snapshots (the LLC over training) or a sweep's 
 result carries the diagnostics a reader needs to trust the number: the loss traces, R-hat
 across chains, the MALA acceptance rate of the proposals (with ``sampler="sgld_mala"``), and
 flags for diverged chains, traces that sit below L(w*) and negative estimates.
+
+The Hessian at w*: the full matrix for small models; for large ones only Hessian-vector
+products (forward over reverse mode) — the top eigenvalues by Lanczos, the trace by
+Hutchinson, the spectral density by stochastic Lanczos quadrature, several probe vectors
+batched through one vmapped product.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from jax.flatten_util import ravel_pytree
 
 from ..core.config import ConfigError, described
 
-__all__ = ["learning_coefficient", "LLCResult", "SAMPLERS", "default_nbeta", "rhat"]
+__all__ = ["learning_coefficient", "LLCResult", "SAMPLERS", "default_nbeta", "rhat", "hessian",
+           "hessian_vector_product", "lanczos", "top_eigenvalues", "hessian_trace", "spectral_density",
+           "near_zero_count", "MAX_EXACT_HESSIAN"]
 
 SAMPLERS = ("sgld", "rmsprop_sgld", "sgld_mala")
 
@@ -241,3 +248,132 @@ def _sample(loss, unravel, w_star, data, key, move, *, n, chains, draws, burnin,
         acceptance=jnp.nanmean(accepts) if sampler == "sgld_mala" else jnp.asarray(jnp.nan, w_star.dtype),
         diverged=~jnp.all(jnp.isfinite(traces), axis=-1), below_init=jnp.mean(kept < init_loss, axis=-1),
         final=jax.vmap(unravel)(finals))
+
+
+# ----------------------------------------------------------------------------- the Hessian
+
+MAX_EXACT_HESSIAN = 10_000  # parameters up to which the full matrix is built (d² floats)
+
+
+def _flat_loss(loss, params, data):
+    flat, unravel = ravel_pytree(params)
+    if flat.size == 0 or not jnp.issubdtype(flat.dtype, jnp.floating):
+        raise ConfigError("params", described(f"{flat.size} values of {flat.dtype}"),
+                          "must hold at least one floating-point array")
+    out = jax.eval_shape(lambda w: loss(unravel(w), data), flat)
+    if not hasattr(out, "shape") or out.shape != ():
+        raise ConfigError("loss", described(f"a function returning {getattr(out, 'shape', type(out).__name__)}"),
+                          "must return a scalar (the mean loss over the batch)")
+    return (lambda w: loss(unravel(w), data)), flat
+
+
+def hessian(loss: Callable, params, data):
+    """The full (d, d) Hessian of ``loss(params, data)`` in the flattened parameters
+    (``jax.flatten_util.ravel_pytree`` order), for d up to MAX_EXACT_HESSIAN."""
+    f, w = _flat_loss(loss, params, data)
+    if w.size > MAX_EXACT_HESSIAN:
+        raise ConfigError("params", described(f"{w.size} parameters"),
+                          f"the full Hessian is built for at most {MAX_EXACT_HESSIAN}; use top_eigenvalues, "
+                          "hessian_trace or spectral_density (Hessian-vector products) instead")
+    return jax.hessian(f)(w)
+
+
+def hessian_vector_product(loss: Callable, params, data):
+    """``(hvp, w)``: v ↦ H v at the flattened parameters w (forward over reverse mode, no
+    d × d matrix), and w itself."""
+    f, w = _flat_loss(loss, params, data)
+
+    def hvp(v):
+        return jax.jvp(jax.grad(f), (w,), (v.astype(w.dtype),))[1]
+    return hvp, w
+
+
+def lanczos(matvec: Callable, v0, iters: int):
+    """``iters`` steps of Lanczos with full reorthogonalisation from ``v0`` (d,): the
+    tridiagonal (alphas (iters,), betas (iters − 1,)) of the symmetric operator ``matvec``."""
+    d = v0.shape[0]
+    iters = int(min(iters, d))
+    v0 = v0 / jnp.linalg.norm(v0)
+
+    def step(carry, i):
+        basis, v, v_prev, beta = carry
+        w = matvec(v) - beta * v_prev
+        alpha = jnp.dot(w, v)
+        w = w - alpha * v
+        w = w - basis.T @ (basis @ w)  # against every earlier vector: no ghost eigenvalues
+        w = w - basis.T @ (basis @ w)
+        beta_new = jnp.linalg.norm(w)
+        v_new = jnp.where(beta_new > 1e-10, w / jnp.where(beta_new > 1e-10, beta_new, 1.0), 0.0)
+        basis = basis.at[i + 1].set(v_new, mode="drop")
+        return (basis, v_new, v, beta_new), (alpha, beta_new)
+
+    basis = jnp.zeros((iters, d), v0.dtype).at[0].set(v0)
+    _, (alphas, betas) = jax.lax.scan(step, (basis, v0, jnp.zeros_like(v0), jnp.zeros((), v0.dtype)),
+                                      jnp.arange(iters))
+    return alphas, betas[:-1]
+
+
+def _tridiagonal(alphas, betas):
+    return jnp.diag(alphas) + jnp.diag(betas, 1) + jnp.diag(betas, -1)
+
+
+def top_eigenvalues(loss: Callable, params, data, key, k: int = 5, iters: int | None = None):
+    """The k largest Hessian eigenvalues, (k,) in decreasing order: exact (``eigh``) up to
+    MAX_EXACT_HESSIAN parameters, else the Ritz values of ``iters`` Lanczos steps (default
+    max(4k, 64)) from a random start."""
+    k = _positive("k", k, integer=True)
+    hvp, w = hessian_vector_product(loss, params, data)
+    if k > w.size:
+        raise ConfigError("k", k, f"must be at most the number of parameters ({w.size})")
+    if w.size <= MAX_EXACT_HESSIAN and iters is None:
+        return jnp.linalg.eigvalsh(hessian(loss, params, data))[::-1][:k]
+    iters = max(4 * k, 64) if iters is None else _positive("iters", iters, integer=True)
+    v0 = jax.random.normal(key, w.shape, w.dtype)
+    alphas, betas = jax.jit(lambda v: lanczos(hvp, v, iters))(v0)
+    return jnp.linalg.eigvalsh(_tridiagonal(alphas, betas))[::-1][:k]
+
+
+def _probes(key, probes: int, d: int, dtype):
+    return jax.random.rademacher(key, (probes, d)).astype(dtype)
+
+
+def hessian_trace(loss: Callable, params, data, key, probes: int = 64):
+    """Hutchinson's estimate of tr H with ``probes`` Rademacher vectors, pushed through one
+    vmapped Hessian-vector product: (estimate, its standard error)."""
+    probes = _positive("probes", probes, integer=True)
+    hvp, w = hessian_vector_product(loss, params, data)
+    z = _probes(key, probes, w.size, w.dtype)
+    samples = jax.jit(jax.vmap(lambda v: jnp.dot(v, hvp(v))))(z)
+    return samples.mean(), samples.std() / jnp.sqrt(probes)
+
+
+def spectral_density(loss: Callable, params, data, key, grid, probes: int = 8, iters: int = 64,
+                     width: float | None = None):
+    """Stochastic Lanczos quadrature: the Hessian's eigenvalue density on ``grid`` (a
+    Gaussian of std ``width`` at each Ritz value, weighted by its squared first component,
+    averaged over ``probes`` Rademacher starts run as one vmapped Lanczos). Integrates to 1
+    over a grid that covers the spectrum. Returns (density on grid, nodes, weights)."""
+    probes = _positive("probes", probes, integer=True)
+    iters = _positive("iters", iters, integer=True)
+    hvp, w = hessian_vector_product(loss, params, data)
+    grid = jnp.asarray(grid, w.dtype)
+    if grid.ndim != 1 or grid.shape[0] < 2:
+        raise ConfigError("grid", described(f"shape {grid.shape}"), "must be a 1-D array of at least 2 points")
+    z = _probes(key, probes, w.size, w.dtype)
+    alphas, betas = jax.jit(jax.vmap(lambda v: lanczos(hvp, v, iters)))(z)
+    nodes, vecs = jnp.linalg.eigh(jax.vmap(_tridiagonal)(alphas, betas))
+    weights = vecs[:, 0, :] ** 2  # (probes, iters)
+    if width is None:
+        width = float(grid[-1] - grid[0]) / 100
+    width = _positive("width", width)
+    gauss = jnp.exp(-0.5 * ((grid[None, None, :] - nodes[..., None]) / width) ** 2) / (width * jnp.sqrt(2 * jnp.pi))
+    density = jnp.mean(jnp.sum(weights[..., None] * gauss, axis=1), axis=0)
+    return density, nodes, weights
+
+
+def near_zero_count(eigenvalues, tol: float = 1e-4):
+    """How many eigenvalues have |λ| <= tol · max|λ| (relative: the directions the loss does
+    not curve in, to that tolerance)."""
+    ev = jnp.asarray(eigenvalues)
+    tol = _positive("tol", tol)
+    return jnp.sum(jnp.abs(ev) <= tol * jnp.max(jnp.abs(ev)), axis=-1)
