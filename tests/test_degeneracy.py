@@ -3,6 +3,7 @@ closed-form learning coefficients against hand-checked cases and their symmetrie
 
 from fractions import Fraction
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -276,3 +277,51 @@ def test_hessian_bad_input():
         dg.hessian(lambda p, b: jnp.sum(p ** 2), jnp.zeros(20_000), data)
     with pytest.raises(ConfigError, match="^grid"):
         dg.spectral_density(loss, params, data, jax.random.key(0), [1.0])
+
+
+# ----------------------------------------------------------------------------- calibration and runs
+
+
+def test_calibration_picks_the_largest_stable_step():
+    quad = _quadratic([1.0, 2.0], np.zeros(2))
+    cal = dg.calibrate(quad, {"w": jnp.zeros(2)}, DATA, jax.random.key(0), step_sizes=[1e-3, 1e-2, 0.05, 1.0],
+                       nbetas=[10.0, 20.0], localizations=[0.0, 5.0], chains=8, draws=2000)
+    assert cal.results.mean.shape == (4, 2, 2) and cal.stable.shape == (4, 2, 2)
+    # ε·k must stay below 4 for SGLD on curvature k = nβ·a + γ: 1.0 is unstable everywhere
+    assert not np.any(np.asarray(cal.stable)[3])
+    assert np.all(np.asarray(cal.stable)[:2])
+    chosen = np.asarray(cal.chosen)
+    assert chosen.shape == (2, 2) and np.all(chosen >= 0.01)
+    # each cell is the single call with those settings
+    single = learning_coefficient(quad, {"w": jnp.zeros(2)}, DATA, jax.random.key(0), chains=8, draws=2000,
+                                  step_size=1e-2, nbeta=20.0, localization=5.0)
+    np.testing.assert_allclose(cal.results.mean[1, 1, 1], single.mean, rtol=1e-4)
+    with pytest.raises(ConfigError, match="^step_sizes"):
+        dg.calibrate(quad, {"w": jnp.zeros(2)}, DATA, jax.random.key(0), step_sizes=[])
+
+
+def test_family_learning_coefficient_of_toylab_runs(tmp_path):
+    from toylab.core.sweep import run_sweep
+
+    sup = run_sweep("superposition", {"n_features": 5, "n_hidden": 2, "batch_size": 64, "steps": 400,
+                                      "log_every": 100, "lr": 1e-2}, seeds=1, quiet=True)[0]
+    res = dg.family_learning_coefficient(sup, jax.random.key(0), chains=4, draws=200, step_size=1e-4,
+                                         localization=100.0)
+    assert res.n == 8 * 64 and float(res.nbeta) == pytest.approx(512 / np.log(512))
+    assert np.isfinite(float(res.mean)) and res.traces.shape == (4, 200)
+    grok = run_sweep("grokking", {"p": 7, "model": "mlp", "d_mlp": 16, "steps": 200, "log_every": 100,
+                                  "train_fraction": 0.5}, seeds=1, quiet=True)[0]
+    res = dg.family_learning_coefficient(grok, jax.random.key(0), chains=2, draws=100, step_size=1e-5)
+    assert res.n == int(np.floor(0.5 * 49 + 1e-4))  # the table's training rows, full batch
+    # the same numbers as the plain call with the family's loss on its training batch
+    from toylab.families.grokking import GROKKING
+
+    cfg, hp = grok.config, grok.config.hparams()
+    params, static = eqx.partition(grok.model, eqx.is_inexact_array)
+    batch = GROKKING.batch(cfg, hp, jax.random.key(0))
+    plain = learning_coefficient(lambda p, b: GROKKING.loss(eqx.combine(p, static), batch, cfg, hp)[0],
+                                 params, {"i": jnp.zeros(2)}, jax.random.key(0), chains=2, draws=100, step_size=1e-5,
+                                 nbeta=default_nbeta(res.n))
+    np.testing.assert_allclose(res.traces, plain.traces, rtol=1e-5)
+    with pytest.raises(ConfigError, match="^family"):
+        dg.family_learning_coefficient(grok.model, jax.random.key(0))

@@ -23,6 +23,7 @@ batched through one vmapped product.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable
 
@@ -36,7 +37,7 @@ from ..core.config import ConfigError, described
 
 __all__ = ["learning_coefficient", "LLCResult", "SAMPLERS", "default_nbeta", "rhat", "hessian",
            "hessian_vector_product", "lanczos", "top_eigenvalues", "hessian_trace", "spectral_density",
-           "near_zero_count", "MAX_EXACT_HESSIAN"]
+           "near_zero_count", "MAX_EXACT_HESSIAN", "calibrate", "Calibration", "family_learning_coefficient"]
 
 SAMPLERS = ("sgld", "rmsprop_sgld", "sgld_mala")
 
@@ -377,3 +378,107 @@ def near_zero_count(eigenvalues, tol: float = 1e-4):
     ev = jnp.asarray(eigenvalues)
     tol = _positive("tol", tol)
     return jnp.sum(jnp.abs(ev) <= tol * jnp.max(jnp.abs(ev)), axis=-1)
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+class Calibration(eqx.Module):
+    """LLC estimates over a grid of step sizes × nβ × γ, and the step each (nβ, γ) should use.
+
+    results: an LLCResult whose arrays lead with (n_step_sizes, n_nbetas, n_localizations).
+    step_sizes, nbetas, localizations: the grid. stable: bool over the grid — no chain
+    diverged, R-hat <= ``max_rhat``, the estimate positive and the kept draws at most
+    ``max_below`` of the time below L(w*). chosen: (n_nbetas, n_localizations) the largest
+    stable step size (NaN where none is stable).
+    """
+
+    results: LLCResult
+    step_sizes: jax.Array
+    nbetas: jax.Array
+    localizations: jax.Array
+    stable: jax.Array
+    chosen: jax.Array
+
+
+def calibrate(loss: Callable, params, data, key, step_sizes, nbetas=None, localizations=(100.0,), *,
+              max_rhat: float = 1.1, max_below: float = 0.2, **sampler) -> Calibration:
+    """Run :func:`learning_coefficient` over the grid step_sizes × nbetas × localizations in
+    one vmapped program (same key everywhere, so cells differ only by their settings) and
+    pick, per (nβ, γ), the largest step size whose chains are stable (see Calibration).
+    ``nbetas`` defaults to (n/log n,). Other keywords go to learning_coefficient."""
+    n = int(jnp.shape(jax.tree.leaves(data)[0])[0]) if jax.tree.leaves(data) else 0
+
+    def grid_of(name, values):
+        values = np.asarray(values, np.float64).ravel()
+        if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0) or (
+                name != "localizations" and np.any(values <= 0)):
+            raise ConfigError(name, values.tolist(), "must be a non-empty list of finite positive numbers")
+        return jnp.asarray(values, jnp.float32)
+
+    eps = grid_of("step_sizes", step_sizes)
+    nbs = grid_of("nbetas", [default_nbeta(max(n, 2))] if nbetas is None else nbetas)
+    gammas = grid_of("localizations", localizations)
+    # Validate everything once on concrete values (the vmapped call sees tracers).
+    learning_coefficient(loss, params, data, key, **{**sampler, "draws": 2, "burnin": 0, "chains": 1,
+                                                      "step_size": float(eps[0]), "nbeta": float(nbs[0]),
+                                                      "localization": float(gammas[0])})
+    E, B, G = jnp.meshgrid(eps, nbs, gammas, indexing="ij")
+
+    def one(e, b, g):
+        return learning_coefficient(loss, params, data, key, step_size=e, nbeta=b, localization=g, **sampler)
+    results = jax.jit(jax.vmap(one))(E.ravel(), B.ravel(), G.ravel())
+    results = jax.tree.map(lambda x: x.reshape(E.shape + x.shape[1:]), results)
+    stable = (~jnp.any(results.diverged, axis=-1)) & (results.rhat <= max_rhat) & (results.mean > 0) & \
+        jnp.all(results.below_init <= max_below, axis=-1)
+    chosen = jnp.max(jnp.where(stable, E, -jnp.inf), axis=0)
+    chosen = jnp.where(jnp.isfinite(chosen), chosen, jnp.nan)
+    return Calibration(results, eps, nbs, gammas, stable, chosen)
+
+
+# ----------------------------------------------------------------------------- toylab runs
+
+
+def family_learning_coefficient(run, key, *, family=None, config=None, n_batches: int = 8, **sampler) -> LLCResult:
+    """The LLC of a trained toylab model with its family's own loss and training data.
+
+    ``run``: a RunResult (from run_sweep / load_results) or a model, then with ``family``
+    and ``config``. The data: the family's training batch, once for a full-batch family
+    (the whole training set every step), else ``n_batches`` batches drawn from its task,
+    one per SGLD step. nβ defaults to n/log n with n the number of training examples (the
+    table's training rows, or n_batches × batch size); the result's ``n`` says which.
+    """
+    from ..core.family import get_family
+
+    if hasattr(run, "config") and hasattr(run, "model") and hasattr(run, "_results"):
+        model, config, family = run.model, run.config, run._results.family
+    else:
+        model = run
+        if family is None or config is None:
+            raise ConfigError("family", family, "give family= and config= with a model (or pass a RunResult)")
+        family = get_family(family)
+    n_batches = _positive("n_batches", n_batches, integer=True)
+    hp = config.hparams()
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    keys = jax.random.split(jax.random.key(2**31 - 7), n_batches)  # fixed: the data do not depend on `key`
+    first, second = family.batch(config, hp, keys[0]), family.batch(config, hp, keys[1 % n_batches])
+    full_batch = all(np.array_equal(np.asarray(a), np.asarray(b))
+                     for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(second)))
+    if full_batch:
+        batches = jax.tree.map(lambda x: jnp.asarray(x)[None], first)
+        rows = int(np.sum(np.asarray(first["mask"]))) if isinstance(first, dict) and "mask" in first else \
+            int(jnp.shape(jax.tree.leaves(first)[0])[0])
+        n_examples = rows
+        sampler = {**sampler, "batch_size": None}
+        batches = jax.tree.map(lambda x: jnp.concatenate([x, x]), batches)  # the data axis needs 2 entries
+    else:
+        batches = jax.vmap(lambda k: family.batch(config, hp, k))(keys)
+        n_examples = n_batches * int(jnp.shape(jax.tree.leaves(first)[0])[0])
+        sampler = {"batch_size": 1, **sampler}
+
+    def loss(p, bs):
+        per = jax.vmap(lambda b: family.loss(eqx.combine(p, static), b, config, hp)[0])(bs)
+        return jnp.mean(per)
+    sampler.setdefault("nbeta", default_nbeta(n_examples))
+    res = learning_coefficient(loss, params, batches, key, **sampler)
+    return dataclasses.replace(res, n=n_examples)
