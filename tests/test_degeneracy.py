@@ -325,3 +325,82 @@ def test_family_learning_coefficient_of_toylab_runs(tmp_path):
     np.testing.assert_allclose(res.traces, plain.traces, rtol=1e-5)
     with pytest.raises(ConfigError, match="^family"):
         dg.family_learning_coefficient(grok.model, jax.random.key(0))
+
+
+# ----------------------------------------------------------------------------- the three degeneracies
+
+
+def test_activation_and_jacobian_null_spaces_count_what_was_built_in():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4))
+    x = np.concatenate([x, x[:, :1] - 2 * x[:, 1:2] + 3.0], axis=1)  # a 5th input, affine in two others
+    n_act, ev = dg.activation_nullity(jnp.asarray(x, jnp.float32), tol=1e-6)
+    assert int(n_act) == 1 and ev.shape == (6,)
+    J = rng.normal(size=(200, 3, 6))
+    J[:, :, 4] = 0.0  # the outputs never respond to unit 4
+    J[:, :, 5] = J[:, :, 0] - J[:, :, 2]  # nor to unit 5 minus units 0 and 2... together
+    assert int(dg.jacobian_nullity(jnp.asarray(J, jnp.float32))[0]) == 2
+
+
+def test_synchronized_and_dead_relus():
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(100, 6))
+    z[:, 1] = 2.5 * z[:, 0]  # fires exactly when neuron 0 does
+    z[:, 2] = 0.3 * z[:, 0]
+    z[:, 5] = -np.abs(z[:, 5]) - 0.1  # never fires
+    groups, dead = dg.synchronized_relus(z)
+    assert groups == [3] and dead == 1
+
+
+def test_layer_degeneracy_totals_follow_the_counts():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 3))
+    x = np.concatenate([x, x[:, :1]], axis=1)  # one duplicated input
+    W = rng.normal(size=(5, 4))
+    W[1] = 2 * W[0]  # neurons 0 and 1 fire together
+    W[4] = -10.0 * np.abs(W[4])  # with inputs of both signs this one still fires sometimes
+    z = x @ W.T
+    J = np.repeat(rng.normal(size=(1, 2, 5)), 300, axis=0)
+    J[:, :, 3] = 0.0
+    out = dg.layer_degeneracy(jnp.asarray(x, jnp.float32), z, jnp.asarray(J, jnp.float32), fan_out=2)
+    assert out["activation_nullity"] == 1 and out["freed_activation"] == 5
+    # J has rank ≤ 2 over 5 units: 3 null directions; each frees d_in + 1 = 5, less the overlap 1·3
+    assert out["jacobian_nullity"] == 3 and out["freed_jacobian"] == 3 * 5 - 3
+    assert out["sync_groups"] == [2] and out["freed_sync"] == 2
+    assert out["freed_total"] == 5 + 12 + 2 + out["freed_dead"] and out["parameters"] == 25
+
+
+def test_mlp_degeneracy_on_the_lab_models():
+    from toylab.models.mlp import init_embed_mlp
+    from toylab.models.transformer import init_transformer
+
+    p = 5
+    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    tokens = jnp.asarray(np.stack([a.ravel(), b.ravel(), np.full(p * p, p)], axis=1))
+    mlp = init_embed_mlp(jax.random.key(0), n_in=p, n_out=p, d_hidden=8, embed="onehot", bias=True)
+    out = dg.mlp_degeneracy(mlp, tokens)
+    # one-hot a and one-hot b each sum to 1: with the bias, [x; 1] has 2 null directions
+    assert out["activation_nullity"] == 2 and out["freed_activation"] == 2 * 8
+    # J_n = W_out·diag(z_n > 0), built here by hand: its Gram's null space, counted by numpy
+    x = np.concatenate([np.eye(p)[a.ravel()], np.eye(p)[b.ravel()]], axis=1)
+    z = x @ np.asarray(mlp.W_in).T + np.asarray(mlp.b_in)
+    gram = sum((np.asarray(mlp.W_out) * (zn > 0)).T @ (np.asarray(mlp.W_out) * (zn > 0)) for zn in z) / len(z)
+    ev = np.linalg.eigvalsh(gram)
+    assert out["jacobian_nullity"] == int(np.sum(ev <= 1e-6 * ev.max()))
+    assert out["dead"] == int(np.sum(~(z > 0).any(axis=0)))
+    tr = init_transformer(jax.random.key(1), d_vocab=p + 1, d_vocab_out=p, d_model=8, n_heads=2, d_mlp=12)
+    out = dg.mlp_degeneracy(tr, tokens)
+    assert out["parameters"] == 12 * 9
+    # the inputs: the residual stream at the answer position, and its Gram's null space by numpy
+    blk = tr.blocks[-1]
+    resid = np.stack([np.asarray(tr(t, return_activations=True)[1][-1]["resid_mid"][-1]) for t in tokens])
+    ra = np.concatenate([resid, np.ones((len(resid), 1))], axis=1)
+    ev = np.linalg.eigvalsh(ra.T @ ra / len(ra))
+    assert out["activation_nullity"] == int(np.sum(ev <= 1e-6 * ev.max()))
+    z = resid @ np.asarray(blk.W_in).T + np.asarray(blk.b_in)
+    L = np.asarray(tr.W_U).T @ np.asarray(blk.W_out)  # (p, d_mlp)
+    gram = sum((L * (zn > 0)).T @ (L * (zn > 0)) for zn in z) / len(z)
+    ev = np.linalg.eigvalsh(gram)
+    assert out["jacobian_nullity"] == int(np.sum(ev <= 1e-6 * ev.max()))
+    with pytest.raises(ConfigError, match="^model"):
+        dg.mlp_degeneracy(object(), tokens)
