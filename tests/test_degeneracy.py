@@ -303,13 +303,13 @@ def test_calibration_picks_the_largest_stable_step():
 def test_family_learning_coefficient_of_toylab_runs(tmp_path):
     from toylab.core.sweep import run_sweep
 
-    sup = run_sweep("superposition", {"n_features": 5, "n_hidden": 2, "batch_size": 64, "steps": 400,
+    sup = run_sweep("superposition", {"n_features": 5, "n_hidden": 2, "batch_size": 64, "steps": 200,
                                       "log_every": 100, "lr": 1e-2}, seeds=1, quiet=True)[0]
     res = dg.family_learning_coefficient(sup, jax.random.key(0), chains=4, draws=200, step_size=1e-4,
                                          localization=100.0)
     assert res.n == 8 * 64 and float(res.nbeta) == pytest.approx(512 / np.log(512))
     assert np.isfinite(float(res.mean)) and res.traces.shape == (4, 200)
-    grok = run_sweep("grokking", {"p": 7, "model": "mlp", "d_mlp": 16, "steps": 200, "log_every": 100,
+    grok = run_sweep("grokking", {"p": 7, "model": "mlp", "d_mlp": 16, "steps": 100, "log_every": 100,
                                   "train_fraction": 0.5}, seeds=1, quiet=True)[0]
     res = dg.family_learning_coefficient(grok, jax.random.key(0), chains=2, draws=100, step_size=1e-5)
     assert res.n == int(np.floor(0.5 * 49 + 1e-4))  # the table's training rows, full batch
@@ -393,7 +393,7 @@ def test_mlp_degeneracy_on_the_lab_models():
     assert out["parameters"] == 12 * 9
     # the inputs: the residual stream at the answer position, and its Gram's null space by numpy
     blk = tr.blocks[-1]
-    resid = np.stack([np.asarray(tr(t, return_activations=True)[1][-1]["resid_mid"][-1]) for t in tokens])
+    resid = np.asarray(jax.vmap(lambda t: tr(t, return_activations=True)[1][-1]["resid_mid"][-1])(tokens))
     ra = np.concatenate([resid, np.ones((len(resid), 1))], axis=1)
     ev = np.linalg.eigvalsh(ra.T @ ra / len(ra))
     assert out["activation_nullity"] == int(np.sum(ev <= 1e-6 * ev.max()))
