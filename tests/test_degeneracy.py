@@ -404,3 +404,18 @@ def test_mlp_degeneracy_on_the_lab_models():
     assert out["jacobian_nullity"] == int(np.sum(ev <= 1e-6 * ev.max()))
     with pytest.raises(ConfigError, match="^model"):
         dg.mlp_degeneracy(object(), tokens)
+
+
+def test_bench_degeneracy_plumbing(tmp_path, capsys):
+    import json
+
+    from experiments.benchmarks.degeneracy import main
+
+    out = tmp_path / "b.json"
+    assert main(["--chains", "1,2", "--draws", "5", "--models", "superposition", "--hessian-neurons", "4", "--p", "5",
+                 "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [pt["chains"] for pt in data["llc"]["superposition"]] == [1, 2]
+    assert all(pt["chain_steps_per_s"] > 0 for pt in data["llc"]["superposition"])
+    assert data["hessian"]["parameters"] == 4 * 10 + 4 + 5 * 4 + 5 and len(data["hessian"]["top5"]) == 5
+    assert main(["--models", "nope"]) == 2 and "--models='nope'" in capsys.readouterr().err

@@ -176,7 +176,8 @@ def _cmd_figures(args) -> int:
 
 
 BENCHMARKS = {"superposition": "experiments.benchmarks.superposition", "grokking": "experiments.benchmarks.grokking",
-              "groups": "experiments.benchmarks.groups", "bilinear": "experiments.benchmarks.bilinear"}
+              "groups": "experiments.benchmarks.groups", "bilinear": "experiments.benchmarks.bilinear",
+              "degeneracy": "experiments.benchmarks.degeneracy"}
 
 
 def _cmd_bench(args, rest) -> int:

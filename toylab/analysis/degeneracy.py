@@ -24,6 +24,7 @@ batched through one vmapped product.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Callable
 
@@ -37,7 +38,7 @@ from ..core.config import ConfigError, described
 
 __all__ = ["learning_coefficient", "LLCResult", "SAMPLERS", "default_nbeta", "rhat", "hessian",
            "hessian_vector_product", "lanczos", "top_eigenvalues", "hessian_trace", "spectral_density",
-           "near_zero_count", "MAX_EXACT_HESSIAN", "calibrate", "Calibration", "family_learning_coefficient",
+           "near_zero_count", "MAX_EXACT_HESSIAN", "calibrate", "Calibration", "family_learning_coefficient", "family_llc_inputs",
            "activation_nullity", "jacobian_nullity", "synchronized_relus", "layer_degeneracy", "mlp_degeneracy"]
 
 SAMPLERS = ("sgld", "rmsprop_sgld", "sgld_mala")
@@ -290,6 +291,23 @@ def hessian_vector_product(loss: Callable, params, data):
     return hvp, w
 
 
+def _hvp_at(loss, params, data, v):
+    """H v at ``params`` on ``data`` (flattened), all of them arguments: traced, not constants."""
+    w, unravel = ravel_pytree(params)
+    return jax.jvp(jax.grad(lambda x: loss(unravel(x), data)), (w,), (v,))[1]
+
+
+@functools.lru_cache(maxsize=32)
+def _program(kind: str, loss: Callable, iters: int):
+    """One compiled program per (kind, loss, iters), params and data passed in (so XLA does
+    not constant-fold the data, and a second call with the same loss does not recompile)."""
+    if kind == "lanczos":
+        return jax.jit(lambda p, d, v: lanczos(lambda u: _hvp_at(loss, p, d, u), v, iters))
+    if kind == "slq":
+        return jax.jit(lambda p, d, z: jax.vmap(lambda v: lanczos(lambda u: _hvp_at(loss, p, d, u), v, iters))(z))
+    return jax.jit(lambda p, d, z: jax.vmap(lambda v: jnp.dot(v, _hvp_at(loss, p, d, v)))(z))  # hutchinson
+
+
 def lanczos(matvec: Callable, v0, iters: int):
     """``iters`` steps of Lanczos with full reorthogonalisation from ``v0`` (d,): the
     tridiagonal (alphas (iters,), betas (iters − 1,)) of the symmetric operator ``matvec``."""
@@ -321,17 +339,17 @@ def _tridiagonal(alphas, betas):
 
 def top_eigenvalues(loss: Callable, params, data, key, k: int = 5, iters: int | None = None):
     """The k largest Hessian eigenvalues, (k,) in decreasing order: exact (``eigh``) up to
-    MAX_EXACT_HESSIAN parameters, else the Ritz values of ``iters`` Lanczos steps (default
-    max(4k, 64)) from a random start."""
+    MAX_EXACT_HESSIAN parameters when ``iters`` is not given, else the Ritz values of
+    ``iters`` Lanczos steps (default max(4k, 64)) from a random start."""
     k = _positive("k", k, integer=True)
-    hvp, w = hessian_vector_product(loss, params, data)
+    _, w = _flat_loss(loss, params, data)
     if k > w.size:
         raise ConfigError("k", k, f"must be at most the number of parameters ({w.size})")
     if w.size <= MAX_EXACT_HESSIAN and iters is None:
         return jnp.linalg.eigvalsh(hessian(loss, params, data))[::-1][:k]
     iters = max(4 * k, 64) if iters is None else _positive("iters", iters, integer=True)
     v0 = jax.random.normal(key, w.shape, w.dtype)
-    alphas, betas = jax.jit(lambda v: lanczos(hvp, v, iters))(v0)
+    alphas, betas = _program("lanczos", loss, int(min(iters, w.size)))(params, data, v0)
     return jnp.linalg.eigvalsh(_tridiagonal(alphas, betas))[::-1][:k]
 
 
@@ -343,9 +361,8 @@ def hessian_trace(loss: Callable, params, data, key, probes: int = 64):
     """Hutchinson's estimate of tr H with ``probes`` Rademacher vectors, pushed through one
     vmapped Hessian-vector product: (estimate, its standard error)."""
     probes = _positive("probes", probes, integer=True)
-    hvp, w = hessian_vector_product(loss, params, data)
-    z = _probes(key, probes, w.size, w.dtype)
-    samples = jax.jit(jax.vmap(lambda v: jnp.dot(v, hvp(v))))(z)
+    _, w = _flat_loss(loss, params, data)
+    samples = _program("hutchinson", loss, 0)(params, data, _probes(key, probes, w.size, w.dtype))
     return samples.mean(), samples.std() / jnp.sqrt(probes)
 
 
@@ -357,12 +374,12 @@ def spectral_density(loss: Callable, params, data, key, grid, probes: int = 8, i
     over a grid that covers the spectrum. Returns (density on grid, nodes, weights)."""
     probes = _positive("probes", probes, integer=True)
     iters = _positive("iters", iters, integer=True)
-    hvp, w = hessian_vector_product(loss, params, data)
+    _, w = _flat_loss(loss, params, data)
     grid = jnp.asarray(grid, w.dtype)
     if grid.ndim != 1 or grid.shape[0] < 2:
         raise ConfigError("grid", described(f"shape {grid.shape}"), "must be a 1-D array of at least 2 points")
     z = _probes(key, probes, w.size, w.dtype)
-    alphas, betas = jax.jit(jax.vmap(lambda v: lanczos(hvp, v, iters)))(z)
+    alphas, betas = _program("slq", loss, int(min(iters, w.size)))(params, data, z)
     nodes, vecs = jnp.linalg.eigh(jax.vmap(_tridiagonal)(alphas, betas))
     weights = vecs[:, 0, :] ** 2  # (probes, iters)
     if width is None:
@@ -440,15 +457,12 @@ def calibrate(loss: Callable, params, data, key, step_sizes, nbetas=None, locali
 # ----------------------------------------------------------------------------- toylab runs
 
 
-def family_learning_coefficient(run, key, *, family=None, config=None, n_batches: int = 8, **sampler) -> LLCResult:
-    """The LLC of a trained toylab model with its family's own loss and training data.
-
-    ``run``: a RunResult (from run_sweep / load_results) or a model, then with ``family``
-    and ``config``. The data: the family's training batch, once for a full-batch family
-    (the whole training set every step), else ``n_batches`` batches drawn from its task,
-    one per SGLD step. nβ defaults to n/log n with n the number of training examples (the
-    table's training rows, or n_batches × batch size); the result's ``n`` says which.
-    """
+def family_llc_inputs(run, *, family=None, config=None, n_batches: int = 8):
+    """``(loss, params, data, defaults)`` for :func:`learning_coefficient` from a trained
+    toylab model: its family's own loss, its trainable arrays, its training data and the
+    sampler defaults that data implies (nβ = n/log n with n the training examples; full
+    batch for a full-batch family, one drawn batch per step otherwise). Jit-friendly: build
+    these once, then ``jax.jit`` a call of learning_coefficient on them."""
     from ..core.family import get_family
 
     if hasattr(run, "config") and hasattr(run, "model") and hasattr(run, "_results"):
@@ -461,27 +475,41 @@ def family_learning_coefficient(run, key, *, family=None, config=None, n_batches
     n_batches = _positive("n_batches", n_batches, integer=True)
     hp = config.hparams()
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    keys = jax.random.split(jax.random.key(2**31 - 7), n_batches)  # fixed: the data do not depend on `key`
-    first, second = family.batch(config, hp, keys[0]), family.batch(config, hp, keys[1 % n_batches])
+    keys = jax.random.split(jax.random.key(2**31 - 7), max(n_batches, 2))  # fixed: the data do not depend on `key`
+    first, second = family.batch(config, hp, keys[0]), family.batch(config, hp, keys[1])
     full_batch = all(np.array_equal(np.asarray(a), np.asarray(b))
                      for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(second)))
     if full_batch:
-        batches = jax.tree.map(lambda x: jnp.asarray(x)[None], first)
         rows = int(np.sum(np.asarray(first["mask"]))) if isinstance(first, dict) and "mask" in first else \
             int(jnp.shape(jax.tree.leaves(first)[0])[0])
         n_examples = rows
-        sampler = {**sampler, "batch_size": None}
-        batches = jax.tree.map(lambda x: jnp.concatenate([x, x]), batches)  # the data axis needs 2 entries
+        # the whole training set every step (twice along the data axis, which needs 2 entries)
+        data = jax.tree.map(lambda x: jnp.stack([jnp.asarray(x)] * 2), first)
+        defaults = {"batch_size": None}
     else:
-        batches = jax.vmap(lambda k: family.batch(config, hp, k))(keys)
+        data = jax.vmap(lambda k: family.batch(config, hp, k))(keys[:n_batches])
         n_examples = n_batches * int(jnp.shape(jax.tree.leaves(first)[0])[0])
-        sampler = {"batch_size": 1, **sampler}
+        defaults = {"batch_size": 1}
 
-    def loss(p, bs):
-        per = jax.vmap(lambda b: family.loss(eqx.combine(p, static), b, config, hp)[0])(bs)
-        return jnp.mean(per)
-    sampler.setdefault("nbeta", default_nbeta(n_examples))
-    res = learning_coefficient(loss, params, batches, key, **sampler)
+    def loss(p, batches):
+        return jnp.mean(jax.vmap(lambda b: family.loss(eqx.combine(p, static), b, config, hp)[0])(batches))
+    defaults["nbeta"] = default_nbeta(n_examples)
+    defaults["n_examples"] = n_examples
+    return loss, params, data, defaults
+
+
+def family_learning_coefficient(run, key, *, family=None, config=None, n_batches: int = 8, **sampler) -> LLCResult:
+    """The LLC of a trained toylab model with its family's own loss and training data.
+
+    ``run``: a RunResult (from run_sweep / load_results) or a model, then with ``family``
+    and ``config``. The data: the family's training batch, once for a full-batch family
+    (the whole training set every step), else ``n_batches`` batches drawn from its task,
+    one per SGLD step. nβ defaults to n/log n with n the number of training examples (the
+    table's training rows, or n_batches × batch size); the result's ``n`` says which.
+    """
+    loss, params, data, defaults = family_llc_inputs(run, family=family, config=config, n_batches=n_batches)
+    n_examples = defaults.pop("n_examples")
+    res = learning_coefficient(loss, params, data, key, **{**defaults, **sampler})
     return dataclasses.replace(res, n=n_examples)
 
 
