@@ -419,3 +419,20 @@ def test_bench_degeneracy_plumbing(tmp_path, capsys):
     assert all(pt["chain_steps_per_s"] > 0 for pt in data["llc"]["superposition"])
     assert data["hessian"]["parameters"] == 4 * 10 + 4 + 5 * 4 + 5 and len(data["hessian"]["top5"]) == 5
     assert main(["--models", "nope"]) == 2 and "--models='nope'" in capsys.readouterr().err
+
+
+def test_calibration_plot_draws_every_step_and_marks_the_chosen_one():
+    import matplotlib
+
+    from toylab.plots.degeneracy import calibration_plot
+
+    quad = _quadratic([1.0, 2.0], np.zeros(2))
+    cal = dg.calibrate(quad, {"w": jnp.zeros(2)}, DATA, jax.random.key(0), step_sizes=[1e-2, 0.05, 1.0],
+                       nbetas=[10.0], localizations=[1.0], chains=4, draws=300)
+    fig = calibration_plot(cal)
+    left, right = fig.axes[:2]
+    assert len(left.get_lines()) == 3  # one trace per step size
+    chosen = [ln for ln in right.get_lines() if ln.get_label().startswith("chosen")]
+    assert len(chosen) == 1 and chosen[0].get_xdata()[0] == pytest.approx(float(cal.chosen[0, 0]))
+    assert isinstance(fig, matplotlib.figure.Figure)
+    matplotlib.pyplot.close(fig)
