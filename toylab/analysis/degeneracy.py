@@ -311,6 +311,9 @@ def _program(kind: str, loss: Callable, iters: int):
 def lanczos(matvec: Callable, v0, iters: int):
     """``iters`` steps of Lanczos with full reorthogonalisation from ``v0`` (d,): the
     tridiagonal (alphas (iters,), betas (iters − 1,)) of the symmetric operator ``matvec``."""
+    iters = _positive("iters", iters, integer=True)
+    if jnp.ndim(v0) != 1 or v0.shape[0] < 1:
+        raise ConfigError("v0", described(f"shape {jnp.shape(v0)}"), "must be a non-empty vector (d,)")
     d = v0.shape[0]
     iters = int(min(iters, d))
     v0 = v0 / jnp.linalg.norm(v0)

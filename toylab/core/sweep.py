@@ -144,7 +144,7 @@ def _largest_cause(family: Family, cfg, total: int):
     best, cause = total, ("config", family.name)
     for name in cfg.names(STATIC):
         default = cfg.field_info()[name].default
-        if getattr(cfg, name) == default or name == "train_capacity":
+        if getattr(cfg, name) == default:
             continue
         try:
             smaller = sum(_instance_bytes(family, cfg.replace(**{name: default})))
@@ -155,7 +155,7 @@ def _largest_cause(family: Family, cfg, total: int):
     return cause
 
 
-def check_fits(family: Family, chunks: list[Chunk], n_devices: int, block_size):
+def check_fits(family: Family, chunks: list[Chunk], configs, n_devices: int, block_size):
     """Refuse (ConfigError) a sweep whose chunk cannot fit in one device's memory, from
     shapes alone — before any data is built or file written."""
     limit, where = memory_bytes()
@@ -168,7 +168,10 @@ def check_fits(family: Family, chunks: list[Chunk], n_devices: int, block_size):
         state, working = _instance_bytes(family, cfg)
         per_run = state + working
         if per_run > limit:
-            name, value = _largest_cause(family, cfg, per_run)
+            # Named from the user's own config: a program config's derived fields (a table
+            # task's row capacity) are not what the user set.
+            user = configs[chunk.members[0]["point"]]
+            name, value = _largest_cause(family, user, sum(_instance_bytes(family, user)))
             raise ConfigError(name, value, f"one run needs about {_human(per_run)} (parameters, optimizer state, "
                                            f"data and activations), more than the {_human(limit)} of {where}; "
                                            "choose smaller sizes")
@@ -325,7 +328,7 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
     base_cfg, grid_vals, points, configs, runs = expand_grid(family, base, grid, seeds)
     chunks = _chunks(family, runs, configs, chunk_size)
     mesh = sweep_mesh()
-    check_fits(family, chunks, mesh.devices.size, block_size)
+    check_fits(family, chunks, configs, mesh.devices.size, block_size)
     import toylab  # the version, for the manifest
 
     manifest = {
