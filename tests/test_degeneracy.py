@@ -202,6 +202,42 @@ def test_reduced_rank_regression_symmetry_and_bounds(M, N, H, data):
         assert lc.reduced_rank_regression(M, N, H, r + 1)[0] >= lam
 
 
+@settings(max_examples=200, deadline=None)
+@given(M=st.integers(1, 9), H=st.integers(1, 9), N=st.integers(1, 9), data=st.data())
+def test_deep_linear_network_with_two_layers_is_reduced_rank_regression(M, H, N, data):
+    r = data.draw(st.integers(0, min(M, N, H)))
+    # computed by Aoyagi's subset formula, not by calling reduced_rank_regression
+    assert lc.deep_linear_network([M, H, N], r) == lc.reduced_rank_regression(M, N, H, r)
+
+
+@settings(max_examples=150, deadline=None)
+@given(widths=st.lists(st.integers(1, 10), min_size=2, max_size=7), data=st.data())
+def test_deep_linear_network_invariances_and_bounds(widths, data):
+    r = data.draw(st.integers(0, min(widths)))
+    lam, m = lc.deep_linear_network(widths, r)
+    hidden = data.draw(st.permutations(widths[1:-1]))
+    assert lc.deep_linear_network([widths[0], *hidden, widths[-1]], r)[0] == lam  # hidden widths: a multiset
+    assert lc.deep_linear_network(widths[::-1], r)[0] == lam  # transposing the network
+    params = sum(a * b for a, b in zip(widths, widths[1:]))
+    assert 0 < lam <= Fraction(params, 2)
+    # at least the count of the rank-r product's own coordinates (the function space)
+    assert lam >= Fraction(r * (widths[0] + widths[-1]) - r * r, 2)
+    if len(widths) == 2:
+        assert (lam, m) == (Fraction(widths[0] * widths[1], 2), 1)  # one layer is regular
+
+
+def test_deep_linear_network_hand_checked_cases():
+    for depth in (2, 3, 5):  # y = w_L ⋯ w_1 x, true map 0: K = (Π w_i)², the crossing 1/2
+        assert lc.deep_linear_network([1] * (depth + 1), 0)[0] == Fraction(1, 2)
+    assert lc.deep_linear_network([1, 1, 1], 0) == lc.normal_crossing([1, 1])
+    for r in (1, 2, 3):  # every width r, full rank: the r×r product is regular
+        assert lc.deep_linear_network([r] * 5, r)[0] == Fraction(r * r, 2)
+    with pytest.raises(ConfigError, match="^widths"):
+        lc.deep_linear_network([3], 0)
+    with pytest.raises(ConfigError, match="^r=3"):
+        lc.deep_linear_network([4, 2, 5], 3)
+
+
 def test_closed_form_bad_input():
     with pytest.raises(ConfigError, match="^r=4"):
         lc.reduced_rank_regression(3, 3, 3, 4)

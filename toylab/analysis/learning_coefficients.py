@@ -9,7 +9,11 @@ of the largest pole of the zeta function), as exact :class:`fractions.Fraction` 
   number of i that attain it;
 - a sum of powers K(w) = Σ_{i≤r} w_i^p (p even): r/p, m = 1;
 - reduced-rank regression (Aoyagi & Watanabe 2005): y = BAx, A (H×M), B (N×H), true
-  product of rank r — four cases, m = 2 only in the central case with M+N+H+r odd.
+  product of rank r — four cases, m = 2 only in the central case with M+N+H+r odd;
+- deep linear networks (Aoyagi 2024, "Consideration on the learning efficiency of
+  multiple-layered neural networks with linear units"): y = W_L ⋯ W_1 x with widths
+  H_1 (input), …, H_{L+1} (output) and a true product of rank r. λ is implemented; the
+  multiplicity only for two layers, where the network is reduced-rank regression.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from fractions import Fraction
 
 from ..core.config import ConfigError
 
-__all__ = ["regular", "normal_crossing", "sum_of_powers", "reduced_rank_regression"]
+__all__ = ["regular", "normal_crossing", "sum_of_powers", "reduced_rank_regression", "deep_linear_network"]
 
 
 def _count(name: str, value, least: int = 1) -> int:
@@ -69,3 +73,46 @@ def reduced_rank_regression(M: int, N: int, H: int, r: int) -> tuple[Fraction, i
     if N + H < M + r:
         return Fraction(H * N - H * r + M * r, 2), 1
     return Fraction(M * N, 2), 1  # M + N < H + r
+
+
+def deep_linear_network(widths, r: int) -> tuple[Fraction, int | None]:
+    """A deep linear network y = W_L ⋯ W_1 x, ``widths = (H_1, …, H_{L+1})`` from input to
+    output (W_i is H_{i+1}×H_i), whose true product has rank r <= min(widths):
+    (λ, m) from Aoyagi (2024, Theorem 1).
+
+    With M_i = H_i − r, the theorem takes the subset S of the M_i (ℓ+1 of them) with
+    max S < min(rest), ΣS >= ℓ·max S and ΣS < ℓ·min(rest) — the smallest M_i, so only
+    prefixes of the sorted list are candidates — and, with M̄ = ⌈ΣS/ℓ⌉ and
+    a = ΣS − (M̄−1)ℓ,
+
+        λ = (r(H_1 + H_{L+1}) − r²)/2 + a(ℓ−a)/(4ℓ) − ℓ(ℓ−1)/4·(ΣS/ℓ)² + ½Σ_{i<j∈S} M_i M_j.
+
+    λ depends on the hidden widths only as a multiset. m is returned for one layer (1) and
+    two (2 when a != ℓ, as in reduced-rank regression) and is ``None`` for deeper networks.
+    """
+    widths = list(widths) if isinstance(widths, (list, tuple)) else widths
+    if not isinstance(widths, list) or len(widths) < 2 or any(
+            isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in widths):
+        raise ConfigError("widths", widths, "must be a list of at least two positive integers "
+                          "(input, hidden..., output)")
+    _count("r", r, 0)
+    if r > min(widths):
+        raise ConfigError("r", r, f"must be at most min(widths) = {min(widths)}")
+    ms = sorted(h - r for h in widths)
+    for size in range(2, len(ms) + 1):
+        chosen, rest, ell = ms[:size], ms[size:], size - 1
+        total = sum(chosen)
+        if rest and chosen[-1] == rest[0]:
+            continue  # S may not split equal values (max S < min rest)
+        if total < ell * chosen[-1] or (rest and total >= ell * rest[0]):
+            continue
+        top = -(-total // ell)
+        a = total - (top - 1) * ell
+        pairs = sum(chosen[i] * chosen[j] for i in range(size) for j in range(i + 1, size))
+        lam = (Fraction(r * (widths[0] + widths[-1]) - r * r, 2) + Fraction(a * (ell - a), 4 * ell)
+               - Fraction(ell * (ell - 1), 4) * Fraction(total, ell) ** 2 + Fraction(pairs, 2))
+        # Two layers: the pole is double exactly when a != ℓ (Aoyagi & Watanabe's odd
+        # central case); one layer is regular. Deeper: not stated here.
+        m = {2: 1, 3: 2 if a != ell else 1}.get(len(widths))
+        return lam, m
+    raise AssertionError(f"no subset satisfies Aoyagi's conditions for widths={widths}, r={r}")  # pragma: no cover
