@@ -472,3 +472,30 @@ def test_calibration_plot_draws_every_step_and_marks_the_chosen_one():
     assert len(chosen) == 1 and chosen[0].get_xdata()[0] == pytest.approx(float(cal.chosen[0, 0]))
     assert isinstance(fig, matplotlib.figure.Figure)
     matplotlib.pyplot.close(fig)
+
+
+def test_behavioural_loss_and_effective_parameter_count_see_only_what_the_inputs_span():
+    # f(W, x) = W x with inputs confined to a 2-dim subspace of R^4: L_B is a quadratic of
+    # rank 3·2 in W's 12 coordinates, so N_eff = 2·λ ≈ 6 — the other 6 directions are free
+    # (the activation degeneracy). The exact finite-step expectation of the estimate is
+    # nβ·Σ a_i v_i over the Hessian's eigenvalues a_i (v_i as in the quadratic test above).
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(400, 2)) @ rng.normal(size=(2, 4)), jnp.float32)
+    full = jnp.asarray(rng.normal(size=(400, 4)), jnp.float32)  # inputs spanning R^4: all 12 count
+    W = jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)
+    apply = lambda w, xi: w @ xi  # noqa: E731
+    nbeta, gamma, eps = 200.0, 1.0, 1e-4
+    for inputs, rank in ((x, 6), (full, 12)):
+        loss = dg.behavioural_loss(apply, W)
+        assert float(loss(W, inputs)) == 0.0 and float(jnp.max(jnp.abs(jax.grad(loss)(W, inputs)))) == 0.0
+        assert float(loss(W + 1.0, inputs)) > 0
+        a = np.linalg.eigvalsh(np.asarray(dg.hessian(loss, W, inputs), np.float64))
+        assert int(np.sum(a > 1e-4 * a.max())) == rank
+        k = nbeta * np.clip(a, 0, None) + gamma
+        expected = 2 * nbeta * 0.5 * np.sum(np.clip(a, 0, None) / (k * (1 - eps * k / 4)))
+        assert rank - 1 < expected < rank + 1
+        count, res = dg.effective_parameter_count(apply, W, inputs, jax.random.key(0), chains=64, draws=800,
+                                                  step_size=eps, nbeta=nbeta, localization=gamma)
+        assert abs(float(count) - expected) < 0.05 * expected + 3 * 2 * float(res.std) / 8, (float(count), expected)
+    with pytest.raises(ConfigError, match="^apply"):
+        dg.behavioural_loss("not a function", W)

@@ -39,7 +39,8 @@ from ..core.config import ConfigError, described
 __all__ = ["learning_coefficient", "LLCResult", "SAMPLERS", "default_nbeta", "rhat", "hessian",
            "hessian_vector_product", "lanczos", "top_eigenvalues", "hessian_trace", "spectral_density",
            "near_zero_count", "MAX_EXACT_HESSIAN", "calibrate", "Calibration", "family_learning_coefficient", "family_llc_inputs",
-           "activation_nullity", "jacobian_nullity", "synchronized_relus", "layer_degeneracy", "mlp_degeneracy"]
+           "activation_nullity", "jacobian_nullity", "synchronized_relus", "layer_degeneracy", "mlp_degeneracy",
+           "behavioural_loss", "effective_parameter_count"]
 
 SAMPLERS = ("sgld", "rmsprop_sgld", "sgld_mala")
 
@@ -514,6 +515,36 @@ def family_learning_coefficient(run, key, *, family=None, config=None, n_batches
     n_examples = defaults.pop("n_examples")
     res = learning_coefficient(loss, params, data, key, **{**defaults, **sampler})
     return dataclasses.replace(res, n=n_examples)
+
+
+# ----------------------------------------------------------------------------- behavioural loss
+
+
+def behavioural_loss(apply: Callable, params_star) -> Callable:
+    """The behavioural loss of Bushnaq et al. (2024) at ``params_star``:
+    ``L_B(w) = mean over the batch of ‖apply(w, x) − apply(w*, x)‖²``, as
+    ``loss(params, inputs)`` for :func:`learning_coefficient` (``inputs`` a pytree with a
+    leading example axis, ``apply(params, x)`` the outputs on one example). w* is an exact
+    global minimum of it (L_B(w*) = 0) whatever the training loss was, so its LLC counts
+    the directions that change what the network computes on those inputs."""
+    if not callable(apply):
+        raise ConfigError("apply", described(f"a {type(apply).__name__}"), "must be a function apply(params, x)")
+
+    def loss(params, inputs):
+        ours = jax.vmap(lambda x: apply(params, x))(inputs)
+        theirs = jax.lax.stop_gradient(jax.vmap(lambda x: apply(params_star, x))(inputs))
+        diff = jax.tree.map(lambda a, b: jnp.reshape(a - b, (a.shape[0], -1)), ours, theirs)
+        return jnp.mean(sum(jnp.sum(d ** 2, axis=-1) for d in jax.tree.leaves(diff)))
+    return loss
+
+
+def effective_parameter_count(apply: Callable, params, inputs, key, **sampler):
+    """(N_eff, LLCResult): Bushnaq et al.'s effective parameter count N_eff = 2·λ̂ of the
+    behavioural loss at ``params`` on ``inputs`` (see :func:`behavioural_loss`). nβ sets
+    the resolution: behaviour changes much below 1/nβ in L_B count as no change (their
+    finite-data cutoff ε plays that part). Keywords go to :func:`learning_coefficient`."""
+    res = learning_coefficient(behavioural_loss(apply, params), params, inputs, key, **sampler)
+    return 2 * res.mean, res
 
 
 # ----------------------------------------------------------------------------- the three degeneracies
