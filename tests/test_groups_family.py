@@ -23,7 +23,7 @@ def _faithful(rep) -> bool:
     return int((np.abs(chi - rep.dim) < 1e-6).sum()) == 1
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(name=st.sampled_from(SMALL), data=st.data())
 def test_gcr_construction_computes_composition(name, data):
     g = group(name)

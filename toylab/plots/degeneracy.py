@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["calibration_plot"]
+__all__ = ["calibration_plot", "validation_plot", "llc_over_training_plot", "kgon_plot", "degeneracy_counts_plot"]
 
 
 def calibration_plot(calibration, nbeta_index: int = 0, localization_index: int = 0, title: str = ""):
@@ -51,5 +51,92 @@ def calibration_plot(calibration, nbeta_index: int = 0, localization_index: int 
     nb = float(np.asarray(calibration.nbetas)[nbeta_index])
     gam = float(np.asarray(calibration.localizations)[localization_index])
     fig.suptitle(title or f"LLC calibration at nβ = {nb:.3g}, γ = {gam:.3g}")
+    fig.tight_layout()
+    return fig
+
+
+def validation_plot(labels, closed_forms, estimates, stds, tolerance: float, title: str = ""):
+    """Estimated LLC (± std over chains) against the closed form, one point per model, the
+    identity line and the ±tolerance band; each point labelled."""
+    lam, est, std = (np.asarray(v, float) for v in (closed_forms, estimates, stds))
+    fig, ax = plt.subplots(figsize=(6.2, 5))
+    top = 1.15 * max(lam.max(), np.nanmax(est + std))
+    grid = np.linspace(0, top, 50)
+    ax.fill_between(grid, (1 - tolerance) * grid, (1 + tolerance) * grid, color="C2", alpha=0.12,
+                    label=f"±{tolerance:.0%}")
+    ax.plot(grid, grid, color="k", lw=0.8, label="estimate = closed form")
+    inside = np.abs(est - lam) <= tolerance * lam
+    ax.errorbar(lam, est, yerr=std, fmt="none", ecolor="0.5", capsize=2)
+    ax.scatter(lam[inside], est[inside], color="C0", zorder=3, label="within tolerance")
+    ax.scatter(lam[~inside], est[~inside], color="C3", zorder=3, label="outside")
+    for x, y, text in zip(lam, est, labels):
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, -9), fontsize=6)
+    ax.set(xlim=(0, top), ylim=(0, top), xlabel="closed-form λ", ylabel="estimated LLC")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def llc_over_training_plot(snapshot_steps, llc, llc_std, steps, train_loss, test_loss, bounds, title: str = ""):
+    """The LLC at each snapshot (± std over chains) above the train and test loss, with the
+    phases (memorization, circuit formation, cleanup) shaded from ``bounds``."""
+    from .grokking import _shade_phases
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 5.5), sharex=True)
+    top.errorbar(snapshot_steps, llc, yerr=llc_std, color="C0", marker="o", ms=3, capsize=2)
+    top.set_ylabel("LLC estimate")
+    bottom.plot(steps, train_loss, color="tab:blue", label="train")
+    bottom.plot(steps, test_loss, color="tab:red", label="test")
+    bottom.set(yscale="log", xlabel="step", ylabel="cross-entropy loss")
+    last = int(np.asarray(steps)[-1])
+    shown = tuple(b if b is not None else last for b in bounds)
+    for ax in (top, bottom):
+        _shade_phases(ax, shown)
+    bottom.legend(fontsize=7)
+    top.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def kgon_plot(examples: dict, ks, llcs, losses, title: str = ""):
+    """One k-gon of each order found (the columns of W as arrows), then the LLC and the loss
+    of every run against its k."""
+    ks, llcs, losses = (np.asarray(v) for v in (ks, llcs, losses))
+    n = len(examples)
+    fig, axes = plt.subplots(1, n + 2, figsize=(2.6 * (n + 2), 2.8))
+    for ax, (k, W) in zip(axes, examples.items()):
+        W = np.asarray(W)
+        for j in range(W.shape[1]):
+            ax.plot([0, W[0, j]], [0, W[1, j]], color=plt.cm.tab10(j % 10), lw=1.5)
+            ax.scatter(W[0, j], W[1, j], color=plt.cm.tab10(j % 10), s=10)
+        r = 1.2 * max(1e-3, float(np.abs(W).max()))
+        ax.set(xlim=(-r, r), ylim=(-r, r), aspect="equal", title=f"{k}-gon", xticks=[], yticks=[])
+    jitter = np.linspace(-0.15, 0.15, len(ks)) if len(ks) > 1 else np.zeros(1)
+    axes[n].scatter(ks + jitter, llcs, s=12)
+    axes[n].set(xlabel="k (features represented)", ylabel="LLC estimate", xticks=sorted(set(ks.tolist())))
+    axes[n + 1].scatter(ks + jitter, losses, s=12, color="C1")
+    axes[n + 1].set(xlabel="k", ylabel="loss at w*", xticks=sorted(set(ks.tolist())))
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def degeneracy_counts_plot(eigenvalues, tol: float, counts: dict, title: str = ""):
+    """Left: |Hessian eigenvalues| sorted, on a log axis, with the near-zero threshold
+    (tol · max). Right: the counts side by side (parameters, rank, 2·λ̂, …)."""
+    ev = np.sort(np.abs(np.asarray(eigenvalues, float)))[::-1]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    left.semilogy(np.arange(1, ev.size + 1), np.maximum(ev, 1e-30), lw=1)
+    left.axhline(tol * ev[0], color="C3", ls="--", lw=1, label=f"near zero: ≤ {tol:g} · max")
+    left.set(xlabel="index", ylabel="|eigenvalue|")
+    left.legend(fontsize=7)
+    names = list(counts)
+    right.barh(names, [counts[k] for k in names], color=[f"C{i}" for i in range(len(names))])
+    for i, k in enumerate(names):
+        right.text(counts[k], i, f" {counts[k]:.0f}", va="center", fontsize=7)
+    right.invert_yaxis()
+    right.set(xlabel="directions")
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
