@@ -14,4 +14,5 @@ REPRODUCTIONS = {
     "grokking": "experiments.reproductions.grokking",
     "groups": "experiments.reproductions.groups",
     "bilinear": "experiments.reproductions.bilinear",
+    "degeneracy": "experiments.reproductions.degeneracy",
 }

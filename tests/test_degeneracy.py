@@ -359,6 +359,16 @@ def test_family_learning_coefficient_of_toylab_runs(tmp_path):
                                  params, {"i": jnp.zeros(2)}, jax.random.key(0), chains=2, draws=100, step_size=1e-5,
                                  nbeta=default_nbeta(res.n))
     np.testing.assert_allclose(res.traces, plain.traces, rtol=1e-5)
+    # rows the train-fraction mask leaves out (capacity above the fraction) are not examples,
+    # and a minibatch draws training rows
+    wide = run_sweep("grokking", {"p": 7, "model": "mlp", "d_mlp": 16, "steps": 100, "log_every": 100,
+                                  "train_fraction": 0.5, "train_capacity": 0.8}, seeds=1, quiet=True)[0]
+    loss, _, data, defaults = dg.family_llc_inputs(wide)
+    assert defaults["n_examples"] == res.n and data["tokens"].shape[0] == res.n and bool(jnp.all(data["mask"]))
+    np.testing.assert_array_equal(np.asarray(data["tokens"]), np.asarray(
+        dg.family_llc_inputs(grok)[2]["tokens"]))  # the same training rows as without the spare capacity
+    mini = dg.family_learning_coefficient(wide, jax.random.key(0), chains=2, draws=50, step_size=1e-5, batch_size=8)
+    assert mini.traces.shape == (2, 50) and bool(jnp.all(jnp.isfinite(mini.traces)))
     with pytest.raises(ConfigError, match="^family"):
         dg.family_learning_coefficient(grok.model, jax.random.key(0))
 
@@ -442,19 +452,168 @@ def test_mlp_degeneracy_on_the_lab_models():
         dg.mlp_degeneracy(object(), tokens)
 
 
-def test_bench_degeneracy_plumbing(tmp_path, capsys):
+def _fake_peer(tmp_path, fail=""):
+    """An executable standing in for the peer environment's python, run by the main python
+    (numpy only): for devinterp_llc.py it recomputes the superposition loss at w* from the
+    .npz by numpy and echoes the sampler settings it was given; for pyhessian_top.py the
+    one-hot MLP's loss, with made-up timings; the script named in ``fail`` fails."""
+    import sys
+
+    body = f'''#!{sys.executable}
+import json, sys
+import numpy as np
+script, npz = sys.argv[1], sys.argv[2]
+if script.endswith({fail!r}) and {fail!r}:
+    print("Traceback (most recent call last):", file=sys.stderr)
+    print("RuntimeError: boom in the peer", file=sys.stderr)
+    sys.exit(3)
+z = np.load(npz)
+s = json.loads(str(z["settings"]))
+w = {{k[2:]: z[k].astype(np.float64) for k in z.files if k.startswith("w:")}}
+d = {{k[2:]: z[k] for k in z.files if k.startswith("d:")}}
+out = {{"init_loss_jax": s["init_loss_jax"], "torch": "fake", "threads": int(sys.argv[sys.argv.index("--threads") + 1])}}
+if script.endswith("devinterp_llc.py"):
+    x = d["x"].astype(np.float64)
+    recon = np.maximum(x @ w["W"].T @ w["W"] + w["b"], 0)
+    out["init_loss"] = float(np.mean(np.mean(np.asarray(s["model"]["importance"]) * (x - recon) ** 2, axis=(1, 2))))
+    out.update(devinterp="fake", chains=s["sampler"]["chains"], draws=s["sampler"]["draws"], seconds=2.0,
+               ms_per_chain_step=100.0, chain_steps_per_s=10.0, steady_ms_per_chain_step=50.0, llc_mean=1.0,
+               llc_mean_burnin=1.0, llc_std_burnin=0.1, sampler=s["sampler"])
+else:
+    a, b, p = d["tokens"][:, 0], d["tokens"][:, 1], s["model"]["n_classes"]
+    logits = np.maximum(w["W_in"][:, a].T + w["W_in"][:, p + b].T + w["b_in"], 0) @ w["W_out"].T + w["b_out"]
+    logits -= logits.max(axis=1, keepdims=True)
+    nll = np.log(np.exp(logits).sum(axis=1)) - logits[np.arange(len(a)), d["labels"]]
+    out.update(init_loss=float(nll.mean()), pyhessian="fake", seconds=10.0, top=[1.0] * 5, hvps=7,
+               max_iter=s["hessian"]["iters"], tol=s["hessian"]["tol"],
+               density={{"ok": False, "iter": 3, "seconds": 0.5, "error": "AttributeError: no torch.eig"}})
+print("progress noise on stdout")
+print(json.dumps(out))
+'''
+    path = tmp_path / ("fake-python-" + (fail or "ok"))
+    path.write_text(body)
+    path.chmod(0o755)
+    return path
+
+
+def test_bench_degeneracy_plumbing(tmp_path, capsys, monkeypatch):
     import json
 
-    from experiments.benchmarks.degeneracy import main
+    from experiments.benchmarks import degeneracy as bench
 
+    monkeypatch.delenv("TOYLAB_PEER_PYTHON", raising=False)
+    monkeypatch.setattr(bench, "REPO_ROOT", tmp_path)  # no .peers there: the comparison is skipped
     out = tmp_path / "b.json"
-    assert main(["--chains", "1,2", "--draws", "5", "--models", "superposition", "--hessian-neurons", "4", "--p", "5",
-                 "--json", str(out)]) == 0
+    small = ["--chains", "1,2", "--draws", "5", "--models", "superposition", "--hessian-neurons", "4", "--p", "5"]
+    assert bench.main([*small, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "python3 -m venv .peers && .peers/bin/pip install devinterp==2.0.1 pyhessian==0.1" in printed
     data = json.loads(out.read_text())
     assert [pt["chains"] for pt in data["llc"]["superposition"]] == [1, 2]
     assert all(pt["chain_steps_per_s"] > 0 for pt in data["llc"]["superposition"])
     assert data["hessian"]["parameters"] == 4 * 10 + 4 + 5 * 4 + 5 and len(data["hessian"]["top5"]) == 5
-    assert main(["--models", "nope"]) == 2 and "--models='nope'" in capsys.readouterr().err
+    assert data["peers"]["python"] is None and "skipped" in data["peers"]["skipped"]
+    assert bench.main(["--models", "nope"]) == 2 and "--models='nope'" in capsys.readouterr().err
+    # a given peer python that is not there is bad input: one line, exit 2, nothing run
+    missing = str(tmp_path / "nope" / "python")
+    assert bench.main(["--peer-python", missing]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and f"--peer-python={missing!r}" in captured.err
+    monkeypatch.setenv("TOYLAB_PEER_PYTHON", missing)
+    assert bench.main([]) == 2 and "TOYLAB_PEER_PYTHON=" in capsys.readouterr().err
+    assert bench.main(["--peer-python", "none", "--models", "nope"]) == 2  # options are checked first
+    monkeypatch.delenv("TOYLAB_PEER_PYTHON")
+
+    # a peer that answers: its figures in the table, the ratios, our sampler settings handed over
+    # unchanged, and the .npz it read reproduces our loss at w* (recomputed by numpy)
+    assert bench.main([*small, "--peer-python", str(_fake_peer(tmp_path)), "--peer-chains", "3", "--peer-draws", "4",
+                       "--peer-threads", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    dev = data["peers"]["devinterp"]["superposition"]
+    assert dev["sampler"] == {**data["sampler"]["superposition"], "chains": 3, "draws": 4, "burnin": 0}
+    assert dev["sampler"]["step_size"] == bench.STEP_SIZE and dev["sampler"]["batch_size"] == 1 and dev["threads"] == 1
+    assert abs(dev["init_loss"] - dev["init_loss_jax"]) <= 1e-6 * dev["init_loss_jax"]
+    for pt in data["llc"]["superposition"]:
+        assert pt["speedup_vs_devinterp"] == pytest.approx(100.0 / pt["ms_per_chain_step"])
+        assert pt["speedup_vs_devinterp_steady"] == pytest.approx(50.0 / pt["ms_per_chain_step"])
+    theirs = data["peers"]["pyhessian"]
+    assert abs(theirs["init_loss"] - theirs["init_loss_jax"]) <= 1e-5 * theirs["init_loss_jax"]
+    assert theirs["max_iter"] == bench.HESSIAN_ITERS and theirs["tol"] == bench.PYHESSIAN_TOL
+    assert data["hessian"]["speedup_vs_pyhessian"] == pytest.approx(10.0 / data["hessian"]["seconds"])
+    assert "devinterp" in printed and "crashes after 0.50 s: AttributeError: no torch.eig" in printed
+    assert "does not reproduce" not in printed
+    # a peer that crashes: one line naming it and its last error line, no traceback here, exit 1
+    assert bench.main(["--chains", "1", "--draws", "2", "--models", "superposition", "--hessian-neurons", "0",
+                       "--peer-python", str(_fake_peer(tmp_path, fail="devinterp_llc.py")), "--json", str(out)]) == 1
+    captured = capsys.readouterr()
+    line = "devinterp: devinterp_llc.py failed (exit 3): RuntimeError: boom in the peer"
+    assert line in captured.out and "Traceback" not in captured.out + captured.err
+    assert json.loads(out.read_text())["peers"]["devinterp"]["superposition"]["error"] == line.split(": ", 1)[1]
+
+
+def _peer_python():
+    import os
+    from pathlib import Path
+
+    from experiments.benchmarks import degeneracy as bench
+
+    python = os.environ.get("TOYLAB_PEER_PYTHON") or str(bench.REPO_ROOT / ".peers" / "bin" / "python")
+    if not Path(python).is_file():
+        pytest.skip(f"no peer environment ({python}); create it with: {bench.VENV_HINT}")
+    return python
+
+
+def test_bench_degeneracy_torch_ports_reproduce_the_jax_losses(tmp_path):
+    # the .npz this side writes, rebuilt as torch modules by the peer scripts' port: the same
+    # loss at w* for the superposition toy, the grokking transformer and the one-hot MLP
+    import json
+    import subprocess
+
+    from experiments.benchmarks import degeneracy as bench
+
+    python = _peer_python()
+    files = [bench.write_llc_npz(tmp_path / "tms.npz", bench.llc_inputs(*bench._superposition()), 2, 3),
+             bench.write_llc_npz(tmp_path / "grok.npz", bench.llc_inputs(*bench._grokking(13)), 2, 3),
+             bench.write_hessian_npz(tmp_path / "mlp.npz", bench.hessian_inputs(13, 16))]
+    proc = subprocess.run([python, str(bench.PEERS_DIR / "devinterp_llc.py"), "--check", *map(str, files)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert len(lines) == 3
+    for f, res in zip(files, lines):
+        assert abs(res["init_loss"] - res["init_loss_jax"]) <= 1e-5 * abs(res["init_loss_jax"]), (f.name, res)
+    assert lines[2]["parameters"] == 16 * 26 + 16 + 13 * 16 + 13
+
+
+@pytest.mark.slow
+def test_bench_degeneracy_devinterp_runs_our_update_rule(tmp_path):
+    # devinterp's llc() without noise, on the full batch, against ours without noise: the same
+    # loss trace step for step, so ε, nβ and γ enter its update exactly as ours (twice any of
+    # them would move the trace by about half its range)
+    from experiments.benchmarks import degeneracy as bench
+
+    python = _peer_python()
+    inputs = bench.llc_inputs(*bench._superposition())
+    inputs["sampler"].update(step_size=1e-3, localization=1000.0, batch_size=None)
+    s = inputs["sampler"]
+    npz = bench.write_llc_npz(tmp_path / "rule.npz", inputs, 1, 6)
+    theirs, why = bench.run_peer(python, "devinterp_llc.py", npz, "--noise-level", "0", "--trace", timeout=300)
+    assert why is None, why
+
+    def ours(eps, nbeta, gamma):
+        res = learning_coefficient(inputs["loss"], inputs["params"], inputs["data"], jax.random.key(0), chains=1,
+                                   draws=6, step_size=eps, nbeta=nbeta, localization=gamma, batch_size=None,
+                                   noise=False)
+        return np.asarray(res.traces[0], np.float64)
+    mine = ours(s["step_size"], s["nbeta"], s["localization"])
+    trace = np.asarray(theirs["trace"][0])
+    scale = np.max(np.abs(mine - mine[0]))
+    np.testing.assert_allclose(trace - mine[0], mine - mine[0], rtol=0, atol=1e-3 * scale)
+    for eps, nbeta, gamma in ((2 * s["step_size"], s["nbeta"], s["localization"]),
+                              (s["step_size"], 2 * s["nbeta"], s["localization"]),
+                              (s["step_size"], s["nbeta"], 2 * s["localization"])):
+        assert np.max(np.abs(ours(eps, nbeta, gamma) - mine)) > 0.1 * scale
 
 
 def test_calibration_plot_draws_every_step_and_marks_the_chosen_one():

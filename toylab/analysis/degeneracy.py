@@ -40,7 +40,7 @@ __all__ = ["learning_coefficient", "LLCResult", "SAMPLERS", "default_nbeta", "rh
            "hessian_vector_product", "lanczos", "top_eigenvalues", "hessian_trace", "spectral_density",
            "near_zero_count", "MAX_EXACT_HESSIAN", "calibrate", "Calibration", "family_learning_coefficient", "family_llc_inputs",
            "activation_nullity", "jacobian_nullity", "synchronized_relus", "layer_degeneracy", "mlp_degeneracy",
-           "behavioural_loss", "effective_parameter_count"]
+           "behavioural_loss", "effective_parameter_count", "quadratic_estimate"]
 
 SAMPLERS = ("sgld", "rmsprop_sgld", "sgld_mala")
 
@@ -402,6 +402,34 @@ def near_zero_count(eigenvalues, tol: float = 1e-4):
     return jnp.sum(jnp.abs(ev) <= tol * jnp.max(jnp.abs(ev)), axis=-1)
 
 
+def quadratic_estimate(hessian_eigenvalues, *, nbeta: float, localization: float, step_size: float, draws: int,
+                       burnin: int):
+    """The expected SGLD estimate (full batch) if the loss were its quadratic approximation
+    ½ Σ hᵢ yᵢ² at w*, at exactly these settings — chains of ``draws`` steps from w*, the
+    first ``burnin`` left out — so finite chains and finite ε are in it, not just nβ and γ.
+
+    Along an eigendirection with curvature h, k = nβh + γ and ρ = 1 − εk/2, the chain's
+    variance after t steps is ε(1 − ρ^{2t})/(1 − ρ²), which tends to 1/(k(1 − εk/4)); the
+    estimate is nβ·½·Σᵢ hᵢ·(mean over kept draws of that variance). Negative eigenvalues
+    (numerical noise at a minimum) count as 0. NaN if a direction is unstable (εk >= 4)."""
+    h = np.clip(np.asarray(hessian_eigenvalues, np.float64).ravel(), 0, None)
+    nbeta, gamma, eps = (float(_positive("nbeta", nbeta)), float(localization), float(_positive("step_size", step_size)))
+    draws = _positive("draws", draws, integer=True)
+    if not 0 <= burnin < draws:
+        raise ConfigError("burnin", burnin, f"must be an integer in [0, draws={draws})")
+    k = nbeta * h + gamma
+    if np.any(eps * k >= 4):
+        return float("nan")
+    q = (1 - eps * k / 2) ** 2
+    t = np.arange(burnin, draws)
+    kept = draws - burnin
+    # mean over t of (1 − q^t), in closed form where q < 1 (q = 1 only for h = γ = 0: no term)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        geo = np.where(q < 1, (q ** burnin - q ** draws) / ((1 - q) * kept), 1.0)
+        var = np.where(q < 1, eps * (1 - geo) / (1 - q), eps * t.mean())
+    return float(nbeta * 0.5 * np.sum(h * var))
+
+
 # ----------------------------------------------------------------------------- calibration
 
 
@@ -484,19 +512,25 @@ def family_llc_inputs(run, *, family=None, config=None, n_batches: int = 8):
     full_batch = all(np.array_equal(np.asarray(a), np.asarray(b))
                      for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(second)))
     if full_batch:
-        rows = int(np.sum(np.asarray(first["mask"]))) if isinstance(first, dict) and "mask" in first else \
-            int(jnp.shape(jax.tree.leaves(first)[0])[0])
-        n_examples = rows
-        # the whole training set every step (twice along the data axis, which needs 2 entries)
-        data = jax.tree.map(lambda x: jnp.stack([jnp.asarray(x)] * 2), first)
+        # The whole training set: its rows are the examples (the rows a mask leaves out are
+        # dropped), so a full batch computes the loss once and a minibatch draws rows.
+        keep = np.asarray(first["mask"], bool) if isinstance(first, dict) and "mask" in first else None
+        n_rows = int(jnp.shape(jax.tree.leaves(first)[0])[0])
+        if keep is None or keep.shape != (n_rows,):
+            keep = np.ones(n_rows, bool)
+        data = jax.tree.map(lambda x: jnp.asarray(x)[keep], first)
+        n_examples = int(keep.sum())
         defaults = {"batch_size": None}
+
+        def loss(p, batch):
+            return family.loss(eqx.combine(p, static), batch, config, hp)[0]
     else:
         data = jax.vmap(lambda k: family.batch(config, hp, k))(keys[:n_batches])
         n_examples = n_batches * int(jnp.shape(jax.tree.leaves(first)[0])[0])
         defaults = {"batch_size": 1}
 
-    def loss(p, batches):
-        return jnp.mean(jax.vmap(lambda b: family.loss(eqx.combine(p, static), b, config, hp)[0])(batches))
+        def loss(p, batches):
+            return jnp.mean(jax.vmap(lambda b: family.loss(eqx.combine(p, static), b, config, hp)[0])(batches))
     defaults["nbeta"] = default_nbeta(n_examples)
     defaults["n_examples"] = n_examples
     return loss, params, data, defaults

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 
 __all__ = ["calibration_plot", "validation_plot", "llc_over_training_plot", "kgon_plot", "degeneracy_counts_plot"]
+
+
+def _wrapped(title: str, width: int) -> str:
+    """Long titles (they carry the settings) on several lines instead of off the figure."""
+    return textwrap.fill(title, width) if title else title
 
 
 def calibration_plot(calibration, nbeta_index: int = 0, localization_index: int = 0, title: str = ""):
@@ -73,7 +80,7 @@ def validation_plot(labels, closed_forms, estimates, stds, tolerance: float, tit
         ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, -9), fontsize=6)
     ax.set(xlim=(0, top), ylim=(0, top), xlabel="closed-form λ", ylabel="estimated LLC")
     ax.legend(fontsize=7, loc="upper left")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(_wrapped(title, 90), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -94,7 +101,7 @@ def llc_over_training_plot(snapshot_steps, llc, llc_std, steps, train_loss, test
     for ax in (top, bottom):
         _shade_phases(ax, shown)
     bottom.legend(fontsize=7)
-    top.set_title(title, fontsize=8)
+    top.set_title(_wrapped(title, 100), fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -117,7 +124,7 @@ def kgon_plot(examples: dict, ks, llcs, losses, title: str = ""):
     axes[n].set(xlabel="k (features represented)", ylabel="LLC estimate", xticks=sorted(set(ks.tolist())))
     axes[n + 1].scatter(ks + jitter, losses, s=12, color="C1")
     axes[n + 1].set(xlabel="k", ylabel="loss at w*", xticks=sorted(set(ks.tolist())))
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(_wrapped(title, 100), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -137,6 +144,6 @@ def degeneracy_counts_plot(eigenvalues, tol: float, counts: dict, title: str = "
         right.text(counts[k], i, f" {counts[k]:.0f}", va="center", fontsize=7)
     right.invert_yaxis()
     right.set(xlabel="directions")
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(_wrapped(title, 100), fontsize=9)
     fig.tight_layout()
     return fig
