@@ -504,15 +504,13 @@ def test_bench_degeneracy_plumbing(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("TOYLAB_PEER_PYTHON", raising=False)
     monkeypatch.setattr(bench, "REPO_ROOT", tmp_path)  # no .peers there: the comparison is skipped
     out = tmp_path / "b.json"
-    small = ["--chains", "1,2", "--draws", "5", "--models", "superposition", "--hessian-neurons", "4", "--p", "5"]
-    assert bench.main([*small, "--json", str(out)]) == 0
+    tiny = ["--chains", "1", "--draws", "2", "--models", "superposition", "--hessian-neurons", "0"]
+    assert bench.main([*tiny, "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "python3 -m venv .peers && .peers/bin/pip install devinterp==2.0.1 pyhessian==0.1" in printed
     data = json.loads(out.read_text())
-    assert [pt["chains"] for pt in data["llc"]["superposition"]] == [1, 2]
-    assert all(pt["chain_steps_per_s"] > 0 for pt in data["llc"]["superposition"])
-    assert data["hessian"]["parameters"] == 4 * 10 + 4 + 5 * 4 + 5 and len(data["hessian"]["top5"]) == 5
     assert data["peers"]["python"] is None and "skipped" in data["peers"]["skipped"]
+    assert "speedup_vs_devinterp" not in data["llc"]["superposition"][0]
     assert bench.main(["--models", "nope"]) == 2 and "--models='nope'" in capsys.readouterr().err
     # a given peer python that is not there is bad input: one line, exit 2, nothing run
     missing = str(tmp_path / "nope" / "python")
@@ -526,10 +524,14 @@ def test_bench_degeneracy_plumbing(tmp_path, capsys, monkeypatch):
 
     # a peer that answers: its figures in the table, the ratios, our sampler settings handed over
     # unchanged, and the .npz it read reproduces our loss at w* (recomputed by numpy)
+    small = ["--chains", "1,2", "--draws", "5", "--models", "superposition", "--hessian-neurons", "4", "--p", "5"]
     assert bench.main([*small, "--peer-python", str(_fake_peer(tmp_path)), "--peer-chains", "3", "--peer-draws", "4",
                        "--peer-threads", "1", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     data = json.loads(out.read_text())
+    assert [pt["chains"] for pt in data["llc"]["superposition"]] == [1, 2]
+    assert all(pt["chain_steps_per_s"] > 0 for pt in data["llc"]["superposition"])
+    assert data["hessian"]["parameters"] == 4 * 10 + 4 + 5 * 4 + 5 and len(data["hessian"]["top5"]) == 5
     dev = data["peers"]["devinterp"]["superposition"]
     assert dev["sampler"] == {**data["sampler"]["superposition"], "chains": 3, "draws": 4, "burnin": 0}
     assert dev["sampler"]["step_size"] == bench.STEP_SIZE and dev["sampler"]["batch_size"] == 1 and dev["threads"] == 1
@@ -544,8 +546,8 @@ def test_bench_degeneracy_plumbing(tmp_path, capsys, monkeypatch):
     assert "devinterp" in printed and "crashes after 0.50 s: AttributeError: no torch.eig" in printed
     assert "does not reproduce" not in printed
     # a peer that crashes: one line naming it and its last error line, no traceback here, exit 1
-    assert bench.main(["--chains", "1", "--draws", "2", "--models", "superposition", "--hessian-neurons", "0",
-                       "--peer-python", str(_fake_peer(tmp_path, fail="devinterp_llc.py")), "--json", str(out)]) == 1
+    assert bench.main([*tiny, "--peer-python", str(_fake_peer(tmp_path, fail="devinterp_llc.py")),
+                       "--json", str(out)]) == 1
     captured = capsys.readouterr()
     line = "devinterp: devinterp_llc.py failed (exit 3): RuntimeError: boom in the peer"
     assert line in captured.out and "Traceback" not in captured.out + captured.err

@@ -59,7 +59,7 @@ def test_every_figure_set_end_to_end_at_tiny_sizes(tmp_path, monkeypatch):
     monkeypatch.setattr(repro, "LINEAR", repro.LINEAR[1:2])
     monkeypatch.setattr(repro, "grokking_setup", lambda quick: (
         {"p": 7, "train_fraction": 0.6, "steps": 200, "log_every": 20, "snapshot_steps": (0, 100, 200),
-         "d_model": 16, "n_heads": 2, "d_mlp": 32}, 1))
+         "model": "mlp", "d_mlp": 16}, 1))  # the quick mode's transformer trains in minutes, not seconds
     monkeypatch.setattr(repro, "grokking_llc_settings", lambda quick: dict(
         chains=2, draws=50, step_size=3e-5, localization=100.0, batch_size=8))
     setup_c = repro.kgon_setup(True)

@@ -85,9 +85,12 @@ def validation_plot(labels, closed_forms, estimates, stds, tolerance: float, tit
     return fig
 
 
-def llc_over_training_plot(snapshot_steps, llc, llc_std, steps, train_loss, test_loss, bounds, title: str = ""):
+def llc_over_training_plot(snapshot_steps, llc, llc_std, steps, train_loss, test_loss, bounds, title: str = "",
+                           progress: dict | None = None):
     """The LLC at each snapshot (± std over chains) above the train and test loss, with the
-    phases (memorization, circuit formation, cleanup) shaded from ``bounds``."""
+    phases (memorization, circuit formation, cleanup) shaded from ``bounds``; ``progress``
+    ({name: values at the snapshot steps}, e.g. restricted and excluded loss) is drawn on
+    the loss axis as dashed lines with markers."""
     from .grokking import _shade_phases
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 5.5), sharex=True)
@@ -95,6 +98,8 @@ def llc_over_training_plot(snapshot_steps, llc, llc_std, steps, train_loss, test
     top.set_ylabel("LLC estimate")
     bottom.plot(steps, train_loss, color="tab:blue", label="train")
     bottom.plot(steps, test_loss, color="tab:red", label="test")
+    for i, (name, values) in enumerate((progress or {}).items()):
+        bottom.plot(snapshot_steps, values, ls="--", marker=".", ms=4, color=f"C{i + 2}", label=name)
     bottom.set(yscale="log", xlabel="step", ylabel="cross-entropy loss")
     last = int(np.asarray(steps)[-1])
     shown = tuple(b if b is not None else last for b in bounds)
