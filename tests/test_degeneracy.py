@@ -286,6 +286,14 @@ def test_lanczos_top_k_equals_eigh_on_a_small_model():
     fewer = dg.top_eigenvalues(loss, params, data, jax.random.key(1), k=3, iters=24)
     np.testing.assert_allclose(fewer, exact[:3], rtol=1e-3, atol=1e-4)  # extremes converge first
     np.testing.assert_allclose(dg.top_eigenvalues(loss, params, data, jax.random.key(0), k=5), exact[:5], rtol=1e-5)
+    # to a tolerance: stops once the top Ritz values' residuals are small, not after all d steps
+    tight, n_tight = dg.top_eigenvalues(loss, params, data, jax.random.key(0), k=3, tol=1e-6, return_steps=True)
+    loose, n_loose = dg.top_eigenvalues(loss, params, data, jax.random.key(0), k=3, tol=0.3, return_steps=True)
+    np.testing.assert_allclose(tight, exact[:3], rtol=1e-4)
+    assert 3 <= n_loose < n_tight <= 36
+    assert np.all(np.abs(np.asarray(loose) - exact[:3]) <= 0.3 * np.abs(exact[:3]) + 1e-3)
+    with pytest.raises(ConfigError, match="^tol"):
+        dg.top_eigenvalues(loss, params, data, jax.random.key(0), k=3, tol=0.0)
 
 
 def test_hutchinson_trace_and_the_spectral_density():

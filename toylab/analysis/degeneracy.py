@@ -317,8 +317,19 @@ def lanczos(matvec: Callable, v0, iters: int):
         raise ConfigError("v0", described(f"shape {jnp.shape(v0)}"), "must be a non-empty vector (d,)")
     d = v0.shape[0]
     iters = int(min(iters, d))
-    v0 = v0 / jnp.linalg.norm(v0)
+    _, (alphas, betas) = jax.lax.scan(_lanczos_step(matvec), _lanczos_start(v0, iters), jnp.arange(iters))
+    return alphas, betas[:-1]
 
+
+def _lanczos_start(v0, size: int):
+    """(basis (size, d) holding v0/‖v0‖, v, v_prev, β): the state before the first step."""
+    v0 = v0 / jnp.linalg.norm(v0)
+    basis = jnp.zeros((size, v0.shape[0]), v0.dtype).at[0].set(v0)
+    return basis, v0, jnp.zeros_like(v0), jnp.zeros((), v0.dtype)
+
+
+def _lanczos_step(matvec: Callable):
+    """One Lanczos step i (a scan body): state → state, (α_i, β_{i+1})."""
     def step(carry, i):
         basis, v, v_prev, beta = carry
         w = matvec(v) - beta * v_prev
@@ -330,31 +341,78 @@ def lanczos(matvec: Callable, v0, iters: int):
         v_new = jnp.where(beta_new > 1e-10, w / jnp.where(beta_new > 1e-10, beta_new, 1.0), 0.0)
         basis = basis.at[i + 1].set(v_new, mode="drop")
         return (basis, v_new, v, beta_new), (alpha, beta_new)
-
-    basis = jnp.zeros((iters, d), v0.dtype).at[0].set(v0)
-    _, (alphas, betas) = jax.lax.scan(step, (basis, v0, jnp.zeros_like(v0), jnp.zeros((), v0.dtype)),
-                                      jnp.arange(iters))
-    return alphas, betas[:-1]
+    return step
 
 
 def _tridiagonal(alphas, betas):
     return jnp.diag(alphas) + jnp.diag(betas, 1) + jnp.diag(betas, -1)
 
 
-def top_eigenvalues(loss: Callable, params, data, key, k: int = 5, iters: int | None = None):
+def _ritz_top(alphas, betas, k: int):
+    """The k largest Ritz values of the tridiagonal (alphas (m,), betas (m,): betas[m−1] is
+    the norm of the next residual) and their residual bounds β_m·|last component|."""
+    m = len(alphas)
+    T = np.diag(alphas) + np.diag(betas[:m - 1], 1) + np.diag(betas[:m - 1], -1)
+    theta, S = np.linalg.eigh(T.astype(np.float64))
+    return theta[::-1][:k], np.abs(betas[m - 1] * S[m - 1, ::-1][:k])
+
+
+def _converged_lanczos(loss: Callable, params, data, v0, k: int, max_iters: int, tol: float, every: int = 4):
+    """Lanczos in compiled segments of ``every`` steps; between them the host checks whether
+    each of the k largest Ritz values has a residual ‖Hy − θy‖ at most ``tol``·|θ| and stops
+    there (or at ``max_iters``). Returns (values (k,), steps = Hessian-vector products)."""
+    every = int(min(every, max_iters))
+    segment = _segment_program(loss, every)
+    state = _lanczos_start(v0, max_iters)
+    alphas, betas, m = [], [], 0
+    while m < max_iters:
+        state, (a, b) = segment(params, data, state, jnp.asarray(m))
+        take = min(every, max_iters - m)  # the steps past max_iters wrote nothing (dropped)
+        alphas += np.asarray(a)[:take].tolist()
+        betas += np.asarray(b)[:take].tolist()
+        m += take
+        if m >= k:
+            top, resid = _ritz_top(np.asarray(alphas), np.asarray(betas), k)
+            if np.all(resid <= tol * np.abs(top)):
+                break
+    return jnp.asarray(_ritz_top(np.asarray(alphas), np.asarray(betas), k)[0], v0.dtype), m
+
+
+@functools.lru_cache(maxsize=32)
+def _segment_program(loss: Callable, every: int):
+    """``every`` Lanczos steps from step m0 on, compiled once per (loss, every)."""
+    def run(p, d, state, m0):
+        return jax.lax.scan(_lanczos_step(lambda u: _hvp_at(loss, p, d, u)), state, m0 + jnp.arange(every))
+    return jax.jit(run, donate_argnums=(2,))  # the state (the basis) is updated in place
+
+
+def top_eigenvalues(loss: Callable, params, data, key, k: int = 5, iters: int | None = None,
+                    tol: float | None = None, return_steps: bool = False):
     """The k largest Hessian eigenvalues, (k,) in decreasing order: exact (``eigh``) up to
-    MAX_EXACT_HESSIAN parameters when ``iters`` is not given, else the Ritz values of
-    ``iters`` Lanczos steps (default max(4k, 64)) from a random start."""
+    MAX_EXACT_HESSIAN parameters when neither ``iters`` nor ``tol`` is given; else Lanczos
+    from a random start — ``iters`` steps (default max(4k, 64)), or with ``tol`` only as many
+    as it takes for each of the k Ritz values to have a residual below ``tol``·|value| (at
+    most ``iters``; the basis of ``iters`` vectors is held in memory, and each step
+    reorthogonalises against it). ``return_steps``: also return the number of
+    Hessian-vector products (d², for the exact path)."""
     k = _positive("k", k, integer=True)
     _, w = _flat_loss(loss, params, data)
     if k > w.size:
         raise ConfigError("k", k, f"must be at most the number of parameters ({w.size})")
-    if w.size <= MAX_EXACT_HESSIAN and iters is None:
-        return jnp.linalg.eigvalsh(hessian(loss, params, data))[::-1][:k]
-    iters = max(4 * k, 64) if iters is None else _positive("iters", iters, integer=True)
+    if tol is not None:
+        tol = _positive("tol", tol)
+    if w.size <= MAX_EXACT_HESSIAN and iters is None and tol is None:
+        values = jnp.linalg.eigvalsh(hessian(loss, params, data))[::-1][:k]
+        return (values, w.size) if return_steps else values
     v0 = jax.random.normal(key, w.shape, w.dtype)
+    if tol is not None:
+        iters = max(4 * k, 64) if iters is None else _positive("iters", iters, integer=True)
+        values, steps = _converged_lanczos(loss, params, data, v0, k, int(min(iters, w.size)), float(tol))
+        return (values, steps) if return_steps else values
+    iters = max(4 * k, 64) if iters is None else _positive("iters", iters, integer=True)
     alphas, betas = _program("lanczos", loss, int(min(iters, w.size)))(params, data, v0)
-    return jnp.linalg.eigvalsh(_tridiagonal(alphas, betas))[::-1][:k]
+    values = jnp.linalg.eigvalsh(_tridiagonal(alphas, betas))[::-1][:k]
+    return (values, int(min(iters, w.size))) if return_steps else values
 
 
 def _probes(key, probes: int, d: int, dtype):
