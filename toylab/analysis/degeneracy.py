@@ -656,30 +656,34 @@ def effective_parameter_count(apply: Callable, params, inputs, key, **sampler):
 
 
 def _nullity(gram, tol):
+    """(count of eigenvalues within ``tol``·max |eigenvalue| of 0, eigenvalues). ``tol`` None:
+    100 machine epsilons of the Gram's dtype — the rounding of a float32 Gram and its eigh
+    reaches ~10 eps of the largest eigenvalue, so 1e-6 would call a null direction alive."""
+    tol = 100 * float(jnp.finfo(gram.dtype).eps) if tol is None else _positive("tol", tol)
     ev = jnp.linalg.eigvalsh(gram)
     top = jnp.max(jnp.abs(ev))
     return jnp.sum(jnp.abs(ev) <= tol * jnp.where(top > 0, top, 1.0)), ev
 
 
-def activation_nullity(inputs, tol: float = 1e-6):
+def activation_nullity(inputs, tol: float | None = None):
     """(nullity, eigenvalues) of the Gram matrix of a layer's inputs with the bias folded in:
     ``inputs`` (n, d_in) → the number of directions v with v·[x; 1] = 0 on every input (to the
-    relative tolerance ``tol`` of the largest eigenvalue)."""
+    relative tolerance ``tol`` of the largest eigenvalue; default 100 epsilons of the dtype)."""
     x = jnp.asarray(inputs)
     if x.ndim != 2:
         raise ConfigError("inputs", described(f"shape {x.shape}"), "must be (n, d_in): one row per input")
     xa = jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
-    return _nullity(xa.T @ xa / x.shape[0], _positive("tol", tol))
+    return _nullity(xa.T @ xa / x.shape[0], tol)
 
 
-def jacobian_nullity(jacobians, tol: float = 1e-6):
+def jacobian_nullity(jacobians, tol: float | None = None):
     """(nullity, eigenvalues) of E[JᵀJ] for ``jacobians`` (n, d_outputs, d_layer), each the
     Jacobian of the network's outputs with respect to the layer's pre-activations on one
     input: the directions of the layer the outputs never respond to."""
     J = jnp.asarray(jacobians)
     if J.ndim != 3:
         raise ConfigError("jacobians", described(f"shape {J.shape}"), "must be (n, d_outputs, d_layer)")
-    return _nullity(jnp.einsum("noi,noj->ij", J, J) / J.shape[0], _positive("tol", tol))
+    return _nullity(jnp.einsum("noi,noj->ij", J, J) / J.shape[0], tol)
 
 
 def synchronized_relus(preactivations):
@@ -699,7 +703,7 @@ def synchronized_relus(preactivations):
 
 
 def layer_degeneracy(inputs, preactivations, jacobians, *, relu: bool = True, fan_out: int | None = None,
-                     tol: float = 1e-6) -> dict:
+                     tol: float | None = None) -> dict:
     """The three degeneracies of one layer z = W x + b on a data set, each as the number of
     parameter directions of (W, b) — and, for dead neurons, of the next layer's weights —
     that it frees (see the comment above for why each count is what it is).
@@ -710,7 +714,8 @@ def layer_degeneracy(inputs, preactivations, jacobians, *, relu: bool = True, fa
         jacobians: (n, d_outputs, d_layer) ∂outputs/∂z on each input.
         relu: whether z feeds ReLUs (for the synchronised-firing count).
         fan_out: outputs each neuron feeds (a dead neuron's fan-out is free too); default 0.
-        tol: relative eigenvalue tolerance of the two null spaces.
+        tol: relative eigenvalue tolerance of the two null spaces (default: 100 machine
+            epsilons of the arrays' dtype, 1.2e-5 for float32).
     Returns:
         dict: nullities (activation, jacobian), freed directions of each kind, the
         synchronised groups' sizes, dead neurons, and the total.
@@ -731,7 +736,7 @@ def layer_degeneracy(inputs, preactivations, jacobians, *, relu: bool = True, fa
             "parameters": d_layer * (d_in + 1)}
 
 
-def mlp_degeneracy(model, tokens, tol: float = 1e-6) -> dict:
+def mlp_degeneracy(model, tokens, tol: float | None = None) -> dict:
     """:func:`layer_degeneracy` of the hidden layer of a pair model's MLP on ``tokens``
     (n, 3): the embedding MLPs (inputs: the one-hot or embedded operands) and the
     transformer's last MLP (inputs: the residual stream at the answer position), ReLU ones."""

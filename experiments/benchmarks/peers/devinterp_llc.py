@@ -64,17 +64,12 @@ def main(argv=None) -> int:
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from torch_port import build, full_loss, load, row_losses, to_torch
+    from torch_port import prepare, row_losses
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     for path in args.npz:  # --check: one line per file
-        settings, weights, arrays = load(path)
-        model = build(settings, weights)
-        data = to_torch(arrays)
-        out = {"init_loss": full_loss(settings, model, data), "init_loss_jax": settings.get("init_loss_jax"),
-               "torch": torch.__version__, "threads": torch.get_num_threads(),
-               "parameters": sum(p.numel() for p in model.parameters())}
+        settings, model, data, arrays, out = prepare(path)
         if args.check:
             print(json.dumps(out))
     if args.check:

@@ -214,3 +214,16 @@ def full_loss(settings, model, data):
     n = len(next(iter(data.values())))
     with torch.no_grad():
         return float(row_losses(settings, model, data, torch.arange(n)).double().mean())
+
+
+def prepare(path):
+    """(settings, model, data, arrays, header) for one .npz: the torch model at w*, its data,
+    and what every peer script reports first — the torch loss at w* beside the JAX one, the
+    torch version and threads, the parameter count."""
+    settings, weights, arrays = load(path)
+    model = build(settings, weights)
+    data = to_torch(arrays)
+    header = {"init_loss": full_loss(settings, model, data), "init_loss_jax": settings.get("init_loss_jax"),
+              "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "parameters": sum(p.numel() for p in model.parameters())}
+    return settings, model, data, arrays, header
