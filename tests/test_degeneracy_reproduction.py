@@ -106,3 +106,5 @@ def test_quadratic_estimate_matches_finite_chains():
 
     with pytest.raises(ConfigError, match="^burnin"):
         dg.quadratic_estimate(h, nbeta=100.0, localization=1.0, step_size=1e-3, draws=10, burnin=10)
+    with pytest.raises(ConfigError, match="^localization"):
+        dg.quadratic_estimate(h, nbeta=100.0, localization=-1.0, step_size=1e-3, draws=10, burnin=0)

@@ -473,8 +473,10 @@ def quadratic_estimate(hessian_eigenvalues, *, nbeta: float, localization: float
     h = np.clip(np.asarray(hessian_eigenvalues, np.float64).ravel(), 0, None)
     nbeta, gamma, eps = (float(_positive("nbeta", nbeta)), float(localization), float(_positive("step_size", step_size)))
     draws = _positive("draws", draws, integer=True)
-    if not 0 <= burnin < draws:
+    if isinstance(burnin, bool) or not isinstance(burnin, (int, np.integer)) or not 0 <= burnin < draws:
         raise ConfigError("burnin", burnin, f"must be an integer in [0, draws={draws})")
+    if not math.isfinite(gamma) or gamma < 0:
+        raise ConfigError("localization", localization, "must be a finite number >= 0")
     k = nbeta * h + gamma
     if np.any(eps * k >= 4):
         return float("nan")
