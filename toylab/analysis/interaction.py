@@ -425,14 +425,19 @@ def _chunked_mean(fn, xs, batch_size):
     return total / n
 
 
-def _jacobian_gram(fn, acts, batch_size):
-    """E[JᵀJ] over the rows of ``acts`` for J = jacrev(fn) at each row."""
+def _jacobian_gram(fn, acts, batch_size, precision):
+    """E[JᵀJ] over the rows of ``acts`` for J = jacrev(fn) at each row. With float64 the
+    products and their sum are float64 (the model itself still runs in its own dtype): a
+    float32 sum of rank-deficient JᵀJ leaves rounding-level eigenvalues near 1e-6 of the
+    largest, which a relative truncation could take for features."""
     jac = jax.jacrev(fn)
+    wide = jnp.float64 if precision == "float64" else jnp.float32
 
     def one(a):
-        J = jac(a)
+        J = jac(a).astype(wide)
         return J.T @ J
-    return _chunked_mean(one, acts, batch_size)
+    with _scope(precision):
+        return _chunked_mean(one, acts, batch_size)
 
 
 def interaction_basis(sections: Sections, model, inputs, *, truncation: float = 1e-6, precision: str = "float64",
@@ -460,7 +465,8 @@ def interaction_basis(sections: Sections, model, inputs, *, truncation: float = 
     for i in range(L - 2, -1, -1):
         mean_n, C_n = layers[i + 1][0], layers[i + 1][1]
         f = sections.maps[i]
-        Mp = _jacobian_gram(lambda a, f=f, mean_n=mean_n, C_n=C_n: (f(model, a) - mean_n) @ C_n, acts[i], batch_size)
+        Mp = _jacobian_gram(lambda a, f=f, mean_n=mean_n, C_n=C_n: (f(model, a) - mean_n) @ C_n, acts[i], batch_size,
+                             precision)
         with _scope(precision):
             mean, G = _gram(acts[i], wide)
             D, U = _desc_eigh(G)
@@ -589,6 +595,10 @@ def _check_layer(sections, layer, last_ok=False):
 
 
 def _check_ks(ks, n):
+    if isinstance(ks, jax.core.Tracer):  # traced (inside jit): only the shape can be checked
+        if ks.ndim != 1:
+            raise ConfigError("ks", described(f"shape {ks.shape}"), "must be a 1-D array of counts")
+        return ks
     ks = np.atleast_1d(np.asarray(ks))
     if ks.ndim != 1 or not np.issubdtype(ks.dtype, np.integer) or ks.size == 0 or ks.min() < 0 or ks.max() > n:
         raise ConfigError("ks", described(f"{ks.size} value(s)"), f"must be integers in 0..{n}")
