@@ -15,4 +15,5 @@ REPRODUCTIONS = {
     "groups": "experiments.reproductions.groups",
     "bilinear": "experiments.reproductions.bilinear",
     "degeneracy": "experiments.reproductions.degeneracy",
+    "interaction": "experiments.reproductions.interaction",
 }

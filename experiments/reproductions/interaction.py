@@ -64,22 +64,21 @@ def interaction_setup(quick: bool) -> dict:
 def _counts(sections, model, tokens, labels, basis, edges, full_acc):
     """Per node layer, the fewest features keeping ACCURACY_SHARE of ``full_acc``; per block,
     the edges carrying MASS of the mass and the fewest keeping accuracy within EDGE_SLACK."""
-    acts = sections.activations(model, tokens, 256)
     nodes = []
     for l in range(len(sections)):
         n = int(np.sum(np.asarray(basis.kept[l])))
-        one = jax.jit(lambda k, l=l: ia.feature_ablation(sections, model, tokens, labels, basis, l, k[None])[0][0])
-        nodes.append(ia.fewest_kept(lambda k: float(one(jnp.asarray(k))), n,
+        # the arrays are arguments, not closed-over constants, which XLA would try to fold
+        one = jax.jit(lambda k, m, t, y, b, l=l: ia.feature_ablation(sections, m, t, y, b, l, k[None])[0][0])
+        nodes.append(ia.fewest_kept(lambda k: float(one(jnp.asarray(k), model, tokens, labels, basis)), n,
                                     lambda acc: acc >= ACCURACY_SHARE * full_acc))
     mass, needed = [], []
     for l, e in enumerate(edges):
         mass.append(int(ia.edges_for_mass(e, MASS)))
         n = int(np.sum(np.asarray(e) > 0))
-        one = jax.jit(lambda k, l=l, e=e: ia.edge_ablation(sections, model, tokens, labels, basis, e, l, k[None],
-                                                            batch_size=256)[0][0])
-        needed.append(ia.fewest_kept(lambda k: float(one(jnp.asarray(k))), n,
+        one = jax.jit(lambda k, m, t, y, b, e, l=l: ia.edge_ablation(sections, m, t, y, b, e, l, k[None],
+                                                                      batch_size=256)[0][0])
+        needed.append(ia.fewest_kept(lambda k: float(one(jnp.asarray(k), model, tokens, labels, basis, e)), n,
                                      lambda acc: acc >= full_acc - EDGE_SLACK))
-    del acts
     return nodes, mass, needed
 
 

@@ -44,8 +44,12 @@ def interaction_graph_plot(edges, names, importances=None, modules=None, top: in
             lab = np.asarray(modules[l])[:shown[l]]
             colours = [cmap(int(c) % 10) if c >= 0 else (0.6, 0.6, 0.6, 1.0) for c in lab]
         ax.scatter(np.full(shown[l], l), y[l], s=area, c=colours, zorder=3, edgecolors="white", linewidths=0.5)
-    ax.set_xticks(range(n_layers), [f"{n}\n({sizes[l]} features)" if sizes[l] > shown[l] else n
-                                    for l, n in enumerate(names)], fontsize=8)
+    if importances is None:
+        ticks = [f"{n}\n({sizes[l]} dims)" for l, n in enumerate(names)]
+    else:
+        ticks = [f"{n}\n({int(np.sum(np.asarray(importances[l]) > 0))} features of {sizes[l]} dims)"
+                 for l, n in enumerate(names)]
+    ax.set_xticks(range(n_layers), ticks, fontsize=8)
     ax.set_yticks([])
     ax.set_xlim(-0.4, n_layers - 0.6)
     for side in ("top", "right", "left"):
