@@ -131,6 +131,17 @@ def _compose(fns):
     return composed
 
 
+def _out_of_range(tokens, n):
+    """What is wrong with integer ``tokens`` outside 0..n−1 (a gather would clamp them
+    silently); None when traced, as the values are not known then."""
+    if isinstance(tokens, jax.core.Tracer) or tokens.size == 0:
+        return None
+    lo, hi = int(tokens.min()), int(tokens.max())
+    if lo < 0 or hi >= n:
+        return f"token values must be in 0..{n - 1} (got {lo}..{hi})"
+    return None
+
+
 def _transformer_steps(model):
     """(names, embed, steps) of the transformer: the residual stream before each block's
     attention (every position, flattened), before its MLP and after the last MLP (the answer
@@ -161,10 +172,12 @@ def _transformer_steps(model):
     names.append("logits")
     steps.append(lambda m, a: a @ m.W_U)
 
+    d_vocab = model.W_E.shape[1]
+
     def check(tokens):
         if tokens.ndim != 2 or tokens.shape[1] != n_ctx or not jnp.issubdtype(tokens.dtype, jnp.integer):
             return f"must be integer token sequences of shape (n, {n_ctx})"
-        return None
+        return _out_of_range(tokens, d_vocab)
     return names, embed, steps, check
 
 
@@ -193,8 +206,7 @@ def _embed_mlp_steps(model):
     def check(tokens):
         if tokens.ndim != 2 or tokens.shape[1] < 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
             return "must be integer pairs [a, b, ...] of shape (n, 2) or (n, 3)"
-        return None
-    del n_in
+        return _out_of_range(tokens[:, :2], n_in)
     return ["input", "mlp_post", "logits"], embed, [hidden, logits], check
 
 
@@ -818,8 +830,9 @@ def fourier_labels(values, p: int) -> dict:
     ``fourier.grid_tokens(p)`` reshaped). Returns arrays of shares (they sum to 1 per
     direction): ``const`` (n,); ``unary`` (n, K): cos/sin(k a) and cos/sin(k b) terms;
     ``sum`` (n, K): cos/sin(k(a+b)); ``difference`` (n, K): cos/sin(k(a−b)); ``product``
-    (n,): every other product cos/sin(k₁a)·cos/sin(k₂b), k₁ ≠ k₂. K = ⌊(p−1)/2⌋, index
-    k−1 for frequency k. Pure jnp: vmaps over models."""
+    (n,): every other product cos/sin(k₁a)·cos/sin(k₂b), k₁ ≠ k₂. K = ⌊p/2⌋, index k−1 for
+    frequency k (for even p, k = p/2 is cos(πx), whose product cos πa·cos πb is filed as the
+    sum). Pure jnp: vmaps over models."""
     from . import fourier as fa
 
     values = jnp.asarray(values)
@@ -838,6 +851,11 @@ def fourier_labels(values, p: int) -> dict:
     # cos k(a+b) = cc − ss, sin k(a+b) = sc + cs; cos k(a−b) = cc + ss, sin k(a−b) = sc − cs
     plus = ((cc - ss) ** 2 + (sc + cs) ** 2) / 2
     minus = ((cc + ss) ** 2 + (sc - cs) ** 2) / 2
+    if p % 2 == 0:  # the Nyquist row cos(πx), k = p/2: cos π(a+b) = cos π(a−b) = cos πa·cos πb, filed as a sum
+        ny = p - 1
+        unary = jnp.concatenate([unary, (power[ny, 0] + power[0, ny])[None]])
+        plus = jnp.concatenate([plus, power[ny, ny][None]])
+        minus = jnp.concatenate([minus, jnp.zeros_like(minus[:1])])
     rest = total - const - unary.sum(0) - plus.sum(0) - minus.sum(0)
     return {"const": const / total, "unary": unary / total, "sum": plus / total, "difference": minus / total,
             "product": jnp.maximum(rest, 0.0) / total}
