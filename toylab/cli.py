@@ -177,7 +177,7 @@ def _cmd_figures(args) -> int:
 
 BENCHMARKS = {"superposition": "experiments.benchmarks.superposition", "grokking": "experiments.benchmarks.grokking",
               "groups": "experiments.benchmarks.groups", "bilinear": "experiments.benchmarks.bilinear",
-              "degeneracy": "experiments.benchmarks.degeneracy"}
+              "degeneracy": "experiments.benchmarks.degeneracy", "interaction": "experiments.benchmarks.interaction"}
 
 
 def _cmd_bench(args, rest) -> int:

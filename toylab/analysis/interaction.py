@@ -43,6 +43,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import custom_batching
 
 from ..core.config import ConfigError, described
 from ..tasks.losses import x64_scope
@@ -136,7 +137,8 @@ def _out_of_range(tokens, n):
     silently); None when traced, as the values are not known then."""
     if isinstance(tokens, jax.core.Tracer) or tokens.size == 0:
         return None
-    lo, hi = int(tokens.min()), int(tokens.max())
+    values = np.asarray(tokens)  # numpy: inside a jit trace, jnp's min would be traced too
+    lo, hi = int(values.min()), int(values.max())
     if lo < 0 or hi >= n:
         return f"token values must be in 0..{n - 1} (got {lo}..{hi})"
     return None
@@ -385,9 +387,26 @@ def _check_batch(batch_size):
         raise ConfigError("batch_size", batch_size, "must be a positive integer or None (all examples at once)")
 
 
+@custom_batching.custom_vmap
+def _eigh(S):
+    w, v = jnp.linalg.eigh(S)
+    return w, v
+
+
+@_eigh.def_vmap
+def _eigh_one_at_a_time(axis_size, in_batched, S):
+    # Under vmap, eigh becomes one batched LAPACK call, which in jaxlib 0.10 on CPU can
+    # deadlock XLA's thread pool (every pool thread waits on batch tasks none is free to
+    # run: a vmapped basis of the p = 113 transformer hung for good). The eigendecompositions
+    # are ~2% of a basis, so they run one after another instead.
+    if not in_batched[0]:
+        return _eigh(S), (False, False)
+    return jax.lax.map(_eigh, S), (True, True)
+
+
 def _desc_eigh(S):
     """Eigenvalues (descending) and eigenvectors (columns) of a symmetric matrix."""
-    w, v = jnp.linalg.eigh((S + S.T) / 2)
+    w, v = _eigh((S + S.T) / 2)
     return w[::-1], v[:, ::-1]
 
 
@@ -439,7 +458,8 @@ def _chunked_mean(fn, xs, batch_size):
 
 def _jacobian_gram(fn, acts, batch_size, precision):
     """E[JᵀJ] over the rows of ``acts`` for J = jacrev(fn) at each row. With float64 the
-    products and their sum are float64 (the model itself still runs in its own dtype): a
+    products and their sum are float64 (the lab's models keep their own dtype inside the
+    scope; a model of your own that mixes in integer divisions may run in float64 there): a
     float32 sum of rank-deficient JᵀJ leaves rounding-level eigenvalues near 1e-6 of the
     largest, which a relative truncation could take for features."""
     jac = jax.jacrev(fn)

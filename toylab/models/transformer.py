@@ -71,7 +71,7 @@ class Block(eqx.Module):
         visible = jnp.arange(n_ctx)[None, :] <= q_pos[:, None]  # (q, k) causal mask
         scores = jnp.where(visible, scores, -jnp.inf)
         softmax = jax.nn.softmax(scores, axis=-1)
-        uniform = visible / visible.sum(-1, keepdims=True)
+        uniform = (visible / visible.sum(-1, keepdims=True)).astype(softmax.dtype)  # float32 under enable_x64 too
         pattern = alpha * softmax + (1.0 - alpha) * uniform
         z = jnp.einsum("hqk,hkd->qhd", pattern, v).reshape(queries.shape[0], -1)
         return z @ self.W_O.T, pattern
