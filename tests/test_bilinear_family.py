@@ -176,6 +176,7 @@ def test_cli_bad_bilinear_input_is_one_line_and_exit_2(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.end_to_end
 @needs_images
 def test_reproduction_runs_every_section_on_a_tiny_sweep(tmp_path, monkeypatch):
     """The reproduction's analysis, figures and claims, end to end on a tiny sweep (the quick

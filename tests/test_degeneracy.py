@@ -504,6 +504,7 @@ print(json.dumps(out))
     return path
 
 
+@pytest.mark.end_to_end
 def test_bench_degeneracy_plumbing(tmp_path, capsys, monkeypatch):
     import json
 

@@ -51,6 +51,7 @@ def test_pairs_in_order_compares_only_separated_values():
     assert repro._pairs_in_order([1.0, 1.1], [2.0, 1.0], 0.2) == (0, 0)  # within tolerance: not compared
 
 
+@pytest.mark.end_to_end
 def test_every_figure_set_end_to_end_at_tiny_sizes(tmp_path, monkeypatch):
     small = lambda quick: {"potential": dict(chains=4, draws=400, step_size=1e-4, nbeta=1000.0, localization=1.0),  # noqa: E731
                            "linear": dict(chains=2, draws=300, step_size=1e-5, localization=1.0), "n": 2000}

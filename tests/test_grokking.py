@@ -459,6 +459,7 @@ def test_phases_are_located_from_synthetic_curves():
     assert locate_phases(steps, np.zeros(100), np.exp(log_loss)) == (None, None, None)
 
 
+@pytest.mark.end_to_end
 def test_bench_grokking_plumbing(tmp_path, capsys):
     """The benchmark runs end to end at a tiny size (its figures are not asserted here)."""
     import json

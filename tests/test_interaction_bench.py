@@ -11,6 +11,7 @@ from experiments.benchmarks import interaction as bench
 TINY = ["--p", "5", "--d-model", "8", "--n-heads", "2", "--d-mlp", "8", "--n-alpha", "1", "--repeats", "1"]
 
 
+@pytest.mark.end_to_end
 @pytest.mark.slow
 def test_bench_interaction_plumbing(tmp_path, capsys):
     out = tmp_path / "b.json"

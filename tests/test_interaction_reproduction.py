@@ -24,6 +24,7 @@ def test_block_task_is_a_product_grid_with_independent_blocks():
     assert np.all(labels[:, 0] == (xn[:, :3].argmax(1) + xn[:, 3:6].argmax(1)) % 3)
 
 
+@pytest.mark.end_to_end
 def test_block_mlp_graph_has_no_cross_block_edges():
     model, x, acc, coord_blocks = repro.train_block_mlp(jax.random.key(1), (3, 2), (6, 4), steps=300)
     assert acc[0] == 1.0  # (a+b) mod 3 in 300 Adam steps (no cross-block structure depends on accuracy)
@@ -43,6 +44,7 @@ def test_block_mlp_graph_has_no_cross_block_edges():
     assert np.all(W[:6, 6:] == 0) and np.all(W[6:, :6] == 0)
 
 
+@pytest.mark.end_to_end
 def test_counts_of_a_follow_the_ablations():
     p = 5
     model = init_embed_mlp(jax.random.key(0), n_in=p, n_out=p, d_hidden=12)

@@ -140,6 +140,7 @@ def test_help_explains_every_command(capsys):
 # ----------------------------------------------------------------------------- reproductions
 
 
+@pytest.mark.end_to_end
 def test_quick_reproductions_d_and_e_hold(tmp_path):
     """The n=2, m=1 phase diagram and the n=5, m=2 pentagon, quick mode, as `toylab
     reproduce` runs them (the other quick figures run under `toylab reproduce`, not pytest)."""

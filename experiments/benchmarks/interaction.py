@@ -25,10 +25,11 @@ calls, fewer once a part's calls have taken ``--seconds``):
 A table, then one line saying what dominates.
 
 A watchdog ends the run (exit code 3, after printing the rows measured so far) if a timed
-program makes no progress — no CPU time at all — for ``--stall`` seconds: on a CPU with
-two threads, jaxlib 0.10's batched LAPACK eigh (what a vmapped basis's eigendecompositions
-become) can deadlock XLA's thread pool (each pool thread inside one eigh, waiting for batch
-tasks that no free thread will run).
+program makes no progress — no CPU time at all — for ``--stall`` seconds. It was written for
+a real hang: on a CPU with two threads, jaxlib 0.10's batched LAPACK eigh (what a vmapped
+basis's eigendecompositions became) deadlocked XLA's thread pool (each pool thread inside one
+eigh, waiting for batch tasks that no free thread would run). The module now runs its
+eighs one at a time under vmap; the watchdog stays, so a hang of that kind ends in one line.
 
 Run ``toylab bench interaction --help``; ``main(argv)`` returns an exit code.
 """
