@@ -23,8 +23,9 @@ Edges between adjacent layers' features are mean squared integrated-gradient att
     E[j, i] = mean_x ( f̂^l_i(x) · ∫₀¹ ∂f̂^{l+1}_j/∂f̂^l_i (α f̂^l(x)) dα )²,
 
 the path running from the baseline (every feature 0: the mean activation) to the example;
-the integral is Gauss–Legendre quadrature on [0, 1] with ``n_alpha`` nodes (exact for
-polynomial sections of degree up to 2·n_alpha − 1, e.g. bilinear layers with n_alpha ≥ 1).
+the integral is Gauss–Legendre quadrature on [0, 1] with ``n_alpha`` nodes, exact when the
+section is a polynomial of degree ≤ 2·n_alpha (its derivative along the path then has degree
+≤ 2·n_alpha − 1): linear and bilinear sections are exact with one node.
 
 Everything numeric here is a pure function of (model, inputs) with fixed shapes (dropped
 directions are zero columns and a ``kept`` mask, not a shorter array), so a basis vmaps over
@@ -772,6 +773,9 @@ def graph_modules(edges, n_modules: int | None = None, *, method: str = "spectra
     _check_edges(edges)
     if method not in CLUSTER_METHODS:
         raise ConfigError("method", method, f"must be one of {', '.join(CLUSTER_METHODS)}")
+    if method == "spectral" and (isinstance(n_modules, bool) or not isinstance(n_modules, (int, np.integer))
+                                 or n_modules < 1):
+        raise ConfigError("n_modules", n_modules, "must be a positive integer (the modules to find)")
     A, offsets = _adjacency(edges)
     A = np.where(A > min_weight, A, 0.0)
     alive = A.sum(1) > 0
