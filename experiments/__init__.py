@@ -16,4 +16,5 @@ REPRODUCTIONS = {
     "bilinear": "experiments.reproductions.bilinear",
     "degeneracy": "experiments.reproductions.degeneracy",
     "interaction": "experiments.reproductions.interaction",
+    "dictionaries": "experiments.reproductions.dictionaries",
 }

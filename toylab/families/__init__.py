@@ -14,6 +14,8 @@ BUILTIN = {
                "group composition a∘b over a finite group: MLP or transformer, universality (Chughtai et al. 2023)"),
     "bilinear": ("toylab.families.bilinear",
                  "bilinear MLPs on images or toy tasks, read by eigendecomposition (Pearce et al. 2024)"),
+    "dictionaries": ("toylab.families.dictionaries",
+                     "sparse autoencoders and transcoders scored against known features (SAEs, TopK, JumpReLU, ...)"),
 }
 
 for _name, (_module, _description) in BUILTIN.items():

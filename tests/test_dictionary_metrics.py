@@ -1,0 +1,381 @@
+"""Known-answer tests of the sparse-dictionary metrics (toylab.analysis.dictionaries)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+from toylab.analysis import dictionaries as M
+from toylab.core.config import ConfigError
+
+FAST = settings(max_examples=30, deadline=None)
+
+# Jitted once at module level: one compile per input shape, reused by every example. Compiling
+# the assignment's loops dominates this file's runtime, so tests share a few shapes.
+_assign = jax.jit(M.linear_assignment)
+_cos = jax.jit(M.cosine_similarities)
+_mmcs = jax.jit(M.mmcs)
+_uniq = jax.jit(M.uniqueness)
+_detect = jax.jit(M.detection_scores)
+_ev = jax.jit(M.explained_variance)
+_shrink = jax.jit(M.shrinkage)
+_scores = jax.jit(M.dictionary_scores)
+
+
+@jax.jit
+def _geometry(features, decoder):
+    """The metrics that run the assignment, in one program (one compile per shape)."""
+    match, cosines = M.matched_cosines(features, decoder)
+    return {"mcc": M.mcc(features, decoder), "match": match, "cosines": cosines,
+            "cross": M.cross_seed_agreement(features, decoder)}
+
+
+def _mcc(features, decoder):
+    return _geometry(features, decoder)["mcc"]
+
+
+def _matched(features, decoder):
+    out = _geometry(features, decoder)
+    return out["match"], out["cosines"]
+
+
+def _cross(decoder_a, decoder_b):
+    return _geometry(decoder_a, decoder_b)["cross"]
+
+
+# A few shapes only (N < L, N > L, square, a single row or column) so hypothesis compiles few
+# programs.
+SHAPES = [(1, 3), (3, 1), (4, 4), (3, 5), (5, 3)]
+
+
+# ----------------------------------------------------------------------------- strategies
+
+
+@st.composite
+def score_matrices(draw):
+    """A float32 score matrix of one of SHAPES: continuous values, or small integers (many ties)."""
+    shape = draw(st.sampled_from(SHAPES))
+    elements = draw(st.sampled_from([
+        st.floats(-1.0, 1.0, width=32),
+        st.integers(0, 3).map(float),
+        st.integers(-2, 2).map(float),
+    ]))
+    return draw(hnp.arrays(np.float32, shape, elements=elements))
+
+
+def assert_valid_matching(match: np.ndarray, n: int, l: int) -> None:
+    assert match.shape == (n,) and match.dtype == np.int32
+    matched = match[match >= 0]
+    assert np.all(match[match < 0] == -1)
+    assert np.all(matched < l)
+    assert len(np.unique(matched)) == len(matched) == min(n, l)  # injective, as many pairs as possible
+
+
+def total(score: np.ndarray, match: np.ndarray) -> float:
+    rows = np.flatnonzero(match >= 0)
+    return float(score[rows, match[rows]].astype(np.float64).sum())
+
+
+# ----------------------------------------------------------------------------- assignment
+
+
+@FAST
+@given(score_matrices())
+def test_linear_assignment_is_an_optimal_injective_matching(score):
+    scipy_opt = pytest.importorskip("scipy.optimize")
+    match = np.asarray(_assign(score))
+    n, l = score.shape
+    assert_valid_matching(match, n, l)
+    rows, cols = scipy_opt.linear_sum_assignment(score, maximize=True)
+    best = float(score[rows, cols].astype(np.float64).sum())
+    assert total(score, match) == pytest.approx(best, rel=1e-5, abs=1e-5 * max(1.0, np.abs(score).max() * n))
+    if np.all(score == np.round(score)):  # small integers: float32 arithmetic is exact
+        assert total(score, match) == best
+
+
+def test_linear_assignment_beats_greedy_on_a_hand_case():
+    # Greedy takes (0, 0) = 10 and ends with 12; the optimum is 9 + 9 + 1 + 1 = 20.
+    score = np.array([[10, 9, 0, 0], [9, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], np.float32)
+    np.testing.assert_array_equal(np.asarray(_assign(score)), [1, 0, 2, 3])
+    # N > L: the same trap, with the rows left over getting -1.
+    tall = np.zeros((5, 3), np.float32)
+    tall[:3] = score[:3, :3]
+    np.testing.assert_array_equal(np.asarray(_assign(tall)), [1, 0, 2, -1, -1])
+
+
+def test_linear_assignment_under_vmap_equals_a_loop():
+    rng = np.random.default_rng(0)
+    for shape in [(3, 5), (5, 3)]:
+        stack = rng.normal(size=(5, *shape)).astype(np.float32)
+        batched = np.asarray(jax.jit(jax.vmap(M.linear_assignment))(stack))
+        looped = np.stack([np.asarray(_assign(s)) for s in stack])
+        np.testing.assert_array_equal(batched, looped)
+
+
+def test_linear_assignment_jit_equals_eager():
+    score = np.random.default_rng(1).normal(size=(4, 4)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(M.linear_assignment(score)), np.asarray(_assign(score)))
+
+
+def test_linear_assignment_survives_non_finite_entries():
+    score = np.array([[np.nan, 1, 0], [2, -np.inf, 0], [0, 3, np.nan]], np.float32)
+    match = np.asarray(_assign(score))
+    assert_valid_matching(match, 3, 3)
+    np.testing.assert_array_equal(match, [2, 0, 1])  # best matching avoiding NaN and -inf: 0 + 2 + 3
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def test_cosine_similarities_hand_case_and_zero_rows():
+    features = np.array([[2, 0], [0, 0], [1, 1]], np.float32)
+    decoder = np.array([[3, 0], [0, -1], [0, 0]], np.float32)
+    expected = np.array([[1, 0, 0], [0, 0, 0], [np.sqrt(0.5), -np.sqrt(0.5), 0]])
+    np.testing.assert_allclose(np.asarray(_cos(features, decoder)), expected, atol=1e-6)
+
+
+@FAST
+@given(st.integers(0, 2**31 - 1))
+def test_dictionary_equal_to_features_scores_one(seed):
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(6, 4)).astype(np.float32)  # more features than dimensions: superposition
+    perm = rng.permutation(6)
+    scales = rng.uniform(0.1, 10.0, size=(6, 1)).astype(np.float32)
+    decoder = scales * features[perm]
+    assert float(_mcc(features, decoder)) == pytest.approx(1.0, abs=1e-5)
+    assert float(_mmcs(features, decoder)) == pytest.approx(1.0, abs=1e-5)
+    assert float(_uniq(features, decoder)) == 1.0
+    match, cosines = map(np.asarray, _matched(features, decoder))
+    np.testing.assert_array_equal(perm[match], np.arange(6))  # each feature finds its own latent
+    np.testing.assert_allclose(cosines, 1.0, atol=1e-5)
+    assert float(_cross(features, decoder)) == pytest.approx(1.0, abs=1e-5)
+
+
+@FAST
+@given(st.integers(0, 2**31 - 1))
+def test_mcc_is_invariant_to_permuting_and_rescaling_latents(seed):
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(5, 4)).astype(np.float32)
+    decoder = rng.normal(size=(7, 4)).astype(np.float32)
+    perm = rng.permutation(7)
+    scales = rng.uniform(0.1, 10.0, size=(7, 1)).astype(np.float32)
+    base = float(_mcc(features, decoder))
+    assert float(_mcc(features, scales * decoder[perm])) == pytest.approx(base, abs=1e-5)
+    assert -1.0 <= base <= 1.0
+    # The one-to-one matching can never beat each feature picking its best latent.
+    assert base <= float(_mmcs(features, decoder)) + 1e-6
+
+
+def test_mmcs_mcc_and_matched_cosines_on_a_hand_case():
+    features = np.array([[1, 0], [0, 1]], np.float32)
+    decoder = np.array([[2, 0]], np.float32)  # one latent, on feature 0
+    assert float(_mmcs(features, decoder)) == pytest.approx(0.5)  # (1 + 0) / 2
+    assert float(_mcc(features, decoder)) == pytest.approx(1.0)  # one pair, over min(N, L) = 1
+    match, cosines = map(np.asarray, _matched(features, decoder))
+    np.testing.assert_array_equal(match, [0, -1])
+    assert cosines[0] == pytest.approx(1.0) and np.isnan(cosines[1])
+    # Two latents both nearest feature 0: MMCS counts the best twice, MCC must share them out.
+    decoder = np.array([[1, 0.2], [1, 0.5]], np.float32)
+    c = np.asarray(_cos(features, decoder))
+    assert float(_mmcs(features, decoder)) == pytest.approx(c.max(axis=1).mean(), abs=1e-6)
+    assert float(_mcc(features, decoder)) == pytest.approx((c[0, 0] + c[1, 1]) / 2, abs=1e-6)
+
+
+def test_uniqueness_hand_cases():
+    e = np.eye(3, dtype=np.float32)
+    # Latents 0, 1 both point at feature 0; latents 2, 3 at feature 2: 2 distinct over L = 4.
+    decoder = np.stack([e[0], e[0] + 0.1 * e[1], e[2], e[2] + 0.2 * e[0]])
+    assert float(_uniq(e, decoder)) == pytest.approx(0.5)
+    # A zero latent has no best match (it must not be credited to feature 0).
+    assert float(_uniq(e[:2], np.stack([e[1], 0 * e[0]]))) == pytest.approx(0.5)
+
+
+def test_cross_seed_agreement_is_mcc_between_decoders():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(5, 4)).astype(np.float32), rng.normal(size=(7, 4)).astype(np.float32)
+    assert float(_cross(a, b)) == pytest.approx(float(_mcc(a, b)), abs=1e-6)
+    b[[0, 3]] = 2.0 * a[[1, 4]]  # two shared directions, but not enough to make b equal a
+    assert float(_cross(a, b)) < 1.0
+    b[:5] = 0.5 * a[[2, 0, 4, 1, 3]]
+    assert float(_cross(a, b)) == pytest.approx(1.0, abs=1e-5)
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+@FAST
+@given(st.integers(0, 2**31 - 1))
+def test_latents_that_are_the_features_detect_perfectly(seed):
+    rng = np.random.default_rng(seed)
+    n, batch = 6, 12  # features (6, 4), as in test_dictionary_equal_to_features_scores_one
+    c = rng.uniform(size=(batch, n)).astype(np.float32) * (rng.uniform(size=(batch, n)) < 0.3)
+    c[np.arange(n), np.arange(n)] = 1.0  # every feature active at least once
+    sigma = rng.permutation(n)  # feature i is latent sigma[i]
+    P = np.zeros((n, n), np.float32)
+    P[np.arange(n), sigma] = 1.0
+    codes = c @ P
+    features = rng.normal(size=(n, 4)).astype(np.float32)
+    # The matching from the geometry finds the permutation; detection through it is perfect.
+    match, _ = _matched(features, P.T @ features)
+    np.testing.assert_array_equal(np.asarray(match), sigma)
+    out = _detect(c, codes, match)
+    for k in ("precision", "recall", "f1"):
+        np.testing.assert_array_equal(np.asarray(out[k]), 1.0)
+        assert float(out[f"mean_{k}"]) == 1.0
+
+
+def test_detection_scores_hand_case():
+    c = np.zeros((6, 3), np.float32)
+    c[[0, 2, 4], 0] = 1.0  # feature 0 active at examples 0, 2, 4; feature 1 never; feature 2 at 1
+    c[1, 2] = 2.0
+    codes = np.zeros((6, 3), np.float32)
+    codes[[0, 1, 3, 4], 2] = 0.5  # latent 2 (feature 0's): TP {0, 4}, FP {1, 3}, FN {2}
+    codes[5, 0] = 1.0  # latent 0 (feature 1's): one false positive, nothing to find
+    codes[2, 1] = -1.0  # negative codes do not fire
+    out = _detect(c, codes, np.array([2, 0, -1], np.int32))
+    np.testing.assert_allclose(np.asarray(out["precision"])[:2], [1 / 2, 0.0], atol=1e-7)
+    np.testing.assert_allclose(np.asarray(out["recall"])[:2], [2 / 3, 0.0], atol=1e-7)  # 0/0 := 0
+    np.testing.assert_allclose(np.asarray(out["f1"])[:2], [4 / 7, 0.0], atol=1e-7)
+    assert all(np.isnan(np.asarray(out[k])[2]) for k in ("precision", "recall", "f1"))  # unmatched
+    assert float(out["mean_precision"]) == pytest.approx(1 / 4)
+    assert float(out["mean_recall"]) == pytest.approx(1 / 3)
+    assert float(out["mean_f1"]) == pytest.approx(2 / 7)
+    # Never active and never firing: every ratio is 0/0, defined as 0 (not NaN).
+    quiet = _detect(np.zeros((4, 1), np.float32), np.zeros((4, 1), np.float32), np.array([0], np.int32))
+    assert [float(quiet[k][0]) for k in ("precision", "recall", "f1")] == [0.0, 0.0, 0.0]
+
+
+# ----------------------------------------------------------------------------- reconstruction
+
+
+def test_explained_variance_and_shrinkage_known_answers():
+    x = np.random.default_rng(4).normal(size=(16, 3)).astype(np.float32)
+    x -= x.mean(axis=0)  # centred, so x − x̂ = x/2 leaves a quarter of the variance below
+    assert float(_ev(x, x)) == 1.0
+    assert float(_ev(x, np.broadcast_to(x.mean(axis=0), x.shape))) == pytest.approx(0.0, abs=1e-6)
+    assert float(_ev(x, 0.5 * x)) == pytest.approx(0.75, abs=1e-5)
+    assert float(_shrink(x, 0.5 * x)) == pytest.approx(0.5, abs=1e-6)
+    assert float(_shrink(x, x)) == pytest.approx(1.0, abs=1e-6)
+    # Hand case: residual 0.5 over total variance 2.
+    x2 = np.array([[1, 0], [-1, 0]], np.float32)
+    assert float(_ev(x2, 0.5 * x2)) == pytest.approx(0.75)
+    # A zero input is left out of the shrinkage mean; no variance at all gives NaN.
+    x3, xh3 = np.array([[3, 4], [0, 0]], np.float32), np.array([[0, 2.5], [1, 1]], np.float32)
+    assert float(_shrink(x3, xh3)) == pytest.approx(0.5)
+    assert np.isnan(float(_ev(x3[:1], xh3[:1])))
+
+
+def test_l0_and_dead_latents_hand_cases():
+    codes = np.array([[0, 1, 2, 0], [0, 0, 3, -1]], np.float32)
+    assert float(M.l0(codes)) == pytest.approx(1.5)  # (2 + 1) / 2
+    assert float(M.dead_latents(codes)) == pytest.approx(0.5)  # latents 0 and 3 never fire
+    assert float(M.l0(np.zeros((3, 5)))) == 0.0 and float(M.dead_latents(np.zeros((3, 5)))) == 1.0
+
+
+# ----------------------------------------------------------------------------- all together
+
+
+def _problem(seed, n=5, l=7, d=4, batch=16):  # (5, 4), (7, 4) as in the invariance test
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(n, d)).astype(np.float32)
+    decoder = rng.normal(size=(l, d)).astype(np.float32)
+    c = (rng.uniform(size=(batch, n)) * (rng.uniform(size=(batch, n)) < 0.4)).astype(np.float32)
+    codes = np.maximum(rng.normal(size=(batch, l)), 0).astype(np.float32)
+    codes[:, 0] = 0.0  # a dead latent
+    x = c @ features
+    x_hat = codes @ decoder
+    return features, decoder, x, x_hat, c, codes
+
+
+def test_dictionary_scores_agree_with_the_separate_metrics():
+    features, decoder, x, x_hat, c, codes = _problem(5)
+    out = _scores(features, decoder, x, x_hat, c, codes)
+    assert set(out) == {"mmcs", "mcc", "uniqueness", "precision", "recall", "f1",
+                        "explained_variance", "shrinkage", "l0", "dead_latents"}
+    match, _ = _matched(features, decoder)
+    detection = _detect(c, codes, match)
+    expected = {"mmcs": _mmcs(features, decoder), "mcc": _mcc(features, decoder),
+                "uniqueness": _uniq(features, decoder), "precision": detection["mean_precision"],
+                "recall": detection["mean_recall"], "f1": detection["mean_f1"],
+                "explained_variance": _ev(x, x_hat), "shrinkage": _shrink(x, x_hat),
+                "l0": M.l0(codes), "dead_latents": M.dead_latents(codes)}
+    for k, v in expected.items():
+        assert out[k].shape == ()
+        assert float(out[k]) == pytest.approx(float(v), abs=1e-6), k
+    assert float(out["dead_latents"]) == pytest.approx(1 / 7)
+
+
+def test_dictionary_scores_under_vmap_equal_a_loop():
+    problems = [_problem(seed) for seed in range(3)]
+    stacked = [np.stack(parts) for parts in zip(*problems)]
+    batched = jax.jit(jax.vmap(M.dictionary_scores))(*stacked)
+    for i, args in enumerate(problems):
+        single = _scores(*args)
+        for k, v in single.items():
+            np.testing.assert_allclose(np.asarray(batched[k][i]), np.asarray(v), rtol=1e-6, atol=1e-7,
+                                       equal_nan=True, err_msg=k)
+
+
+# ----------------------------------------------------------------------------- frontier
+
+
+def test_pareto_frontier_hand_case():
+    l0 = [1, 2, 2, 3, 1, np.nan, 0.5]
+    score = [0.5, 0.7, 0.6, 0.7, 0.5, 0.99, np.nan]
+    # (1, .5) twice: identical points do not dominate each other. (2, .6) loses to (2, .7);
+    # (3, .7) loses to (2, .7) on L0 alone. NaN points are never on the frontier.
+    np.testing.assert_array_equal(M.pareto_frontier(l0, score), [True, True, False, False, True, False, False])
+    np.testing.assert_array_equal(M.pareto_frontier([0, 1], [-np.inf, -np.inf]), [True, False])
+    grid = M.pareto_frontier(np.array([[1.0, 2.0], [3.0, 0.5]]), np.array([[0.1, 0.2], [0.15, 0.0]]))
+    np.testing.assert_array_equal(grid, [[True, True], [False, True]])
+
+
+# ----------------------------------------------------------------------------- bad input
+
+F, DEC = np.ones((3, 4), np.float32), np.ones((2, 4), np.float32)
+C, CODES, X = np.ones((5, 3), np.float32), np.ones((5, 2), np.float32), np.ones((5, 4), np.float32)
+MATCH = np.array([0, 1, -1], np.int32)
+
+BAD = [
+    ("decoder", lambda: M.cosine_similarities(F, np.ones((2, 5)))),
+    ("features", lambda: M.cosine_similarities(np.ones(4), DEC)),
+    ("decoder", lambda: M.mmcs(F, np.ones((1, 2, 4)))),
+    ("decoder", lambda: M.mcc(F, np.ones((0, 4)))),
+    ("decoder", lambda: M.matched_cosines(F, np.ones((2, 3)))),
+    ("features", lambda: M.uniqueness(np.ones((2, 3, 4)), DEC)),
+    ("score", lambda: M.linear_assignment(np.ones(3))),
+    ("score", lambda: M.linear_assignment(np.ones((2, 3, 3)))),
+    ("score", lambda: M.linear_assignment(np.ones((0, 3)))),
+    ("score", lambda: M.linear_assignment(np.ones((2, 2), np.complex64))),
+    ("codes", lambda: M.detection_scores(C, np.ones((4, 2)), MATCH)),
+    ("match", lambda: M.detection_scores(C, CODES, MATCH[:2])),
+    ("match", lambda: M.detection_scores(C, CODES, MATCH.astype(np.float32))),
+    ("c", lambda: M.detection_scores(np.ones(5), CODES, MATCH)),
+    ("x_hat", lambda: M.explained_variance(X, np.ones((5, 3)))),
+    ("x_hat", lambda: M.explained_variance(X, np.ones((4, 4)))),
+    ("x", lambda: M.shrinkage(np.ones(4), X)),
+    ("codes", lambda: M.l0(np.ones(4))),
+    ("codes", lambda: M.dead_latents(np.ones((2, 2, 2)))),
+    ("decoder_b", lambda: M.cross_seed_agreement(DEC, np.ones((2, 3)))),
+    ("decoder_a", lambda: M.cross_seed_agreement(np.ones(4), DEC)),
+    ("x", lambda: M.dictionary_scores(F, DEC, np.ones((5, 3)), np.ones((5, 3)), C, CODES)),
+    ("x_hat", lambda: M.dictionary_scores(F, DEC, X, np.ones((4, 4)), C, CODES)),
+    ("c", lambda: M.dictionary_scores(F, DEC, X, X, np.ones((6, 3)), CODES)),
+    ("c", lambda: M.dictionary_scores(F, DEC, X, X, np.ones((5, 2)), CODES)),
+    ("codes", lambda: M.dictionary_scores(F, DEC, X, X, C, np.ones((5, 3)))),
+    ("codes", lambda: M.dictionary_scores(F, DEC, X, X, C, np.ones((4, 2)))),
+    ("score", lambda: M.pareto_frontier([1, 2, 3], [1, 2])),
+    # Checks read static shapes only, so they fire under jit as well.
+    ("decoder", lambda: jax.jit(M.mcc)(F, np.ones((2, 5)))),
+]
+
+
+@pytest.mark.parametrize("name, call", BAD, ids=[f"{i}-{name}" for i, (name, _) in enumerate(BAD)])
+def test_bad_input_raises_config_error_naming_the_parameter(name, call):
+    with pytest.raises(ConfigError) as err:
+        call()
+    assert err.value.field == name
