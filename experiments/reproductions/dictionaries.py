@@ -138,7 +138,7 @@ def hierarchy_setup(quick: bool) -> dict:
     if quick:
         generator = {"n_features": 48, "dim": 24, "n_parents": 6, "children_per_parent": 4, "mean_active": 3.0,
                      "zipf_exponent": 0.5, "child_probability": 0.8, "magnitude_std": 0.2, "noise_std": 0.01}
-        width, prefixes, steps, seeds = 48, (6, 12, 24, 48), 4000, 2
+        width, prefixes, steps, seeds = 48, (6, 12, 24, 48), 2000, 2
     else:
         # SynthSAEBench's size (a GPU job).
         generator = {"n_features": 16_384, "dim": 768, "n_parents": 512, "children_per_parent": 4,
@@ -147,7 +147,7 @@ def hierarchy_setup(quick: bool) -> dict:
         width, prefixes, steps, seeds = 4096, (128, 512, 2048, 4096), 30_000, 2
     ks = [1.5, 2.0, 3.0, 4.0, 6.0] if quick else [10.0, 20.0, 30.0, 45.0, 60.0]
     return {
-        "base": {**generator, "n_latents": width, "batch_size": 1024 if quick else 4096, "steps": steps,
+        "base": {**generator, "n_latents": width, "batch_size": 512 if quick else 4096, "steps": steps,
                  "log_every": steps // 4, "lr": 3e-3 if quick else 1e-3, "eval_size": 4096},
         "grids": {"relu": {"sparsity": [0.01, 0.03, 0.1, 0.3, 1.0]},
                   "topk": {"k": ks}, "batchtopk": {"k": ks}, "matryoshka": {"k": ks},
