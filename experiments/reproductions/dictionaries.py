@@ -261,7 +261,9 @@ def figure_c(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
             return [Claim("dictionaries (c)", "the transformer groks (test accuracy ≥ 0.99)", "grokking",
                           f"test accuracy {test_acc:.3f}", False)]
         model = run.model
-        key = np.asarray(fa.key_frequencies(fa.embedding_fourier_norms(model.W_E, p) ** 2))
+        # Power per frequency (a basis row's norm per row; cos and sin of one k summed).
+        key = np.asarray(fa.key_frequencies(fa.frequency_power(
+            fa.embedding_fourier_norms(fa.embedding_matrix(model), p), p)))
         sweep = place.sweep("dictionaries", {**setup["dictionary"], "source": str(place.root / "c-grokking")},
                             seeds=setup["seeds"], name="c-sae", quiet=quiet)
         neurons = layer_activations(model, jnp.asarray(fa.grid_tokens(p)), "mlp_post.0")  # (p², d_mlp)

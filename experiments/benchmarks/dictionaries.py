@@ -1,0 +1,138 @@
+"""Benchmark: SAE-steps per second of a sweep of sparse autoencoders.
+
+One SAE-step is one Adam step of one ReLU + L1 sparse autoencoder (the decoder-norm weighted
+penalty) of width 4 × its input on a fresh batch of planted-feature activations (256 features
+in 64 dimensions, 8 active per example on average, Zipf exponent 0.5). Measured:
+
+- JAX, the program the sweep runner compiles for ``--saes`` seeds of one config:
+  ``make_train("dictionaries", cfg)`` mapped by ``ensemble_map`` with the runner's block size,
+  the data generated inside the program.
+- PyTorch, a straightforward loop training SAEs one at a time, as SAELens trains one SAE per
+  run: the same generator (Bernoulli presence at the same probabilities, the same feature
+  directions), the same SAE, loss and Adam settings. Torch's rate is per SAE and does not
+  depend on how many are trained one after another, so ``--torch-saes`` (default 2) of them
+  are timed and the rate is reported for the sweep.
+
+Timing is steady state (the JAX program compiled and run once untimed; torch warmed up with a
+few steps). Run ``toylab bench dictionaries --help``; ``main(argv)`` returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from experiments.benchmarks.common import (block_size_arg, devices_line, int_list, positive_int, repeat_steps,
+                                          time_ensemble, timed)
+
+D_IN, N_FEATURES, MEAN_ACTIVE, ZIPF, LAMBDA, LR = 64, 256, 8.0, 0.5, 0.1, 1e-3
+
+
+def build_parser(prog=None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog or "bench_dictionaries",
+                                description="SAE-steps per second of a sweep of ReLU + L1 sparse autoencoders "
+                                            "(width 4x the input): toylab's sweep program against a PyTorch loop "
+                                            "training them one at a time.")
+    p.add_argument("--saes", type=positive_int, default=64, help="SAEs trained together by the JAX program (default 64)")
+    p.add_argument("--batch", type=positive_int, default=4096, help="activation vectors per step (default 4096)")
+    p.add_argument("--steps", type=positive_int, default=20, help="steps per measurement (default 20)")
+    p.add_argument("--block-size", type=block_size_arg, default=None, metavar="B",
+                   help="SAEs per vmapped block of the JAX program, or 'none' for one vmap over all "
+                        "(default: the sweep runner's choice)")
+    p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True, help="time the PyTorch loop")
+    p.add_argument("--torch-saes", type=positive_int, default=2, help="SAEs the torch loop trains (default 2)")
+    p.add_argument("--torch-threads", type=int_list, default=None, metavar="N1,N2,...",
+                   help="thread counts for torch (default: 1 and os.cpu_count())")
+    p.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON")
+    return p
+
+
+def _config(batch: int, steps: int):
+    from toylab.families.dictionaries import DictionaryConfig
+
+    return DictionaryConfig(kind="relu", n_latents=4 * D_IN, batch_size=batch, n_features=N_FEATURES, dim=D_IN,
+                            mean_active=MEAN_ACTIVE, zipf_exponent=ZIPF, sparsity=LAMBDA, lr=LR, steps=steps,
+                            log_every=steps, eval_size=256)
+
+
+def _torch_point(torch, cfg, n_saes: int) -> dict:
+    """The same SAE, loss, data and Adam in a plain torch loop, one SAE after another."""
+    import numpy as np
+
+    from toylab.families.dictionaries import synthetic_generator
+
+    generator = synthetic_generator(cfg)
+    directions = torch.tensor(np.asarray(generator.directions()))
+    probabilities = torch.tensor(np.asarray(generator.probabilities()))
+    L, B = cfg.n_latents, cfg.batch_size
+    seconds, losses = 0.0, []
+    for i in range(n_saes):
+        gen = torch.Generator().manual_seed(i)
+        W_dec = torch.randn(L, D_IN, generator=gen)
+        W_dec = 0.1 * W_dec / W_dec.norm(dim=1, keepdim=True)
+        params = [torch.nn.Parameter(W_dec.T.clone()), torch.nn.Parameter(torch.zeros(L)),
+                  torch.nn.Parameter(W_dec), torch.nn.Parameter(torch.zeros(D_IN))]
+        W_enc, b_enc, W_dec, b_dec = params
+        opt = torch.optim.Adam(params, lr=LR)
+
+        def step():
+            present = torch.rand(B, N_FEATURES, generator=gen) < probabilities
+            x = present.float() @ directions
+            f = torch.relu((x - b_dec) @ W_enc + b_enc)
+            x_hat = f @ W_dec + b_dec
+            loss = ((x - x_hat) ** 2).sum(-1).mean() + LAMBDA * (f * W_dec.norm(dim=1)).sum(-1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return loss
+
+        repeat_steps(step, 3)  # warm-up
+        t = timed(repeat_steps, step, cfg.steps, repeats=1, first=False, sync=lambda _: None)  # CPU: synchronous
+        seconds += t["seconds"]
+        losses.append(float(t["result"].detach()))
+    return {"saes": n_saes, "steps": cfg.steps, "seconds": seconds, "sae_steps_per_s": n_saes * cfg.steps / seconds,
+            "final_loss": float(np.mean(losses))}
+
+
+def main(argv=None, prog=None) -> int:
+    parser = build_parser(prog)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    log(devices_line())
+    cfg = _config(args.batch, args.steps)
+    log(f"setting: {args.saes} ReLU + L1 SAEs, {D_IN} → {cfg.n_latents} latents, batch {args.batch}, planted data "
+        f"({N_FEATURES} features, {MEAN_ACTIVE:g} active), Adam lr {LR:g}, {args.steps} steps per measurement")
+    jax_pt = time_ensemble("dictionaries", cfg, args.saes, args.block_size)
+    jax_rate = jax_pt["model_steps_per_s"]
+    log(f"  jax   saes={args.saes:<4} block {jax_pt['block_size']} {jax_pt['seconds']:.2f}s "
+        f"(compile {jax_pt['compile_s']:.1f}s) {jax_rate:,.1f} SAE-steps/s  loss {jax_pt['final_train_loss']:.4g}")
+    torch_res = {}
+    if args.torch:
+        try:
+            import torch
+        except ImportError:
+            torch = None
+            log("torch is not importable: pip install torch to compare")
+        if torch is not None:
+            before = torch.get_num_threads()
+            for threads in args.torch_threads or tuple(sorted({1, os.cpu_count() or 1})):
+                torch.set_num_threads(threads)
+                pt = _torch_point(torch, cfg, args.torch_saes)
+                torch_res[threads] = pt
+                log(f"  torch saes={args.torch_saes:<4} one at a time, {threads} thread{'s' if threads > 1 else ''}: "
+                    f"{pt['seconds']:.2f}s {pt['sae_steps_per_s']:,.1f} SAE-steps/s  loss {pt['final_loss']:.4g}")
+            torch.set_num_threads(before)
+            best = max(pt["sae_steps_per_s"] for pt in torch_res.values())
+            log(f"jax sweep / best torch loop: {jax_rate / best:.2f}x (goal on this CPU: 5x)")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"jax": jax_pt, "torch": {str(k): v for k, v in torch_res.items()}}, fh, indent=1, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
