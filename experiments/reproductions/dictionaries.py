@@ -71,7 +71,7 @@ def toy_setup(quick: bool) -> dict:
         "toy": {"n_features": 20, "n_hidden": 5, "importance_decay": 1.0, "feature_probability": 0.01,
                 "steps": 10_000 if quick else 20_000, "log_every": 1000},
         # The densities of the inputs streamed through that toy to the dictionary.
-        "densities": [0.01, 0.03, 0.1, 0.3] if quick else [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5],
+        "densities": [0.01, 0.03, 0.1, 0.3, 0.5] if quick else [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5],
         "dictionary": {"kind": "relu", "n_latents": 40, "batch_size": 1024, "steps": 3000 if quick else 10_000,
                        "log_every": 500, "lr": 3e-3, "eval_size": 4096},
         "sparsity": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0],
