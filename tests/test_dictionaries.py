@@ -223,6 +223,17 @@ def test_bad_dictionary_config_names_the_field(fields, name):
     assert err.value.field == name, str(err.value)
 
 
+@pytest.mark.parametrize("args, kwargs, name", [
+    ((8, 0), {}, "n_latents"), ((0, 8), {}, "d_in"), ((8, 8.5), {}, "n_latents"), ((8, 8), {"kind": "gated"}, "kind"),
+    ((8, 8), {"d_out": 4}, "d_out"), ((8, 8), {"decoder_norm": 0.0}, "decoder_norm"),
+    ((8, 8), {"kind": "matryoshka", "prefixes": (4,)}, "prefixes"),
+])
+def test_bad_init_dictionary_names_the_argument(args, kwargs, name):
+    with pytest.raises(ConfigError) as err:
+        init_dictionary(jax.random.key(0), *args, **kwargs)
+    assert err.value.field == name, str(err.value)
+
+
 def test_bad_source_nodes_name_the_field(toy_run):
     for fields, name in ((dict(node="resid_mid.0"), "node"), (dict(node="output"), "node"),
                          (dict(target_node="input"), "target_node"), (dict(source_index=3), "source_index")):

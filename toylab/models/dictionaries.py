@@ -37,6 +37,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ..core.config import ConfigError
@@ -106,6 +107,11 @@ def init_dictionary(key, d_in: int, n_latents: int, kind: str = "relu", *, d_out
     if kind not in DICTIONARY_KINDS:
         raise ConfigError("kind", kind, f"must be one of {', '.join(DICTIONARY_KINDS)}")
     d_out = d_in if d_out is None else d_out
+    for name, value in (("d_in", d_in), ("n_latents", n_latents), ("d_out", d_out)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ConfigError(name, value, "must be a positive integer")
+    if not isinstance(decoder_norm, (int, float, np.integer, np.floating)) or not decoder_norm > 0:
+        raise ConfigError("decoder_norm", decoder_norm, "must be a number > 0")
     if not transcoder and d_out != d_in:
         raise ConfigError("d_out", d_out, f"must equal d_in={d_in} for an autoencoder (a transcoder may differ)")
     prefixes = tuple(int(m) for m in prefixes)
