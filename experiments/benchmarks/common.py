@@ -118,26 +118,23 @@ def block_size_arg(text: str) -> int:
 
 
 def time_ensemble(family: str, cfg, n_models: int, block_size: int | None = None) -> dict:
-    """Steady-state timing of the program the sweep runner compiles for ``n_models`` seeds of
-    one config: ``make_train`` mapped by ``ensemble_map`` (block size as the runner picks it
-    when None; 0 for one vmap over all), compiled, run once untimed, then timed."""
-    import jax
-    import jax.numpy as jnp
+    """Steady-state timing of the program the sweep runner runs for ``n_models`` seeds of one
+    config: :meth:`Trainer.run` in one segment (block size as the runner picks it when None;
+    0 for one vmap over all), compiled and run once untimed, then timed."""
     import numpy as np
 
-    import toylab
-    from toylab.core.train import default_block_size, ensemble_map
+    from toylab.core.train import Trainer, stack_hparams
 
-    train = toylab.make_train(family, cfg)
-    hp = {k: np.full(n_models, v) for k, v in cfg.hparams().items()}
-    keys = jax.vmap(toylab.make_key)(jnp.arange(n_models, dtype=jnp.uint32))
+    trainer = Trainer(family, cfg, block_size="auto" if block_size is None else (block_size or None))
+    hp = stack_hparams([cfg] * n_models)
+    seeds = np.arange(n_models, dtype=np.uint32)
     with stopwatch() as compiling:
-        if block_size is None:
-            block = default_block_size(fn=train, args=(cfg.hparams(), toylab.make_key(0)))
-        else:
-            block = block_size or None
-        compiled = jax.jit(ensemble_map(train, block)).lower(hp, keys).compile()
-    t = timed(compiled, hp, keys, repeats=1)  # the first call warms up, the second is timed
-    return {"models": n_models, "steps": cfg.steps, "seconds": t["seconds"], "compile_s": compiling.seconds,
+        block = trainer.block_size  # "auto" measures one instance's compiled segment
+    run = lambda: trainer.run(hp, seeds, segments=1)  # noqa: E731
+    t = timed(run, repeats=1)  # the first call compiles and warms up, the second is timed
+    _, metrics = t["result"]
+    # compile_s: choosing the block and compiling (the first call's excess over a steady one).
+    compile_s = compiling.seconds + max(0.0, t["first_s"] - t["seconds"])
+    return {"models": n_models, "steps": cfg.steps, "seconds": t["seconds"], "compile_s": compile_s,
             "block_size": block, "model_steps_per_s": n_models * cfg.steps / t["seconds"],
-            "final_train_loss": float(np.mean(np.asarray(t["result"].metrics["loss"])[:, -1]))}
+            "final_train_loss": float(np.mean(metrics["loss"][:, -1]))}

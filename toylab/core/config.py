@@ -216,6 +216,10 @@ class TrainConfig:
     schedule: str = static("constant", check=one_of("constant", "cosine"), help="learning-rate schedule after warmup")
     warmup_steps: int = static(0, check=nonnegative_int, help="linear warmup steps (lr rises from 0)")
     prng_impl: str = static("threefry2x32", check=one_of("threefry2x32", "rbg", "unsafe_rbg"), help="JAX PRNG implementation")
+    data_seed: int | None = static(None, type="optional int", check=nonnegative_int,
+                                   help="seed of the training batches (none: each run draws its own from its seed; "
+                                        "a number: every run draws the batches that seed draws, so the runs of a "
+                                        "sweep see the same data and a vmapped block makes each batch once)")
     lr: float = sweepable(1e-3, check=positive, help="peak learning rate (AdamW)")
     weight_decay: float = sweepable(0.0, check=nonnegative, help="decoupled AdamW weight decay (multiplied by lr, as torch)")
     beta1: float = sweepable(0.9, check=in_interval(0, 1, hi_open=True), help="AdamW beta1")

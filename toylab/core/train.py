@@ -23,7 +23,7 @@ from .family import Family, get_family
 from .optim import make_optimizer
 
 __all__ = ["TrainState", "TrainResult", "Trainer", "make_train", "make_key", "ensemble_map", "default_block_size",
-           "segment_length", "stack_hparams"]
+           "segment_length", "stack_hparams", "split_shared"]
 
 # On CPU one vmap over thousands of instances falls out of cache; training them in blocks (a
 # scan over vmapped blocks) keeps each block's working set near this many bytes. Measured:
@@ -116,10 +116,16 @@ class Trainer:
             snaps = jax.tree.map(lambda b, p: b.at[0].set(p), snaps, params)
         return TrainState(params, opt_state, jnp.zeros((), jnp.int32), snaps)
 
-    def segment(self, state: TrainState, hparams, key, n_intervals: int):
-        """Run ``n_intervals`` logging intervals; returns (state, metrics of shape (n_intervals,))."""
+    def segment(self, state: TrainState, hparams, key, n_intervals: int, first_step=None):
+        """Run ``n_intervals`` logging intervals; returns (state, metrics of shape (n_intervals,)).
+
+        ``first_step`` is ``state.step`` when the caller knows it for every instance of an
+        ensemble (:meth:`run` passes it unbatched): with a ``data_seed`` the batches then
+        depend on nothing batched and vmap makes each one once per block."""
         cfg, family = self.config, self.family
-        _, k_data = jax.random.split(key)
+        # With a data_seed every instance draws the batches an instance of that seed draws alone.
+        _, k_data = jax.random.split(key if cfg.data_seed is None else make_key(cfg.data_seed, cfg.prng_impl))
+        data_step = state.step if first_step is None else jnp.asarray(first_step, jnp.int32)
         opt = self.optimizer(hparams)
         snap_steps = jnp.asarray(self.snapshot_steps, jnp.int32)
         n_snap = len(self.snapshot_steps)
@@ -128,16 +134,17 @@ class Trainer:
             return family.loss(self.model(params), batch, cfg, hparams)
 
         def one_step(carry, _):
-            params, opt_state, step = carry
-            batch = family.batch(cfg, hparams, jax.random.fold_in(k_data, step))
+            params, opt_state, step, data_step = carry
+            batch = family.batch(cfg, hparams, jax.random.fold_in(k_data, data_step))
             (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
             updates, opt_state = opt.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
-            return (params, opt_state, step + 1), {"loss": loss, **aux}
+            return (params, opt_state, step + 1, data_step + 1), {"loss": loss, **aux}
 
-        def one_interval(state: TrainState, _):
-            (params, opt_state, step), logs = jax.lax.scan(
-                one_step, (state.params, state.opt_state, state.step), length=cfg.log_every
+        def one_interval(carry, _):
+            state, data_step = carry
+            (params, opt_state, step, data_step), logs = jax.lax.scan(
+                one_step, (state.params, state.opt_state, state.step, data_step), length=cfg.log_every
             )
             # Snapshot into the slot of this step; a step that is not a snapshot step points
             # past the last slot and the write is dropped.
@@ -149,9 +156,10 @@ class Trainer:
             metrics = {k: jnp.mean(v) for k, v in logs.items()}
             if family.evaluate is not None:
                 metrics.update(family.evaluate(self.model(params), cfg, hparams))
-            return TrainState(params, opt_state, step, snaps), metrics
+            return (TrainState(params, opt_state, step, snaps), data_step), metrics
 
-        return jax.lax.scan(one_interval, state, length=n_intervals)
+        (state, _), metrics = jax.lax.scan(one_interval, (state, data_step), length=n_intervals)
+        return state, metrics
 
     def finish(self, state: TrainState, metrics: dict) -> TrainResult:
         snaps = self.model(state.snapshots) if self.snapshot_steps else None
@@ -190,9 +198,10 @@ class Trainer:
             self._block_size = block_size
             self._compiled.clear()
 
-    def _program(self, name: str, n_intervals: int = 0):
-        """The compiled ensemble piece ``name`` (one per segment length)."""
-        key = (name, n_intervals)
+    def _program(self, name: str, n_intervals: int = 0, shared: tuple = ()):
+        """The compiled ensemble piece ``name`` (one per segment length and set of ``shared``
+        hparams, those passed unbatched)."""
+        key = (name, n_intervals, shared)
         if key not in self._compiled:
             # Named functions: compilations show up as jit(train_init), jit(train_segment), ...
             if name == "init":
@@ -200,10 +209,11 @@ class Trainer:
                     return self.init(hp, self._key(s))
                 fn = jax.jit(jax.vmap(train_init))
             elif name == "segment":
-                def train_segment(st, hp, s):
-                    return self.segment(st, hp, self._key(s), n_intervals)
+                def train_segment(st, hp, s, hp_shared, first_step):
+                    return self.segment(st, {**hp, **hp_shared}, self._key(s), n_intervals, first_step)
                 donate = (0,) if jax.default_backend() != "cpu" else ()
-                fn = jax.jit(ensemble_map(train_segment, self.block_size, groups=self.n_devices), donate_argnums=donate)
+                fn = jax.jit(ensemble_map(train_segment, self.block_size, groups=self.n_devices, n_shared=2),
+                             donate_argnums=donate)
             else:  # final: params, snapshots and summary measures
                 def train_final(st, hp):
                     snaps = st.snapshots if self.snapshot_steps else None
@@ -217,7 +227,7 @@ class Trainer:
         return self._program("init")(hparams, seeds)
 
     def metric_names(self, state: TrainState, hparams, seeds) -> list[str]:
-        return list(jax.eval_shape(self._program("segment", 1), state, hparams, seeds)[1])
+        return list(jax.eval_shape(self._program("segment", 1), state, hparams, seeds, {}, 0)[1])
 
     def run(self, hparams, seeds, *, state: TrainState | None = None, intervals_done: int = 0,
             metrics: dict | None = None, segments: int = 10, on_segment=None):
@@ -245,9 +255,12 @@ class Trainer:
             metrics = {k: np.zeros((n, self.n_logs), np.float32) for k in self.metric_names(state, hparams, seeds)}
         seg = segment_length(self.n_logs, segments)
         done = intervals_done
+        batched, shared = split_shared(hparams)
         while done < self.n_logs:
             length = min(seg - done % seg, self.n_logs - done)
-            state, m = self._program("segment", length)(state, hparams, seeds)
+            # Every instance is at step done * log_every: passed once, unbatched.
+            first_step = np.int32(done * self.config.log_every)
+            state, m = self._program("segment", length, tuple(sorted(shared)))(state, batched, seeds, shared, first_step)
             m = to_host(m)
             for k in metrics:
                 metrics[k][:, done:done + length] = m[k]
@@ -287,32 +300,53 @@ def default_block_size(backend: str | None = None, *, fn=None, args: tuple = ())
     return int(min(CPU_BLOCK_SIZE, max(1, CPU_BLOCK_BYTES // temp)))
 
 
-def ensemble_map(fn, block_size: int | None = None, groups: int = 1):
+def ensemble_map(fn, block_size: int | None = None, groups: int = 1, n_shared: int = 0):
     """``fn`` mapped over the leading axis of all its arguments, like ``jax.vmap(fn)``.
 
     With a ``block_size``, the instances are trained ``block_size`` at a time (a scan over
     vmapped blocks, ``lax.map(..., batch_size=block_size)``), which keeps a CPU's working
     set in cache; results are the same as the plain vmap. ``groups`` splits the axis into
     that many contiguous parts first (one per device of a sharded axis), each blocked on
-    its own, so the blocking never moves data between devices.
+    its own, so the blocking never moves data between devices. The last ``n_shared``
+    arguments are the same for every instance and are not mapped (vmap's ``in_axes=None``):
+    work that depends on them alone is done once per block, not once per instance.
     """
     if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer))
                                    or block_size < 1):
         raise ValueError(f"block_size: got {block_size!r}; must be a positive integer or None")
-    if block_size is None:
-        return jax.vmap(fn)
+
+    def vmapped(args, shared):
+        return jax.vmap(lambda *a: fn(*a, *shared))(*args)
 
     @functools.wraps(fn)
-    def mapped(*args):
+    def mapped(*all_args):
+        cut = len(all_args) - n_shared
+        args, shared = all_args[:cut], all_args[cut:]
         n = jax.tree.leaves(args)[0].shape[0]
-        if n <= block_size * groups or n % groups:
-            return jax.vmap(fn)(*args)
+        if block_size is None or n <= block_size * groups or n % groups:
+            return vmapped(args, shared)
         split = jax.tree.map(lambda x: x.reshape(groups, n // groups, *x.shape[1:]), args)
-        per_group = jax.vmap(lambda a: jax.lax.map(lambda b: fn(*b), a, batch_size=block_size))
+        per_group = jax.vmap(lambda a: jax.lax.map(lambda b: fn(*b, *shared), a, batch_size=block_size))
         out = per_group(split)
         return jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), out)
 
     return mapped
+
+
+def split_shared(hparams: dict) -> tuple[dict, dict]:
+    """(batched, shared): the stacked hparams whose values differ across the instances, and
+    those equal for all, each as one 0-d array (passed unbatched, so what depends only on
+    them, e.g. a data generator's numbers, is computed once per block). Arrays not held
+    whole by this process stay batched, so every process of a multi-host run decides alike."""
+    batched, shared = {}, {}
+    for name, value in hparams.items():
+        if getattr(value, "is_fully_addressable", True):
+            host = np.asarray(value)
+            if host.ndim == 1 and host.size and np.all(host == host[0]):
+                shared[name] = jnp.asarray(host[0])
+                continue
+        batched[name] = value
+    return batched, shared
 
 
 def stack_hparams(configs) -> dict[str, np.ndarray]:

@@ -324,12 +324,24 @@ def sample_features(key, batch_size: int, probabilities, *, hierarchy: Hierarchy
                                    present[:, hierarchy.size:]], axis=1)
 
     mean = jnp.asarray(magnitude_mean, jnp.float32)
-    if _is_zero(magnitude_std):
-        magnitude = jnp.broadcast_to(jnp.abs(mean), (batch_size, n))
-    else:
-        std = jnp.asarray(magnitude_std, jnp.float32)
-        magnitude = jnp.abs(mean + std * jax.random.normal(k_mag, (batch_size, n), jnp.float32))
+
+    def spread(std):
+        return jnp.abs(mean + std * jax.random.normal(k_mag, (batch_size, n), jnp.float32))
+
+    magnitude = _unless_zero(magnitude_std, spread, jnp.broadcast_to(jnp.abs(mean), (batch_size, n)))
     return jnp.where(present, magnitude, 0.0)
+
+
+def _unless_zero(scale, draw, otherwise):
+    """``draw(scale)``, or ``otherwise`` where ``scale`` is 0. A traced scale takes a
+    ``lax.cond``, so the random draw is skipped at run time when it is 0 (unless vmap has
+    batched the scale, when both sides are computed and selected)."""
+    if _is_zero(scale):
+        return otherwise
+    scale = jnp.asarray(scale, jnp.float32)
+    if isinstance(scale, jax.core.Tracer):
+        return jax.lax.cond(scale == 0, lambda s: otherwise, draw, scale)
+    return draw(scale)
 
 
 def synthetic_activations(key, directions, c, *, noise_std=0.0, bias=None):
@@ -350,9 +362,7 @@ def synthetic_activations(key, directions, c, *, noise_std=0.0, bias=None):
     x = jnp.matmul(c, directions, precision=jax.lax.Precision.HIGHEST)
     if bias is not None:
         x = x + jnp.asarray(bias, jnp.float32)
-    if not _is_zero(noise_std):
-        x = x + jnp.asarray(noise_std, jnp.float32) * jax.random.normal(key, x.shape, jnp.float32)
-    return x
+    return _unless_zero(noise_std, lambda std: x + std * jax.random.normal(key, x.shape, jnp.float32), x)
 
 
 # ----------------------------------------------------------------------------- the bundled generator
