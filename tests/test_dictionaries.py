@@ -240,3 +240,20 @@ def test_bad_source_nodes_name_the_field(toy_run):
         with pytest.raises(ConfigError) as err:
             DictionaryConfig(source=str(toy_run), **{"node": "hidden", **fields})
         assert err.value.field == name, str(err.value)
+
+
+def test_a_source_folder_rewritten_is_read_again(tmp_path):
+    """The source cache follows the folder: trained again into the same path with another
+    hidden width, a new dictionary config reads the new model, not the one read before."""
+    import shutil
+
+    out = tmp_path / "toy"
+    toy = {"n_features": 5, "n_hidden": 2, "steps": 20, "log_every": 10}
+    toylab.run_sweep("superposition", toy, seeds=1, out=out, quiet=True)
+    assert DictionaryConfig(source=str(out), n_latents=8).derived["d_in"] == 2
+    shutil.rmtree(out)
+    toylab.run_sweep("superposition", {**toy, "n_hidden": 4}, seeds=1, out=out, quiet=True)
+    cfg = DictionaryConfig(source=str(out), n_latents=8)
+    assert cfg.derived["d_in"] == 4
+    x, _, (features, _) = source_data(cfg, cfg.hparams(), jax.random.key(0), 16)
+    assert x.shape == (16, 4) and features.shape == (5, 4)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 
 __all__ = ["timed", "stopwatch", "repeat_steps", "time_ensemble", "devices_line", "positive_int", "positive_float",
-           "int_list", "block_size_arg"]
+           "int_list", "block_size_arg", "OneLineParser", "json_path"]
 
 
 class stopwatch:
@@ -65,6 +66,21 @@ def timed(fn, *args, repeats: int = 3, first: bool = True, sync=None) -> dict:
     seconds = statistics.median(times) if times else first_s
     return {"first_s": first_s, "seconds": seconds, "min_s": min(times) if times else first_s, "times": times,
             "result": result}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (``prog: error: ...``), no usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def json_path(text: str) -> str:
+    """A path to write JSON to, whose folder exists (checked before anything is computed)."""
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: its folder does not exist")
+    return text
 
 
 def devices_line() -> str:

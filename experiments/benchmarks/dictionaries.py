@@ -15,9 +15,10 @@ in 64 dimensions, 8 active per example on average, Zipf exponent 0.5). Measured:
   one after another, so ``--torch-saes`` (default 2) of them are timed and the rate is
   reported for the sweep.
 
-Each row also prints the GFLOP/s of the step's five matrix products (2·B·D·L each), which
-bounds any speed-up: at this CPU's matrix-product peak a sweep cannot beat a loop whose
-products already run at a third of it by 5x.
+Each row also prints the GFLOP/s of the step's five matrix products (2·B·D·L each), and a
+ceiling line: those products alone at the best rate XLA's matrix product reaches on this
+machine (one SAE's shapes, or a large square product), the SAE-steps per second no program
+doing them can exceed, so the largest speed-up over the torch loop any sharing could give.
 
 Timing is steady state (the JAX program compiled and run once untimed; torch warmed up with a
 few steps). Run ``toylab bench dictionaries --help``; ``main(argv)`` returns an exit code.
@@ -29,14 +30,14 @@ import argparse
 import json
 import os
 
-from experiments.benchmarks.common import (block_size_arg, devices_line, int_list, positive_int, repeat_steps,
-                                          time_ensemble, timed)
+from experiments.benchmarks.common import (OneLineParser, block_size_arg, devices_line, int_list, json_path,
+                                          positive_int, repeat_steps, time_ensemble, timed)
 
 D_IN, N_FEATURES, MEAN_ACTIVE, ZIPF, LAMBDA, LR = 64, 256, 8.0, 0.5, 0.1, 1e-3
 
 
 def build_parser(prog=None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog or "bench_dictionaries",
+    p = OneLineParser(prog=prog or "bench_dictionaries",
                                 description="SAE-steps per second of a sweep of ReLU + L1 sparse autoencoders "
                                             "(width 4x the input): toylab's sweep program against a PyTorch loop "
                                             "training them one at a time.")
@@ -50,7 +51,7 @@ def build_parser(prog=None) -> argparse.ArgumentParser:
     p.add_argument("--torch-saes", type=positive_int, default=2, help="SAEs the torch loop trains (default 2)")
     p.add_argument("--torch-threads", type=int_list, default=None, metavar="N1,N2,...",
                    help="thread counts for torch (default: 1 and os.cpu_count())")
-    p.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON")
+    p.add_argument("--json", metavar="PATH", type=json_path, default=None, help="also write the figures as JSON")
     return p
 
 
@@ -71,6 +72,33 @@ def sae_step_flops(cfg) -> float:
 
 def _gflops(cfg, sae_steps_per_s: float) -> str:
     return f"{sae_steps_per_s * sae_step_flops(cfg) / 1e9:.0f} GFLOP/s in the products"
+
+
+def products_ceiling(cfg) -> dict:
+    """The most SAE-steps per second any program could reach here: a step's five matrix
+    products at the best rate XLA's matrix product reaches on this machine, the larger of
+    those products' own rate (one SAE, each at its shape) and a large square product's
+    (shapes that sharing work between SAEs could at best reach)."""
+    import jax
+    import jax.numpy as jnp
+
+    B, L = cfg.batch_size, cfg.n_latents
+    keys = jax.random.split(jax.random.key(0), 4)
+    x, g_x = (jax.random.normal(k, (B, D_IN)) for k in keys[:2])
+    f, g_f = (jax.random.normal(k, (B, L)) for k in keys[2:])
+    W = jnp.ones((D_IN, L))
+
+    @jax.jit
+    def products(x, f, g_x, g_f, W):
+        # encoder and decoder forward; decoder weight and input gradients; encoder weight gradient
+        return x @ W, f @ W.T, f.T @ g_x, g_x @ W, x.T @ g_f
+
+    own = sae_step_flops(cfg) / timed(products, x, f, g_x, g_f, W, repeats=20)["min_s"]
+    n = 2048
+    square = jnp.ones((n, n))
+    large = 2.0 * n ** 3 / timed(jax.jit(jnp.matmul), square, square, repeats=5)["min_s"]
+    best = max(own, large)
+    return {"own_shapes_flops": own, "square_flops": large, "sae_steps_per_s": best / sae_step_flops(cfg)}
 
 
 def _block_words(block) -> str:
@@ -164,6 +192,11 @@ def main(argv=None, prog=None) -> int:
                     f"  loss {pt['final_loss']:.4g}")
             torch.set_num_threads(before)
             best = max(pt["sae_steps_per_s"] for pt in torch_res.values())
+            ceiling = products_ceiling(cfg)
+            log(f"ceiling: XLA's matrix product here runs at {ceiling['own_shapes_flops'] / 1e9:.0f} GFLOP/s on one "
+                f"SAE's products, {ceiling['square_flops'] / 1e9:.0f} on a 2048² square; at the better of the two a "
+                f"step takes its products' time alone at {ceiling['sae_steps_per_s']:,.1f} SAE-steps/s, "
+                f"{ceiling['sae_steps_per_s'] / best:.2f}x the best torch loop (the most any program could gain)")
             for pt in jax_pts:
                 log(f"jax sweep (block {pt['block_size']}) / best torch loop: {pt['model_steps_per_s'] / best:.2f}x "
                     f"(goal on this CPU: 5x)")

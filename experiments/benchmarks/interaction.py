@@ -44,7 +44,8 @@ import sys
 import threading
 import time
 
-from experiments.benchmarks.common import devices_line, int_list, positive_float, positive_int, stopwatch, timed
+from experiments.benchmarks.common import (OneLineParser, devices_line, int_list, positive_float, positive_int, stopwatch,
+                                          timed)
 
 PARTS = ("activations", "jacobians", "eigh", "basis", "pca", "graph", "vmap")
 PART_HELP = {"activations": "the node layers' activations", "jacobians": "the per-section Jacobian Grams",
@@ -59,13 +60,6 @@ DEFAULT_MODELS = (1, 2)
 # one node's); 2 keep the run within 3-5 minutes.
 DEFAULT_N_ALPHA = 2
 EXIT_STALLED = 3
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line (``prog: error: ...``), no usage block."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _parts_arg(text: str) -> tuple:
@@ -113,7 +107,7 @@ def _modulus(text: str) -> int:
 
 
 def build_parser(prog=None) -> argparse.ArgumentParser:
-    p = _Parser(prog=prog or "bench_interaction",
+    p = OneLineParser(prog=prog or "bench_interaction",
                 description="Time to build the Local Interaction Basis and the interaction graph of the p=113 "
                             "grokking transformer on its training set, one model and several vmapped, and which "
                             "part dominates (Jacobians or eigendecompositions).")

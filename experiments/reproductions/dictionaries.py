@@ -8,12 +8,16 @@
         density where it breaks
     (b) planted features with a hierarchy (parents and mutually exclusive children): the five
         kinds (ReLU + L1, TopK, BatchTopK, JumpReLU, Matryoshka) swept over their sparsity knob;
-        the Pareto frontiers of MCC and F1 against L0, and the kinds compared at matched L0 —
+        the Pareto frontiers of MCC and F1 against L0, and the kinds' frontiers compared at
+        matched L0 —
         published: Matryoshka above BatchTopK (Bussmann et al. 2025) and JumpReLU above
         ReLU + L1 (Rajamanoharan et al. 2024)
     (c) a grokked modular-addition transformer: a TopK dictionary on its MLP neurons; its
-        latents' activations over the p × p inputs are single-frequency functions at the key
-        frequencies the Fourier analysis of the embedding finds
+        latents' activations over the p × p inputs are led by the key frequencies the Fourier
+        analysis of the embedding finds
+
+Every dictionary of a sweep reads the same activation stream (``data_seed``), so the settings
+are compared on identical data and each batch is made once per vmapped block.
 
 ``--quick`` runs on 2 CPU cores in minutes; the full mode (more densities and seeds,
 SynthSAEBench's scale for (b): 16 384 features in 768 dimensions, 4 096 latents; p = 113 for
@@ -44,6 +48,7 @@ NAME = "dictionaries"
 RECOVERED = 0.9  # (a): MCC at or above this counts as recovered
 REPRESENTED = 0.5  # (a): a toy feature whose column of W has at least this norm is stored
 KINDS = ("relu", "topk", "batchtopk", "jumprelu", "matryoshka")
+GROKKED = 0.99  # (c): the transformer's test accuracy at or above this counts as grokked
 
 
 class _Work:
@@ -73,7 +78,7 @@ def toy_setup(quick: bool) -> dict:
         # The densities of the inputs streamed through that toy to the dictionary.
         "densities": [0.01, 0.03, 0.1, 0.3, 0.5] if quick else [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5],
         "dictionary": {"kind": "relu", "n_latents": 40, "batch_size": 1024, "steps": 3000 if quick else 10_000,
-                       "log_every": 500, "lr": 3e-3, "eval_size": 4096},
+                       "log_every": 500, "lr": 3e-3, "eval_size": 4096, "data_seed": 0},
         "sparsity": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0],
         "seeds": 2 if quick else 4,
     }
@@ -148,13 +153,23 @@ def hierarchy_setup(quick: bool) -> dict:
     ks = [1.5, 2.0, 3.0, 4.0, 6.0] if quick else [10.0, 20.0, 30.0, 45.0, 60.0]
     return {
         "base": {**generator, "n_latents": width, "batch_size": 512 if quick else 4096, "steps": steps,
-                 "log_every": steps // 4, "lr": 3e-3 if quick else 1e-3, "eval_size": 4096},
+                 "log_every": steps // 4, "lr": 3e-3 if quick else 1e-3, "eval_size": 4096, "data_seed": 0},
         "grids": {"relu": {"sparsity": [0.01, 0.03, 0.1, 0.3, 1.0]},
                   "topk": {"k": ks}, "batchtopk": {"k": ks}, "matryoshka": {"k": ks},
                   "jumprelu": {"sparsity": [0.003, 0.01, 0.03, 0.1, 0.3]}},
         "prefixes": prefixes,
         "seeds": seeds,
     }
+
+
+def _frontier_at(points: dict, names, score: str, grid) -> dict:
+    """Each kind's Pareto frontier read at the L0 values ``grid``: the best of its settings'
+    seed-mean scores among those with mean L0 at most that value (NaN below its sparsest)."""
+    out = {}
+    for kind in names:
+        l0, s = np.asarray(points[kind]["l0"]), np.asarray(points[kind][score])
+        out[kind] = np.asarray([s[l0 <= x].max() if (l0 <= x).any() else np.nan for x in grid])
+    return out
 
 
 def _at_matched_l0(points: dict, names, score: str, grid) -> dict:
@@ -225,15 +240,21 @@ def figure_b(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
                                 f"{points[better]['l0'].min():.2f}–{points[better]['l0'].max():.2f}, {worse} "
                                 f"{points[worse]['l0'].min():.2f}–{points[worse]['l0'].max():.2f})", False))
             continue
+        # The kinds compared as the papers do, by their Pareto frontiers (the best setting at
+        # each L0 budget), averaged over L0 values spread across the range both cover; beside
+        # it, every setting's curve interpolated, dominated settings included (not claimed).
         grid = np.linspace(lo, hi, 9)
         measured, wins = [], True
         for score in ("mcc", "f1"):
-            at = _at_matched_l0(points, (better, worse), score, grid)
-            gap = float(np.nanmean(at[better] - at[worse]))
-            measured.append(f"{score.upper()} {np.nanmean(at[better]):.3f} against {np.nanmean(at[worse]):.3f}")
+            front = _frontier_at(points, (better, worse), score, grid)
+            gap = float(np.mean(front[better] - front[worse]))
+            every = _at_matched_l0(points, (better, worse), score, grid)
+            measured.append(f"{score.upper()} frontier {np.mean(front[better]):.3f} against "
+                            f"{np.mean(front[worse]):.3f} (all settings interpolated: {np.nanmean(every[better]):.3f} "
+                            f"against {np.nanmean(every[worse]):.3f})")
             wins = wins and gap > 0
-        claims.append(Claim("dictionaries (b)", f"{better} above {worse} on MCC and F1 at matched L0 "
-                            f"({lo:.2f}–{hi:.2f}, interpolated)", paper, "; ".join(measured), bool(wins)))
+        claims.append(Claim("dictionaries (b)", f"{better} above {worse} on MCC and F1 at matched L0: their Pareto "
+                            f"frontiers over L0 {lo:.2f}–{hi:.2f}", paper, "; ".join(measured), bool(wins)))
     return claims
 
 
@@ -245,7 +266,7 @@ def grokked_setup(quick: bool) -> dict:
     return {"grokking": base,
             "dictionary": {"kind": "topk", "n_latents": 64 if quick else 256, "k": 4.0, "node": "mlp_post.0",
                            "batch_size": 1024, "steps": 3000 if quick else 10_000, "log_every": 500, "lr": 1e-3,
-                           "eval_size": 2048},
+                           "eval_size": 2048, "data_seed": 0},
             "seeds": 2}
 
 
@@ -257,8 +278,8 @@ def figure_c(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
         grok = place.sweep("grokking", setup["grokking"], name="c-grokking", quiet=quiet)
         run = grok[0]
         test_acc = float(run.metrics["test_accuracy"][-1])
-        if test_acc < 0.99:
-            return [Claim("dictionaries (c)", "the transformer groks (test accuracy ≥ 0.99)", "grokking",
+        if test_acc < GROKKED:
+            return [Claim("dictionaries (c)", f"the transformer groks (test accuracy ≥ {GROKKED})", "grokking",
                           f"test accuracy {test_acc:.3f}", False)]
         model = run.model
         # Power per frequency (a basis row's norm per row; cos and sin of one k summed).
@@ -294,14 +315,14 @@ def figure_c(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
                          f"activation power on latents led by a key frequency, median share of the leading "
                          f"frequency {s['median_frac']:.2f}, explained variance {s['ev']:.3f}, L0 {s['l0']:.1f}"
                          for i, s in enumerate(per_seed))
+    # Not claimed: that each latent is one frequency, as a neuron is. A TopK latent fires on a
+    # few inputs, and a function of (a, b) that is zero on most of the grid spreads its power
+    # over many frequencies; the median share is printed with the measurement.
     return [
         Claim("dictionaries (c)", f"dictionary latents on the MLP neurons align with the key frequencies "
               f"{key_list}: ≥ 0.9 of the latents' activation power is on latents whose leading frequency is key",
-              "the neurons of a grokked model are organised by the key frequencies (Nanda et al. 2023)", measured,
-              bool(share >= 0.9)),
-        Claim("dictionaries (c)", "each latent is mostly one frequency: median share of its variance at its "
-              "leading frequency ≥ 0.5", "neurons cluster by a single frequency", f"worst seed's median {frac:.2f}",
-              bool(frac >= 0.5)),
+              "the neurons of a grokked model are organised by the key frequencies (Nanda et al. 2023)",
+              f"{measured} (worst seed's median share {frac:.2f})", bool(share >= 0.9)),
     ]
 
 

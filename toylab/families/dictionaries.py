@@ -122,8 +122,42 @@ class DictionaryConfig(TrainConfig):
 # ----------------------------------------------------------------------------- sources
 
 
-@functools.lru_cache(maxsize=8)
+_SOURCES: dict = {}  # (path, index) -> (folder stamp, (model, config, family)); the 8 latest
+
+
+def _folder_stamp(path: str) -> tuple:
+    """What changes when a results folder is rewritten or finishes more chunks: its manifest's
+    and summary's identity, times and sizes."""
+    stamp = []
+    for name in ("manifest.json", "summary.csv"):
+        try:
+            st = (Path(path) / name).stat()
+            stamp.append((name, st.st_ino, st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamp.append((name, None))
+    return tuple(stamp)
+
+
 def _load_source(path: str, index: int):
+    """(model, config, family) of run ``index`` of a results folder, read once while the
+    folder is unchanged; a folder rewritten since is read again (and what was derived from
+    the old one forgotten)."""
+    stamp = _folder_stamp(path)
+    held = _SOURCES.get((path, index))
+    if held is not None and held[0] == stamp:
+        return held[1]
+    if held is not None:
+        for cached in (_readers, _source_sizes, _source_config):
+            cached.cache_clear()
+    value = _read_source(path, index)
+    _SOURCES.pop((path, index), None)
+    _SOURCES[(path, index)] = (stamp, value)
+    while len(_SOURCES) > 8:
+        _SOURCES.pop(next(iter(_SOURCES)))
+    return value
+
+
+def _read_source(path: str, index: int):
     from ..core.results import load_results
 
     results = load_results(path)

@@ -138,23 +138,45 @@ def init_dictionary(key, d_in: int, n_latents: int, kind: str = "relu", *, d_out
 # ----------------------------------------------------------------------------- activations
 
 
+def _order_keys(x):
+    """uint32 keys in the order of the float32 values ``x`` (−0 taken as +0, as ``>=`` does)."""
+    x = jnp.where(x == 0, jnp.float32(0), x.astype(jnp.float32))
+    u = jax.lax.bitcast_convert_type(x, jnp.uint32)
+    return jnp.where(u >> 31 == 1, ~u, u | jnp.uint32(1 << 31))
+
+
+def _at_least_kth_largest(x, k, axis):
+    """Mask of the entries of ``x`` at or above the k-th largest along ``axis`` (None: all):
+    exact, ties kept. The k-th largest key is found bit by bit, from the top, as the largest
+    t with at least k keys >= t: 32 counting passes instead of a sort (several times faster
+    on a CPU, and k may be traced)."""
+    keys = _order_keys(x)
+    shape = () if axis is None else keys.shape[:axis] + keys.shape[axis + 1:]
+    expand = (lambda t: t) if axis is None else (lambda t: jnp.expand_dims(t, axis))
+
+    def bit(i, t):
+        candidate = t | (jnp.uint32(1) << (31 - i).astype(jnp.uint32))
+        enough = jnp.sum(keys >= expand(candidate), axis=axis) >= k
+        return jnp.where(enough, candidate, t)
+
+    t = jax.lax.fori_loop(0, 32, bit, jnp.zeros(shape, jnp.uint32))
+    return keys >= expand(t)
+
+
 def topk_mask(pre, k):
-    """Mask of each row's k largest entries (k may be traced: it is read off a sort, so a
-    sweep over k is one program). Ties at the k-th value keep all tied entries."""
+    """Mask of each row's k largest entries (k may be traced, so a sweep over k is one
+    program). Ties at the k-th value keep all tied entries."""
     n = pre.shape[-1]
     k = jnp.clip(jnp.round(jnp.asarray(k)).astype(jnp.int32), 1, n)
-    kth = jnp.take(jnp.sort(pre, axis=-1), n - k, axis=-1)
-    return pre >= kth[..., None]
+    return _at_least_kth_largest(pre, k, axis=pre.ndim - 1)
 
 
 def batch_topk_mask(pre, k):
     """Mask of the k·B largest entries of a (B, L) batch of pre-activations, among the
     positive ones (BatchTopK: the k per example is an average over the batch)."""
-    flat = pre.reshape(-1)
-    n = flat.shape[0]
+    n = pre.size
     keep = jnp.clip(jnp.round(jnp.asarray(k) * pre.shape[0]).astype(jnp.int32), 1, n)
-    kth = jnp.take(jnp.sort(flat), n - keep)
-    return (pre >= kth) & (pre > 0)
+    return _at_least_kth_largest(pre, keep, axis=None) & (pre > 0)
 
 
 def _rectangle(u):

@@ -33,6 +33,8 @@ def pareto_plot(points: dict, score_name: str, frontiers: dict | None = None, ax
     ax.set_ylabel(score_name)
     ax.legend(fontsize=8)
     _title(ax, title)
+    if fig is not None:
+        fig.tight_layout()  # room for the wrapped title
     return fig if fig is not None else ax.figure
 
 
@@ -53,6 +55,8 @@ def recovery_plot(density, scores: dict, threshold=None, ax=None, title: str = "
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=8)
     _title(ax, title)
+    if fig is not None:
+        fig.tight_layout()  # room for the wrapped title
     return fig if fig is not None else ax.figure
 
 
@@ -73,4 +77,6 @@ def frequency_alignment_plot(latent_frequency, latent_fraction, latent_power, ke
     ax.set_xlabel("latent's leading frequency k (key frequencies shaded)")
     ax.set_ylabel("share of the latent's variance at k")
     _title(ax, title)
+    if fig is not None:
+        fig.tight_layout()  # room for the wrapped title
     return fig if fig is not None else ax.figure
