@@ -11,7 +11,8 @@ import statistics
 import time
 
 __all__ = ["timed", "stopwatch", "repeat_steps", "time_ensemble", "devices_line", "positive_int", "positive_float",
-           "int_list", "block_size_arg", "OneLineParser", "json_path"]
+           "int_list", "block_size_arg", "OneLineParser", "json_path",
+           "import_torch", "over_torch_threads"]
 
 
 class stopwatch:
@@ -81,6 +82,30 @@ def json_path(text: str) -> str:
     if not os.path.isdir(folder):
         raise argparse.ArgumentTypeError(f"invalid value {text!r}: its folder does not exist")
     return text
+
+
+def import_torch(log):
+    """torch, or None after saying how to get it (a comparison is optional)."""
+    try:
+        import torch
+    except ImportError:
+        log("torch is not importable: pip install torch to compare")
+        return None
+    return torch
+
+
+def over_torch_threads(torch, threads, point) -> dict:
+    """``{n: point(n)}`` with torch at each thread count ``n`` (default: 1 and every core),
+    its own setting restored afterwards."""
+    before = torch.get_num_threads()
+    out = {}
+    try:
+        for n in threads or tuple(sorted({1, os.cpu_count() or 1})):
+            torch.set_num_threads(n)
+            out[n] = point(n)
+    finally:
+        torch.set_num_threads(before)
+    return out
 
 
 def devices_line() -> str:

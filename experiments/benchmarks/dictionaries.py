@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
-from experiments.benchmarks.common import (OneLineParser, block_size_arg, devices_line, int_list, json_path,
-                                          positive_int, repeat_steps, time_ensemble, timed)
+from experiments.benchmarks.common import (OneLineParser, block_size_arg, devices_line, import_torch, int_list,
+                                          json_path, over_torch_threads, positive_int, repeat_steps, time_ensemble,
+                                          timed)
 
 D_IN, N_FEATURES, MEAN_ACTIVE, ZIPF, LAMBDA, LR = 64, 256, 8.0, 0.5, 0.1, 1e-3
 
@@ -174,35 +174,30 @@ def main(argv=None, prog=None) -> int:
         log(f"  jax   saes={args.saes:<4} block {pt['block_size']} ({how}{_block_words(pt['block_size'])}) "
             f"{pt['seconds']:.2f}s (compile {pt['compile_s']:.1f}s) {rate:,.1f} SAE-steps/s ({_gflops(cfg, rate)})  "
             f"loss {pt['final_train_loss']:.4g}")
-    torch_res = {}
-    if args.torch:
-        try:
-            import torch
-        except ImportError:
-            torch = None
-            log("torch is not importable: pip install torch to compare")
-        if torch is not None:
-            before = torch.get_num_threads()
-            for threads in args.torch_threads or tuple(sorted({1, os.cpu_count() or 1})):
-                torch.set_num_threads(threads)
-                pt = _torch_point(torch, cfg, args.torch_saes)
-                torch_res[threads] = pt
-                log(f"  torch saes={args.torch_saes:<4} one at a time, {threads} thread{'s' if threads > 1 else ''}: "
-                    f"{pt['seconds']:.2f}s {pt['sae_steps_per_s']:,.1f} SAE-steps/s ({_gflops(cfg, pt['sae_steps_per_s'])})"
-                    f"  loss {pt['final_loss']:.4g}")
-            torch.set_num_threads(before)
-            best = max(pt["sae_steps_per_s"] for pt in torch_res.values())
-            ceiling = products_ceiling(cfg)
-            log(f"ceiling: XLA's matrix product here runs at {ceiling['own_shapes_flops'] / 1e9:.0f} GFLOP/s on one "
-                f"SAE's products, {ceiling['square_flops'] / 1e9:.0f} on a 2048² square; at the better of the two a "
-                f"step takes its products' time alone at {ceiling['sae_steps_per_s']:,.1f} SAE-steps/s, "
-                f"{ceiling['sae_steps_per_s'] / best:.2f}x the best torch loop (the most any program could gain)")
-            for pt in jax_pts:
-                log(f"jax sweep (block {pt['block_size']}) / best torch loop: {pt['model_steps_per_s'] / best:.2f}x "
-                    f"(goal on this CPU: 5x)")
+    torch_res, ceiling = {}, None
+    torch = import_torch(log) if args.torch else None
+    if torch is not None:
+        def point(threads):
+            pt = _torch_point(torch, cfg, args.torch_saes)
+            log(f"  torch saes={args.torch_saes:<4} one at a time, {threads} thread{'s' if threads > 1 else ''}: "
+                f"{pt['seconds']:.2f}s {pt['sae_steps_per_s']:,.1f} SAE-steps/s ({_gflops(cfg, pt['sae_steps_per_s'])})"
+                f"  loss {pt['final_loss']:.4g}")
+            return pt
+
+        torch_res = over_torch_threads(torch, args.torch_threads, point)
+        best = max(pt["sae_steps_per_s"] for pt in torch_res.values())
+        ceiling = products_ceiling(cfg)
+        log(f"ceiling: XLA's matrix product here runs at {ceiling['own_shapes_flops'] / 1e9:.0f} GFLOP/s on one "
+            f"SAE's products, {ceiling['square_flops'] / 1e9:.0f} on a 2048² square; at the better of the two a "
+            f"step takes its products' time alone at {ceiling['sae_steps_per_s']:,.1f} SAE-steps/s, "
+            f"{ceiling['sae_steps_per_s'] / best:.2f}x the best torch loop (the most any program could gain)")
+        for pt in jax_pts:
+            log(f"jax sweep (block {pt['block_size']}) / best torch loop: {pt['model_steps_per_s'] / best:.2f}x "
+                f"(goal on this CPU: 5x)")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"jax": jax_pts, "torch": {str(k): v for k, v in torch_res.items()}}, fh, indent=1, default=str)
+            json.dump({"jax": jax_pts, "torch": {str(k): v for k, v in torch_res.items()}, "ceiling": ceiling}, fh,
+                      indent=1, default=str)
     return 0
 
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 
-from experiments.benchmarks.common import block_size_arg, int_list, positive_int, repeat_steps, time_ensemble, timed
+from experiments.benchmarks.common import (block_size_arg, import_torch, int_list, over_torch_threads, positive_int,
+                                          repeat_steps, time_ensemble, timed)
 
 DEFAULT_SEEDS = (1, 4, 16)
 
@@ -198,26 +198,21 @@ def main(argv=None, prog=None) -> int:
         log(f"  jax   models={n:<4} steps={s:<6} block {pt['block_size']} {pt['seconds']:.2f}s (compile {pt['compile_s']:.1f}s) "
             f"{pt['model_steps_per_s']:,.1f} model-steps/s  loss {pt['final_train_loss']:.3g}")
     torch_res, check = {}, None
-    if args.torch:
-        try:
-            import torch
-        except ImportError:
-            torch = None
-            log("torch is not importable: pip install torch to compare")
-        if torch is not None:
-            d_logits, d_loss, loss_jax, model = _same_function(torch, args.p)
-            check = {"max_abs_logit_diff": d_logits, "loss_after_20_steps": loss_jax, "abs_loss_diff_after_20_steps": d_loss}
-            log(f"same network: max |logits_jax − logits_torch| at the same weights = {d_logits:.2e}; "
-                f"after 20 AdamW steps each, train loss {loss_jax:.6f} (jax) differs by {d_loss:.2e}")
-            before = torch.get_num_threads()
-            for threads in args.torch_threads or tuple(sorted({1, os.cpu_count() or 1})):
-                torch.set_num_threads(threads)
-                s = max(10, steps // 2)
-                pt = _torch_point(torch, args.p, 1, s, [model])
-                torch_res[threads] = pt
-                log(f"  torch models=1    steps={s:<6} {pt['seconds']:.2f}s {pt['model_steps_per_s']:,.1f} model-steps/s "
-                    f"({threads} thread{'s' if threads > 1 else ''}) loss {pt['final_train_loss']:.3g}")
-            torch.set_num_threads(before)
+    torch = import_torch(log) if args.torch else None
+    if torch is not None:
+        d_logits, d_loss, loss_jax, model = _same_function(torch, args.p)
+        check = {"max_abs_logit_diff": d_logits, "loss_after_20_steps": loss_jax, "abs_loss_diff_after_20_steps": d_loss}
+        log(f"same network: max |logits_jax − logits_torch| at the same weights = {d_logits:.2e}; "
+            f"after 20 AdamW steps each, train loss {loss_jax:.6f} (jax) differs by {d_loss:.2e}")
+
+        def point(threads):
+            s = max(10, steps // 2)
+            pt = _torch_point(torch, args.p, 1, s, [model])
+            log(f"  torch models=1    steps={s:<6} {pt['seconds']:.2f}s {pt['model_steps_per_s']:,.1f} model-steps/s "
+                f"({threads} thread{'s' if threads > 1 else ''}) loss {pt['final_train_loss']:.3g}")
+            return pt
+
+        torch_res = over_torch_threads(torch, args.torch_threads, point)
     best = max((pt["model_steps_per_s"] for pt in torch_res.values()), default=None)
     log("")
     cols = "".join(f" | torch {t}t" for t in torch_res)
