@@ -140,12 +140,15 @@ def _torch_point(torch, cfg, n_saes: int) -> dict:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            step_losses.append(loss.detach())
             return loss
 
+        step_losses = []
         repeat_steps(step, 3)  # warm-up
         t = timed(repeat_steps, step, cfg.steps, repeats=1, first=False, sync=lambda _: None)  # CPU: synchronous
         seconds += t["seconds"]
-        losses.append(float(t["result"].detach()))
+        # the mean over the timed steps, as the JAX program logs its interval's mean loss
+        losses.append(float(torch.stack(step_losses[-cfg.steps:]).mean()))
     return {"saes": n_saes, "steps": cfg.steps, "seconds": seconds, "sae_steps_per_s": n_saes * cfg.steps / seconds,
             "final_loss": float(np.mean(losses))}
 
