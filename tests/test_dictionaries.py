@@ -257,3 +257,5 @@ def test_a_source_folder_rewritten_is_read_again(tmp_path):
     assert cfg.derived["d_in"] == 4
     x, _, (features, _) = source_data(cfg, cfg.hparams(), jax.random.key(0), 16)
     assert x.shape == (16, 4) and features.shape == (5, 4)
+    from toylab.families.dictionaries import _folder_stamp
+    assert all(entry[1] is not None for entry in _folder_stamp(str(out)))  # the files it watches exist

@@ -215,6 +215,8 @@ def test_ensemble_map_leaves_shared_arguments_unmapped():
     xs = jnp.arange(6.0)
     for block in (None, 2):
         np.testing.assert_allclose(jax.jit(ensemble_map(f, block, n_shared=1))(xs, jnp.float32(3.0)), 3 * xs)
+    with pytest.raises(ValueError, match="n_shared"):
+        ensemble_map(f, None, n_shared=-1)
 
 
 # ----------------------------------------------------------------------------- sweeps and store

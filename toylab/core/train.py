@@ -314,6 +314,8 @@ def ensemble_map(fn, block_size: int | None = None, groups: int = 1, n_shared: i
     if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer))
                                    or block_size < 1):
         raise ValueError(f"block_size: got {block_size!r}; must be a positive integer or None")
+    if isinstance(n_shared, bool) or not isinstance(n_shared, (int, np.integer)) or n_shared < 0:
+        raise ValueError(f"n_shared: got {n_shared!r}; must be a non-negative integer")
 
     def vmapped(args, shared):
         return jax.vmap(lambda *a: fn(*a, *shared))(*args)

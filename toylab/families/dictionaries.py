@@ -129,7 +129,7 @@ def _folder_stamp(path: str) -> tuple:
     """What changes when a results folder is rewritten or finishes more chunks: its manifest's
     and summary's identity, times and sizes."""
     stamp = []
-    for name in ("manifest.json", "summary.csv"):
+    for name in ("manifest.json", "summary.json"):
         try:
             st = (Path(path) / name).stat()
             stamp.append((name, st.st_ino, st.st_mtime_ns, st.st_size))
@@ -146,9 +146,10 @@ def _load_source(path: str, index: int):
     held = _SOURCES.get((path, index))
     if held is not None and held[0] == stamp:
         return held[1]
-    if held is not None:
-        for cached in (_readers, _source_sizes, _source_config):
-            cached.cache_clear()
+    # What was derived from any earlier read (readers, sizes, configs) is keyed by path only;
+    # a fresh read, after a change or an eviction, forgets it all.
+    for cached in (_readers, _source_sizes, _source_config):
+        cached.cache_clear()
     value = _read_source(path, index)
     _SOURCES.pop((path, index), None)
     _SOURCES[(path, index)] = (stamp, value)

@@ -338,10 +338,10 @@ def _unless_zero(scale, draw, otherwise):
     batched the scale, when both sides are computed and selected)."""
     if _is_zero(scale):
         return otherwise
-    scale = jnp.asarray(scale, jnp.float32)
-    if isinstance(scale, jax.core.Tracer):
-        return jax.lax.cond(scale == 0, lambda s: otherwise, draw, scale)
-    return draw(scale)
+    if isinstance(scale, (int, float, np.integer, np.floating)):
+        return draw(jnp.float32(scale))
+    scale = jnp.asarray(scale, jnp.float32)  # an array, traced or not
+    return jax.lax.cond(scale == 0, lambda s: otherwise, draw, scale)
 
 
 def synthetic_activations(key, directions, c, *, noise_std=0.0, bias=None):
