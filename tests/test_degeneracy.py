@@ -308,7 +308,7 @@ def test_hutchinson_trace_and_the_spectral_density():
     np.testing.assert_allclose(np.sum(weights, axis=-1), 1.0, rtol=1e-4)
     # its mean is tr H / d, in expectation over the probes
     mean = float(np.sum(grid * density) * step)
-    assert mean == pytest.approx(ev.mean(), abs=3 * ev.std() / np.sqrt(16))
+    assert mean == pytest.approx(ev.mean(), abs=float(3 * ev.std() / np.sqrt(16)))
 
 
 def test_hessian_bad_input():

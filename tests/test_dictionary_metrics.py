@@ -92,7 +92,7 @@ def test_linear_assignment_is_an_optimal_injective_matching(score):
     assert_valid_matching(match, n, l)
     rows, cols = scipy_opt.linear_sum_assignment(score, maximize=True)
     best = float(score[rows, cols].astype(np.float64).sum())
-    assert total(score, match) == pytest.approx(best, rel=1e-5, abs=1e-5 * max(1.0, np.abs(score).max() * n))
+    assert total(score, match) == pytest.approx(best, rel=1e-5, abs=1e-5 * max(1.0, float(np.abs(score).max()) * n))
     if np.all(score == np.round(score)):  # small integers: float32 arithmetic is exact
         assert total(score, match) == best
 
