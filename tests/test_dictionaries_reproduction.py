@@ -62,7 +62,12 @@ def test_every_figure_set_end_to_end_at_tiny_sizes(tmp_path, monkeypatch):
         rows = list(csv.DictReader(fh))
     assert sorted({r["kind"] for r in rows}) == sorted(repro.KINDS) and len(rows) == 10
     assert all(0.0 <= float(r["mcc"]) <= 1.0 and float(r["l0"]) >= 0.0 for r in rows)
-    assert "p=0.01: MCC" in claims[0].measured and "p=0.5: MCC" in claims[0].measured
+    # (a) is judged by the signed MCC and shows the |cos| one beside it; (b) reads the |cos| MCC.
+    assert "p=0.01: signed MCC" in claims[0].measured and "p=0.5: signed MCC" in claims[0].measured
+    assert claims[0].measured.count("|cos| MCC") == 2
+    assert all("signed MCC" in c.claim for c in claims[:2])
+    assert all("MCC (|cos|)" in c.claim for c in claims[2:4])
+    assert all("MCC (|cos|) frontier" in c.measured or "do not overlap" in c.measured for c in claims[2:4])
     assert "seed 0:" in claims[4].measured and "seed 1:" in claims[4].measured
     # the sweeps are kept under work/ and a second call resumes them instead of retraining
     again = repro.reproduce(tmp_path / "again", quick=True, quiet=True, only="a", work=tmp_path / "work")

@@ -26,25 +26,31 @@ _shrink = jax.jit(M.shrinkage)
 _scores = jax.jit(M.dictionary_scores)
 
 
-@jax.jit
-def _geometry(features, decoder):
-    """The metrics that run the assignment, in one program (one compile per shape)."""
-    match, cosines = M.matched_cosines(features, decoder)
-    return {"mcc": M.mcc(features, decoder), "match": match, "cosines": cosines,
-            "cross": M.cross_seed_agreement(features, decoder)}
+def _geometry_of(signed):
+    @jax.jit
+    def geometry(features, decoder):
+        """MCC and its matching in one program (one compile per shape)."""
+        score = M.signed_mcc if signed else M.mcc
+        match, cosines = M.matched_cosines(features, decoder, signed=signed)
+        return {"mcc": score(features, decoder), "match": match, "cosines": cosines}
+    return geometry
+
+
+_geometry, _signed_geometry = _geometry_of(False), _geometry_of(True)
+_cross = jax.jit(M.cross_seed_agreement)
 
 
 def _mcc(features, decoder):
     return _geometry(features, decoder)["mcc"]
 
 
-def _matched(features, decoder):
-    out = _geometry(features, decoder)
+def _signed_mcc(features, decoder):
+    return _signed_geometry(features, decoder)["mcc"]
+
+
+def _matched(features, decoder, signed=False):
+    out = (_signed_geometry if signed else _geometry)(features, decoder)
     return out["match"], out["cosines"]
-
-
-def _cross(decoder_a, decoder_b):
-    return _geometry(decoder_a, decoder_b)["cross"]
 
 
 # A few shapes only (N < L, N > L, square, a single row or column) so hypothesis compiles few
@@ -121,14 +127,93 @@ def test_linear_assignment_jit_equals_eager():
     np.testing.assert_array_equal(np.asarray(M.linear_assignment(score)), np.asarray(_assign(score)))
 
 
-def test_linear_assignment_survives_non_finite_entries():
-    score = np.array([[np.nan, 1, 0], [2, -np.inf, 0], [0, 3, np.nan]], np.float32)
-    match = np.asarray(_assign(score))
-    assert_valid_matching(match, 3, 3)
-    np.testing.assert_array_equal(match, [2, 0, 1])  # best matching avoiding NaN and -inf: 0 + 2 + 3
+def test_linear_assignment_of_non_finite_scores_is_refused_or_unmatched():
+    score = np.array([[np.nan, 1, 0], [2, -np.inf, 0], [0, 3, 1]], np.float32)
+    with pytest.raises(ConfigError) as err:
+        M.linear_assignment(score)
+    assert err.value.field == "score" and "2 non-finite values (NaN or inf) at rows [0, 1]" in str(err.value)
+    # Traced, the values cannot be checked: no row is matched rather than a matching that
+    # quietly steps around them.
+    np.testing.assert_array_equal(np.asarray(_assign(score)), [-1, -1, -1])
+    np.testing.assert_array_equal(np.asarray(_assign(np.nan_to_num(score, posinf=0, neginf=0))), [2, 0, 1])
 
 
 # ----------------------------------------------------------------------------- geometry
+
+
+def _saelens_mcc(features, decoder, signed=False):
+    """MCC as SAELens computes it (sae_lens.synthetic: Hungarian on 1 − |cos| with scipy, the
+    mean of the matched |cos|), in float64 numpy; ``signed`` drops the absolute value."""
+    scipy_opt = pytest.importorskip("scipy.optimize")
+    f = features / np.linalg.norm(features, axis=1, keepdims=True)
+    d = decoder / np.linalg.norm(decoder, axis=1, keepdims=True)
+    cos = f.astype(np.float64) @ d.astype(np.float64).T
+    sim = cos if signed else np.abs(cos)
+    rows, cols = scipy_opt.linear_sum_assignment(1 - sim)
+    return float(sim[rows, cols].mean())
+
+
+@FAST
+@given(st.sampled_from([(5, 7), (7, 5), (6, 6)]), st.integers(0, 2**31 - 1))  # the shapes other tests compile
+def test_mcc_is_the_saelens_definition_and_signed_mcc_its_signed_variant(shape, seed):
+    rng = np.random.default_rng(seed)
+    n, l = shape
+    features = rng.normal(size=(n, 4)).astype(np.float32)
+    decoder = rng.normal(size=(l, 4)).astype(np.float32)
+    assert float(_mcc(features, decoder)) == pytest.approx(_saelens_mcc(features, decoder), abs=1e-5)
+    assert float(_signed_mcc(features, decoder)) == pytest.approx(_saelens_mcc(features, decoder, True), abs=1e-5)
+    # Both matchings are injective and as large as possible (a permutation when N = L), and
+    # each reports the similarity it matched on.
+    c = np.asarray(_cos(features, decoder))
+    for signed, sim in ((False, np.abs(c)), (True, c)):
+        match, cosines = map(np.asarray, _matched(features, decoder, signed))
+        assert_valid_matching(match, n, l)
+        if n == l:
+            np.testing.assert_array_equal(np.sort(match), np.arange(l))
+        rows = np.flatnonzero(match >= 0)
+        np.testing.assert_allclose(cosines[rows], sim[rows, match[rows]], atol=1e-6)
+        assert np.all(np.isnan(cosines[match < 0]))
+
+
+@FAST
+@given(st.integers(0, 2**31 - 1))
+def test_mcc_ignores_the_sign_of_decoder_rows_and_signed_mcc_does_not(seed):
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(5, 4)).astype(np.float32)
+    decoder = rng.normal(size=(7, 4)).astype(np.float32)
+    signs = rng.choice([-1.0, 1.0], size=(7, 1)).astype(np.float32)
+    base = float(_mcc(features, decoder))
+    assert float(_mcc(features, signs * decoder)) == pytest.approx(base, abs=1e-6)
+    assert float(_mmcs(features, signs * decoder)) == pytest.approx(float(_mmcs(features, decoder)), abs=1e-6)
+    assert float(_uniq(features, signs * decoder)) == float(_uniq(features, decoder))
+    assert float(_signed_mcc(features, decoder)) <= base + 1e-6  # |cos| ≥ cos pair by pair
+    # The true dictionary, permuted and rescaled: 1 for both; a flipped row costs only the signed.
+    features = rng.normal(size=(6, 4)).astype(np.float32)  # (6, 4) as in test_dictionary_equal_to_features...
+    truth = rng.uniform(0.1, 10.0, size=(6, 1)).astype(np.float32) * features[rng.permutation(6)]
+    assert float(_mcc(features, truth)) == pytest.approx(1.0, abs=1e-5)
+    assert float(_signed_mcc(features, truth)) == pytest.approx(1.0, abs=1e-5)
+    truth[rng.integers(6)] *= -1
+    assert float(_mcc(features, truth)) == pytest.approx(1.0, abs=1e-5)
+    # N = L: the signed matching must move the flipped feature off its (now −1) latent, so at
+    # least two pairs are of different random directions, each below 1.
+    assert float(_signed_mcc(features, truth)) < 1.0 - 1e-3
+
+
+def test_mcc_and_signed_mcc_on_a_hand_case():
+    e0, e1 = np.eye(2, dtype=np.float32)
+    features = np.stack([e0, e1])
+    decoder = np.stack([-e0, e1, 0.6 * e0 + 0.8 * e1])  # latent 0 points against feature 0
+    assert float(_mcc(features, decoder)) == pytest.approx(1.0)  # matched (0, 0) and (1, 1), |cos| 1 each
+    match, cosines = map(np.asarray, _matched(features, decoder))
+    np.testing.assert_array_equal(match, [0, 1])
+    np.testing.assert_allclose(cosines, [1.0, 1.0], atol=1e-6)
+    # Signed: feature 0's only positive latent is the diagonal one (0.6); feature 1 keeps latent 1.
+    assert float(_signed_mcc(features, decoder)) == pytest.approx((0.6 + 1.0) / 2, abs=1e-6)
+    match, cosines = map(np.asarray, _matched(features, decoder, signed=True))
+    np.testing.assert_array_equal(match, [2, 1])
+    np.testing.assert_allclose(cosines, [0.6, 1.0], atol=1e-6)
+    assert float(_mmcs(features, decoder)) == pytest.approx(1.0)
+    assert float(_uniq(features, decoder)) == pytest.approx(2 / 3)  # latents 0, 1, 2 → features 0, 1, 1
 
 
 def test_cosine_similarities_hand_case_and_zero_rows():
@@ -147,6 +232,7 @@ def test_dictionary_equal_to_features_scores_one(seed):
     scales = rng.uniform(0.1, 10.0, size=(6, 1)).astype(np.float32)
     decoder = scales * features[perm]
     assert float(_mcc(features, decoder)) == pytest.approx(1.0, abs=1e-5)
+    assert float(_signed_mcc(features, decoder)) == pytest.approx(1.0, abs=1e-5)
     assert float(_mmcs(features, decoder)) == pytest.approx(1.0, abs=1e-5)
     assert float(_uniq(features, decoder)) == 1.0
     match, cosines = map(np.asarray, _matched(features, decoder))
@@ -165,7 +251,9 @@ def test_mcc_is_invariant_to_permuting_and_rescaling_latents(seed):
     scales = rng.uniform(0.1, 10.0, size=(7, 1)).astype(np.float32)
     base = float(_mcc(features, decoder))
     assert float(_mcc(features, scales * decoder[perm])) == pytest.approx(base, abs=1e-5)
-    assert -1.0 <= base <= 1.0
+    signed = float(_signed_mcc(features, decoder))
+    assert float(_signed_mcc(features, scales * decoder[perm])) == pytest.approx(signed, abs=1e-5)
+    assert 0.0 <= base <= 1.0 and -1.0 <= signed <= base + 1e-6
     # The one-to-one matching can never beat each feature picking its best latent.
     assert base <= float(_mmcs(features, decoder)) + 1e-6
 
@@ -346,6 +434,8 @@ BAD = [
     ("decoder", lambda: M.mmcs(F, np.ones((1, 2, 4)))),
     ("decoder", lambda: M.mcc(F, np.ones((0, 4)))),
     ("decoder", lambda: M.matched_cosines(F, np.ones((2, 3)))),
+    ("signed", lambda: M.matched_cosines(F, DEC, signed=1)),
+    ("signed", lambda: jax.jit(M.matched_cosines)(F, DEC, signed=True)),  # traced: bind it with partial
     ("features", lambda: M.uniqueness(np.ones((2, 3, 4)), DEC)),
     ("score", lambda: M.linear_assignment(np.ones(3))),
     ("score", lambda: M.linear_assignment(np.ones((2, 3, 3)))),

@@ -10,25 +10,34 @@ Conventions (one dictionary; ``jax.vmap`` over a sweep's leading axis for a stac
 
 Measures:
     cosine similarities  cos(f_i, d_l), rows normalised; a zero row has cosine 0 with everything
-    MMCS                 mean over features of the best cosine over latents (Sharkey et al. 2022);
+    MMCS                 mean over features of the best |cosine| over latents (Sharkey et al. 2022);
                          many features may pick the same latent
-    MCC                  mean cosine over the min(N, L) pairs of the one-to-one matching of features
-                         to latents that maximises the total cosine (Hungarian algorithm)
-    uniqueness           distinct features that are some latent's best match, divided by L
-    detection            precision / recall / F1 of "matched latent fires" for "feature active"
+    MCC                  mean |cosine| over the min(N, L) pairs of the one-to-one matching of
+                         features to latents that maximises the total |cosine| (Hungarian
+                         algorithm), as SAELens and SynthSAEBench compute it
+    signed MCC           the same on signed cosines: a latent pointing against a feature counts
+                         against it
+    uniqueness           distinct features that are some latent's best match (by |cosine|), over L
+    detection            precision / recall / F1 of "matched latent fires" for "feature active",
+                         through the MCC matching
     explained variance   1 − Σ‖x − x̂‖² / Σ‖x − mean(x)‖²
     shrinkage            mean ‖x̂‖/‖x‖ (below 1 when an L1 penalty shrinks the codes)
     L0, dead latents     mean number of firing latents per example; fraction never firing
 
-Cosines are signed, not absolute: codes are non-negative, so a latent pointing against a
-feature cannot represent it.
+Every score but :func:`signed_mcc` (and :func:`matched_cosines` with ``signed=True``) reads
+|cosine|, the field's convention, so numbers compare with published ones.
 
 Everything except :func:`pareto_frontier` (numpy, on the host) is pure jax.numpy, jittable and
 vmappable. Shape checks read only static shapes (and dtypes), so they hold under jit and vmap
-alike; a bad input raises :class:`~toylab.core.config.ConfigError` naming the parameter.
+alike; a bad input raises :class:`~toylab.core.config.ConfigError` naming the parameter. A
+concrete input holding NaN or inf is refused the same way; a traced one cannot be inspected, so
+every score it reaches comes out NaN (a matching: every feature unmatched, -1) instead of a
+finite-looking number.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +51,7 @@ __all__ = [
     "mmcs",
     "matched_cosines",
     "mcc",
+    "signed_mcc",
     "uniqueness",
     "detection_scores",
     "explained_variance",
@@ -64,20 +74,87 @@ def _as_array(a, name: str):
     if hasattr(a, "shape") and hasattr(a, "dtype"):
         return a
     try:
-        return jnp.asarray(a)
+        # numpy, not jnp: inside a jit trace jnp.asarray would trace a list's values too, and
+        # they could no longer be checked.
+        return np.asarray(a)
+    except (TypeError, ValueError):
+        pass
+    try:
+        return jnp.asarray(a)  # e.g. a list holding tracers
     except (TypeError, ValueError):
         raise ConfigError(name, described(f"a {type(a).__name__}"), "must be an array") from None
 
 
+_NOT_FINITE = "must be finite (no NaN or inf)"
+
+
+def _non_finite(a, leaf: str = ""):
+    """What is non-finite in a concrete float array (count, ``leaf`` when given, rows), or None.
+
+    None as well for a traced array (its values are unknown until it runs) and for anything
+    that is not a float array. One isfinite().all() when everything is finite; the rows are
+    looked up only on failure.
+    """
+    where = f" in {leaf}" if leaf else ""
+    if isinstance(a, float):
+        return None if math.isfinite(a) else f"a non-finite value (NaN or inf){where}"
+    if isinstance(a, jax.core.Tracer) or not hasattr(a, "dtype") or not jnp.issubdtype(a.dtype, jnp.inexact):
+        return None
+    if isinstance(a, (np.ndarray, np.generic)):
+        ok = bool(np.isfinite(a).all())
+    else:
+        # A concrete jax array closed over by a jit trace would otherwise be traced too.
+        with jax.ensure_compile_time_eval():
+            ok = bool(jnp.isfinite(a).all())
+    if ok:
+        return None
+    bad = ~np.isfinite(np.asarray(a))
+    n = int(bad.sum())
+    what = f"{n} non-finite value{'s' if n != 1 else ''} (NaN or inf){where}"
+    if bad.ndim == 0:
+        return what
+    rows = np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))
+    shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if rows.size > 5 else "")
+    return f"{what} at {'rows' if bad.ndim > 1 else 'indices'} [{shown}]"
+
+
+def _refuse_non_finite(a, name: str):
+    """a unchanged, or ConfigError naming ``name`` when a is concrete and holds NaN or inf."""
+    problem = _non_finite(a)
+    if problem:
+        raise ConfigError(name, described(problem), _NOT_FINITE)
+    return a
+
+
+def _refuse_non_finite_tree(tree, name: str):
+    """:func:`_refuse_non_finite` on every leaf of a pytree (a model, a basis, a dict of
+    inputs); the error says which leaf."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        problem = _non_finite(leaf, jax.tree_util.keystr(path, simple=True, separator="."))
+        if problem:
+            raise ConfigError(name, described(problem), _NOT_FINITE)
+    return tree
+
+
+def _all_finite(*arrays):
+    """Traced-safe flag: True when every entry of every array is finite."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays]))
+
+
 def _as_real(a, name: str):
-    """a as a float jax array of at least 32 bits (ints and bools promoted), or ConfigError."""
+    """a as a finite float jax array of at least 32 bits (ints and bools promoted), or
+    ConfigError (finiteness is checked on concrete arrays only)."""
+    dtype = np.dtype(a.dtype) if hasattr(a, "dtype") else jnp.asarray(a).dtype
+    floating = jnp.issubdtype(dtype, jnp.floating)
+    if not (floating or jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.bool_)):
+        raise ConfigError(name, described(f"dtype {dtype}"), "must be a real (float) array")
+    # Before jnp.asarray, which inside a jit trace would trace a numpy array's values.
+    _refuse_non_finite(a, name)
     a = jnp.asarray(a)
-    if jnp.issubdtype(a.dtype, jnp.floating):
+    if floating:
         # float16/bfloat16 would lose the sums of squares below.
         return a if jnp.finfo(a.dtype).bits >= 32 else a.astype(jnp.float32)
-    if jnp.issubdtype(a.dtype, jnp.integer) or jnp.issubdtype(a.dtype, jnp.bool_):
-        return a.astype(jnp.result_type(float))  # float32, or float64 under jax_enable_x64
-    raise ConfigError(name, described(f"dtype {a.dtype}"), "must be a real (float) array")
+    return a.astype(jnp.result_type(float))  # float32, or float64 under jax_enable_x64
 
 
 def _matrix(a, name: str, axes: str):
@@ -118,18 +195,39 @@ def _match_vector(match, n: int):
 
 
 def _unit_rows(a):
-    """Rows scaled to unit norm; a zero row stays zero (so its cosines are 0, not NaN)."""
-    sq = jnp.sum(a * a, axis=1, keepdims=True)
-    live = sq > 0
-    return a * jnp.where(live, jax.lax.rsqrt(jnp.where(live, sq, 1.0)), 0.0)
+    """Rows scaled to unit norm; a zero row stays zero (so its cosines are 0, not NaN); a row
+    holding NaN or inf becomes all NaN (so nothing downstream mistakes it for a zero row)."""
+    finite = jnp.all(jnp.isfinite(a), axis=1, keepdims=True)
+    # Divide by the largest entry first: squares of entries beyond ~1e19 overflow float32 (and
+    # below ~1e-19 underflow), which would turn a finite row into a zero one.
+    peak = jnp.max(jnp.abs(a), axis=1, keepdims=True)
+    live = finite & (peak > 0)
+    b = a / jnp.where(live, peak, 1.0)
+    sq = jnp.sum(b * b, axis=1, keepdims=True)
+    unit = b * jnp.where(live, jax.lax.rsqrt(jnp.where(live, sq, 1.0)), 0.0)
+    return jnp.where(finite, unit, jnp.nan)
 
 
 def _cosines(features, decoder):
+    """Signed cosines (N, L); NaN in the rows and columns of non-finite (traced) rows."""
     # HIGHEST: on GPUs the default float32 matmul may be TF32, which would cost "equal
     # dictionaries score 1" its exactness.
     cos = jnp.matmul(_unit_rows(features), _unit_rows(decoder).T, precision=_HI)
     # Rounding can put a parallel pair a hair above 1; clip so scores stay in [-1, 1].
     return jnp.clip(cos, -1.0, 1.0)
+
+
+def _similarity(cos, signed: bool):
+    """What the matching and the scores read: |cosine| (the field's convention) or signed."""
+    if not isinstance(signed, bool):
+        raise ConfigError("signed", described(f"a {type(signed).__name__}"),
+                          "must be a Python bool (static: under jit, bind it with functools.partial)")
+    return cos if signed else jnp.abs(cos)
+
+
+def _nan_unless_finite(value, *arrays):
+    """value, or NaN when any entry of ``arrays`` is not finite (traced non-finite input)."""
+    return jnp.where(_all_finite(*arrays), value, jnp.nan)
 
 
 def _ratio(num, den):
@@ -139,21 +237,6 @@ def _ratio(num, den):
 
 
 # ----------------------------------------------------------------------------- assignment
-
-
-def _finite_costs(cost):
-    """cost with non-finite entries replaced by moderate finite ones.
-
-    NaN and +inf costs become worse than every finite cost, -inf better, by the spread of the
-    finite costs plus one: large enough to order them, small enough that the potentials below
-    keep their float precision (replacing them by ±1e30 would swamp it).
-    """
-    finite = jnp.isfinite(cost)
-    any_finite = jnp.any(finite)
-    hi = jnp.where(any_finite, jnp.max(jnp.where(finite, cost, -jnp.inf)), 0.0)
-    lo = jnp.where(any_finite, jnp.min(jnp.where(finite, cost, jnp.inf)), 0.0)
-    gap = hi - lo + 1
-    return jnp.where(finite, cost, jnp.where(cost == -jnp.inf, lo - gap, hi + gap))
 
 
 def _hungarian_min(cost):
@@ -219,20 +302,23 @@ def _hungarian_min(cost):
 
 
 def _assign(score):
-    """Maximum-score one-to-one matching of a validated (N, L) score matrix; (N,) int32."""
+    """Maximum-score one-to-one matching of a validated (N, L) score matrix; (N,) int32, every
+    row -1 when the score holds NaN or inf (only possible when traced)."""
     n_rows, n_cols = score.shape
+    finite = _all_finite(score)
     # The algorithm assigns every row, so run it on the orientation with fewer rows (cheaper
     # than padding to square: O(min² max) rather than O(max³)).
     transposed = n_rows > n_cols
-    cost = _finite_costs(-(score.T if transposed else score))
+    # Non-finite costs could stall the search; run on zeros instead and discard the result.
+    cost = jnp.where(finite, -(score.T if transposed else score), 0.0)
     # Every row is matched exactly once, so subtracting a row's minimum changes every matching's
     # total by the same amount; it keeps the potentials small, which helps float32.
     cost = cost - jnp.min(cost, axis=1, keepdims=True)
     cols = _hungarian_min(cost)
-    if not transposed:
-        return cols
-    # cols[l] is the row matched to latent l; invert it, leaving the N − L unmatched rows -1.
-    return jnp.full((n_rows,), -1, jnp.int32).at[cols].set(jnp.arange(n_cols, dtype=jnp.int32))
+    if transposed:
+        # cols[l] is the row matched to latent l; invert it, leaving the N − L unmatched rows -1.
+        cols = jnp.full((n_rows,), -1, jnp.int32).at[cols].set(jnp.arange(n_cols, dtype=jnp.int32))
+    return jnp.where(finite, cols, -1)
 
 
 def linear_assignment(score):
@@ -243,11 +329,11 @@ def linear_assignment(score):
     in total score (the matching itself may differ where there are ties).
 
     Args:
-        score: (N, L) real matrix. Should be finite: NaN and -inf entries count as worse than
-            every finite one, +inf as better.
+        score: (N, L) finite real matrix (NaN or inf: ConfigError when concrete).
     Returns:
         (N,) int32 ``match``: the column matched to each row, distinct; when N > L, exactly
-        N − L rows are left unmatched and get -1.
+        N − L rows are left unmatched and get -1. A traced score holding NaN or inf leaves
+        every row unmatched (-1).
     """
     return _assign(_matrix(score, "score", "(N, L)"))
 
@@ -256,7 +342,7 @@ def linear_assignment(score):
 
 
 def cosine_similarities(features, decoder):
-    """Cosine similarity of every true feature with every decoder direction.
+    """Signed cosine similarity of every true feature with every decoder direction.
 
     Args:
         features: (N, D) true feature directions (rows).
@@ -267,65 +353,98 @@ def cosine_similarities(features, decoder):
     return _cosines(*_dictionary_pair(features, decoder))
 
 
+def _mmcs_from(cos):
+    # jnp.max propagates NaN, so a non-finite row makes the mean NaN.
+    return jnp.mean(jnp.max(jnp.abs(cos), axis=1))
+
+
 def mmcs(features, decoder):
     """Mean max cosine similarity: how well each true feature is covered by its best latent.
 
     Args:
         features: (N, D); decoder: (L, D).
     Returns:
-        scalar mean over the N features of max_l cos(f_i, d_l); 1 when every feature has a
-        latent pointing its way (several features may share one latent).
+        scalar mean over the N features of max_l |cos(f_i, d_l)|; 1 when every feature has a
+        latent along it (several features may share one latent).
     """
-    features, decoder = _dictionary_pair(features, decoder)
-    return jnp.mean(jnp.max(_cosines(features, decoder), axis=1))
+    return _mmcs_from(_cosines(*_dictionary_pair(features, decoder)))
 
 
-def _matched(cos):
-    match = _assign(cos)
-    matched = match >= 0
-    picked = jnp.take_along_axis(cos, jnp.maximum(match, 0)[:, None], axis=1)[:, 0]
-    return match, jnp.where(matched, picked, jnp.nan)
+def _matched(cos, signed=False):
+    """(match, the matched pairs' similarities): -1 and NaN for unmatched features, and for
+    every feature when cos holds NaN (a traced non-finite input)."""
+    sim = _similarity(cos, signed)
+    match = _assign(sim)
+    picked = jnp.take_along_axis(sim, jnp.maximum(match, 0)[:, None], axis=1)[:, 0]
+    return match, jnp.where(match >= 0, picked, jnp.nan)
 
 
-def matched_cosines(features, decoder):
-    """The one-to-one matching of features to latents maximising total cosine, and its cosines.
+def matched_cosines(features, decoder, signed: bool = False):
+    """The one-to-one matching of features to latents that maximises the total |cosine| (the
+    MCC matching), and the matched pairs' |cosine|.
 
     Args:
         features: (N, D); decoder: (L, D).
+        signed: a Python bool; True matches on signed cosines and returns them (the
+            :func:`signed_mcc` matching).
     Returns:
         (match, cosines): ``match`` (N,) int32, the latent matched to each feature (-1 for the
-        N − L features left unmatched when N > L); ``cosines`` (N,) the cosine of each matched
-        pair, NaN for an unmatched feature (NaN rather than 0, which would read as "orthogonal").
+        N − L features left unmatched when N > L); ``cosines`` (N,) of the matched pairs, NaN
+        for an unmatched feature (NaN rather than 0, which would read as "orthogonal"). A
+        traced input holding NaN or inf leaves every feature unmatched.
     """
-    return _matched(_cosines(*_dictionary_pair(features, decoder)))
+    return _matched(_cosines(*_dictionary_pair(features, decoder)), signed)
 
 
-def _mcc_from_cos(cos):
-    match, matched_cos = _matched(cos)
-    # Exactly min(N, L) features are matched.
-    return jnp.sum(jnp.where(match >= 0, matched_cos, 0.0)) / min(cos.shape)
+def _mcc_of(cos, match, matched):
+    # Exactly min(N, L) features are matched, unless the input was not finite (none is).
+    value = jnp.sum(jnp.where(match >= 0, matched, 0.0)) / min(cos.shape)
+    return _nan_unless_finite(value, cos)
+
+
+def _mcc_from_cos(cos, signed=False):
+    return _mcc_of(cos, *_matched(cos, signed))
 
 
 def mcc(features, decoder):
-    """Mean correlation coefficient: mean cosine of the best one-to-one feature–latent matching.
+    """Mean correlation coefficient, as SAELens and SynthSAEBench define it: the mean |cosine|
+    of the one-to-one feature–latent matching with the largest total |cosine| (Hungarian).
 
     Args:
         features: (N, D); decoder: (L, D).
     Returns:
-        scalar mean cosine over the min(N, L) matched pairs; 1 when the decoder is the features
-        up to order and positive rescaling, invariant to both.
+        scalar in [0, 1], the mean over the min(N, L) matched pairs; 1 when the decoder is the
+        features up to order and nonzero rescaling (sign included), invariant to all three.
     """
     return _mcc_from_cos(_cosines(*_dictionary_pair(features, decoder)))
 
 
+def signed_mcc(features, decoder):
+    """MCC on signed cosines: matching and mean both use cos, not |cos|.
+
+    A decoder row pointing opposite a feature counts against it (cosine −1), not for it: with
+    non-negative codes, as in a sparse autoencoder, such a latent cannot reconstruct the
+    feature. Use it where that matters, e.g. where features have anti-aligned neighbours (the
+    superposition toy's antipodal and obtuse arrangements), which |cos| would credit. At most
+    :func:`mcc`.
+
+    Args:
+        features: (N, D); decoder: (L, D).
+    Returns:
+        scalar in [-1, 1]; 1 when the decoder is the features up to order and positive
+        rescaling.
+    """
+    return _mcc_from_cos(_cosines(*_dictionary_pair(features, decoder)), signed=True)
+
+
 def _uniqueness_from(cos, decoder):
     n = cos.shape[0]
-    best = jnp.argmax(cos, axis=0)  # (L,) each latent's best-matching feature
+    best = jnp.argmax(jnp.abs(cos), axis=0)  # (L,) each latent's best-matching feature
     # A zero decoder row has cosine 0 with everything, so no best match at all (argmax would
     # otherwise credit it to feature 0).
     live = jnp.any(decoder != 0, axis=1)
     hit = jnp.zeros((n,), bool).at[jnp.where(live, best, n)].set(True, mode="drop")
-    return jnp.sum(hit) / cos.shape[1]
+    return _nan_unless_finite(jnp.sum(hit) / cos.shape[1], cos)
 
 
 def uniqueness(features, decoder):
@@ -335,8 +454,9 @@ def uniqueness(features, decoder):
         features: (N, D); decoder: (L, D).
     Returns:
         scalar (number of distinct features that are some latent's best match, by argmax of
-        cosine over features, lowest index on ties) / L. 1 for a dictionary equal to the
-        features; at most min(N, L)/L. A zero decoder row has no best match.
+        |cosine| over features, as SAELens, lowest index on ties) / L. 1 for a
+        dictionary equal to the features; at most min(N, L)/L. A zero decoder row has no
+        best match.
     """
     features, decoder = _dictionary_pair(features, decoder)
     return _uniqueness_from(_cosines(features, decoder), decoder)
@@ -348,7 +468,7 @@ def cross_seed_agreement(decoder_a, decoder_b):
     Args:
         decoder_a: (L_a, D); decoder_b: (L_b, D).
     Returns:
-        scalar mean cosine of the best one-to-one matching of their rows (as :func:`mcc`).
+        scalar mean |cosine| of the best one-to-one matching of their rows (:func:`mcc`).
     """
     a, b = _dictionary_pair(decoder_a, decoder_b, names=("decoder_a", "decoder_b"))
     return _mcc_from_cos(_cosines(a, b))
@@ -361,14 +481,19 @@ def _detection(c, codes, match):
     n_latents = codes.shape[1]
     matched = (match >= 0) & (match < n_latents)
     active = c > 0  # (B, N)
-    fires = jnp.take(codes, jnp.clip(match, 0, n_latents - 1), axis=1) > 0  # (B, N), latent of each feature
+    latent_codes = jnp.take(codes, jnp.clip(match, 0, n_latents - 1), axis=1)  # (B, N), latent of each feature
+    fires = latent_codes > 0
     tp = jnp.sum(fires & active, axis=0)
     fp = jnp.sum(fires & ~active, axis=0)
     fn = jnp.sum(~fires & active, axis=0)
+    # NaN > 0 is False, so a non-finite (traced) activation would pass as "inactive": such a
+    # feature's scores are NaN instead, and so are the means over features.
+    finite = jnp.all(jnp.isfinite(c), axis=0) & jnp.all(jnp.isfinite(latent_codes), axis=0)
     per = {"precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn), "f1": _ratio(2 * tp, 2 * tp + fp + fn)}
-    per = {k: jnp.where(matched, val, jnp.nan) for k, val in per.items()}
+    per = {k: jnp.where(matched & finite, val, jnp.nan) for k, val in per.items()}
     n_matched = jnp.sum(matched)
-    means = {f"mean_{k}": jnp.where(n_matched > 0, jnp.nansum(val) / jnp.maximum(n_matched, 1), jnp.nan)
+    means = {f"mean_{k}": jnp.where(n_matched > 0, jnp.sum(jnp.where(matched, val, 0.0)) / jnp.maximum(n_matched, 1),
+                                    jnp.nan)
              for k, val in per.items()}
     return {**per, **means}
 
@@ -390,12 +515,13 @@ def detection_scores(c, codes, match):
     Args:
         c: (B, N) true feature activations.
         codes: (B, L) latent codes.
-        match: (N,) integer latent index per feature (e.g. from :func:`matched_cosines`); -1 or
-            any index outside [0, L) means unmatched.
+        match: (N,) integer latent index per feature (e.g. from :func:`matched_cosines`, the
+            |cosine| matching of :func:`mcc`); -1 or any index outside [0, L) means unmatched.
     Returns:
-        dict: "precision", "recall", "f1" (N,) per true feature, NaN for an unmatched one; and
+        dict: "precision", "recall", "f1" (N,) per true feature, NaN for an unmatched one (and,
+        traced, for one whose activations or matched codes hold NaN or inf); and
         "mean_precision", "mean_recall", "mean_f1" their means over matched features (NaN
-        when none is matched).
+        when none is matched or any of theirs is NaN).
     """
     c, codes = _batch_pair(c, codes)
     return _detection(c, codes, _match_vector(match, c.shape[1]))
@@ -411,7 +537,8 @@ def _sq_rows(a):
 def _explained_variance(x, x_hat):
     residual = jnp.sum(jnp.square(x - x_hat))
     total = jnp.sum(jnp.square(x - jnp.mean(x, axis=0, keepdims=True)))
-    return jnp.where(total > 0, 1.0 - residual / jnp.where(total > 0, total, 1.0), jnp.nan)
+    value = jnp.where(total > 0, 1.0 - residual / jnp.where(total > 0, total, 1.0), jnp.nan)
+    return _nan_unless_finite(value, x, x_hat)
 
 
 def explained_variance(x, x_hat):
@@ -434,7 +561,9 @@ def _shrinkage(x, x_hat):
     live = nx > 0
     ratio = jnp.sqrt(_sq_rows(x_hat)) / jnp.sqrt(jnp.where(live, nx, 1.0))
     n_live = jnp.sum(live)
-    return jnp.where(n_live > 0, jnp.sum(jnp.where(live, ratio, 0.0)) / jnp.maximum(n_live, 1), jnp.nan)
+    value = jnp.where(n_live > 0, jnp.sum(jnp.where(live, ratio, 0.0)) / jnp.maximum(n_live, 1), jnp.nan)
+    # A NaN row of x has nx > 0 False and would be skipped like a zero row.
+    return _nan_unless_finite(value, x, x_hat)
 
 
 def shrinkage(x, x_hat):
@@ -454,6 +583,15 @@ def shrinkage(x, x_hat):
 # ----------------------------------------------------------------------------- sparsity
 
 
+# NaN > 0 is False: a non-finite (traced) code would pass as "not firing", so both are NaN then.
+def _l0(codes):
+    return _nan_unless_finite(jnp.mean(jnp.sum(codes > 0, axis=1).astype(codes.dtype)), codes)
+
+
+def _dead_latents(codes):
+    return _nan_unless_finite(jnp.mean((~jnp.any(codes > 0, axis=0)).astype(codes.dtype)), codes)
+
+
 def l0(codes):
     """Mean number of latents firing (code > 0) per example.
 
@@ -462,8 +600,7 @@ def l0(codes):
     Returns:
         float scalar in [0, L].
     """
-    codes = _matrix(codes, "codes", "(B, L)")
-    return jnp.mean(jnp.sum(codes > 0, axis=1).astype(codes.dtype))
+    return _l0(_matrix(codes, "codes", "(B, L)"))
 
 
 def dead_latents(codes):
@@ -474,8 +611,7 @@ def dead_latents(codes):
     Returns:
         float scalar in [0, 1].
     """
-    codes = _matrix(codes, "codes", "(B, L)")
-    return jnp.mean((~jnp.any(codes > 0, axis=0)).astype(codes.dtype))
+    return _dead_latents(_matrix(codes, "codes", "(B, L)"))
 
 
 # ----------------------------------------------------------------------------- all together
@@ -489,9 +625,10 @@ def dictionary_scores(features, decoder, x, x_hat, c, codes):
         x: (B, D) inputs; x_hat: (B, D) reconstructions;
         c: (B, N) true activations of the same B examples; codes: (B, L) their latent codes.
     Returns:
-        dict of scalars: "mmcs", "mcc", "uniqueness"; "precision", "recall", "f1" (means over
-        the features matched by the MCC matching, see :func:`detection_scores`);
-        "explained_variance", "shrinkage", "l0", "dead_latents".
+        dict of scalars: "mmcs", "mcc", "uniqueness" (all on |cosine|, as :func:`mcc`);
+        "precision", "recall", "f1" (means over the features matched by the MCC matching, see
+        :func:`detection_scores`); "explained_variance", "shrinkage", "l0", "dead_latents".
+        Each is NaN when a traced input it reads holds NaN or inf.
     """
     features, decoder = _dictionary_pair(features, decoder)
     x, x_hat = _batch_pair(x, x_hat, names=("x", "x_hat"), axes=("(B, D)", "(B, D)"))
@@ -505,19 +642,19 @@ def dictionary_scores(features, decoder, x, x_hat, c, codes):
     _agree("codes", codes, 1, "L (last axis)", "decoder", decoder, 0)
 
     cos = _cosines(features, decoder)
-    match, matched_cos = _matched(cos)  # one assignment shared by MCC and detection
+    match, matched = _matched(cos)  # one assignment shared by MCC and detection
     detection = _detection(c, codes, match)
     return {
-        "mmcs": jnp.mean(jnp.max(cos, axis=1)),
-        "mcc": jnp.sum(jnp.where(match >= 0, matched_cos, 0.0)) / min(cos.shape),
+        "mmcs": _mmcs_from(cos),
+        "mcc": _mcc_of(cos, match, matched),
         "uniqueness": _uniqueness_from(cos, decoder),
         "precision": detection["mean_precision"],
         "recall": detection["mean_recall"],
         "f1": detection["mean_f1"],
         "explained_variance": _explained_variance(x, x_hat),
         "shrinkage": _shrinkage(x, x_hat),
-        "l0": jnp.mean(jnp.sum(codes > 0, axis=1).astype(codes.dtype)),
-        "dead_latents": jnp.mean((~jnp.any(codes > 0, axis=0)).astype(codes.dtype)),
+        "l0": _l0(codes),
+        "dead_latents": _dead_latents(codes),
     }
 
 
@@ -535,7 +672,8 @@ def pareto_frontier(l0, score):
             better, e.g. explained variance or MCC).
     Returns:
         bool numpy array of that shape, True for points no other point dominates. A point with
-        a NaN in either is never on the frontier and dominates nothing.
+        a NaN in either (a score undefined for that run, e.g. from a non-finite traced input)
+        is never on the frontier and dominates nothing.
     """
     try:
         l0_arr = np.asarray(l0, dtype=np.float64)

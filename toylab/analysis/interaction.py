@@ -32,6 +32,12 @@ directions are zero columns and a ``kept`` mask, not a shorter array), so a basi
 a sweep's seeds or a run's snapshots. Grams and eigendecompositions run in float64 in a
 scoped ``enable_x64`` (``precision="float64"``, the default); activations and Jacobians stay
 in the model's dtype.
+
+Concrete inputs, models, bases, edges and targets holding NaN or inf are refused with a
+:class:`~toylab.core.config.ConfigError` naming the argument. Traced ones (under jit or vmap)
+cannot be inspected: a layer whose Gram or Jacobian Gram is not finite then gets NaN
+importances and features (and no kept ones), and the graph, the ablations' accuracy and loss
+and ``edges_for_mass`` come out NaN, never a finite-looking number.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from jax import custom_batching
 
 from ..core.config import ConfigError, described
 from ..tasks.losses import x64_scope
+from .dictionaries import _refuse_non_finite, _refuse_non_finite_tree
 
 __all__ = ["Sections", "cut", "node_layers", "Basis", "interaction_basis", "pca_basis", "interaction_graph",
            "edges_for_mass", "output_scores", "feature_ablation", "edge_ablation", "fewest_kept", "graph_modules",
@@ -91,6 +98,7 @@ class Sections:
         return len(self.names)
 
     def _check(self, inputs):
+        _refuse_non_finite_tree(inputs, "inputs")
         inputs = jnp.asarray(inputs) if not isinstance(inputs, (dict, tuple, list)) else inputs
         if self.check_inputs is not None:
             problem = self.check_inputs(inputs)
@@ -102,6 +110,7 @@ class Sections:
 
     def activations(self, model, inputs, batch_size: int | None = None) -> list:
         """The node layers' activations [(n, d_0), (n, d_1), ...] for ``inputs`` (n, ...)."""
+        _refuse_non_finite_tree(model, "model")
         inputs = self._check(inputs)
 
         def one(x):
@@ -113,6 +122,10 @@ class Sections:
 
     def forward(self, model, a, start: int):
         """The last node layer (the output) from node layer ``start``'s activation ``a``."""
+        _refuse_non_finite_tree(model, "model")
+        return self._forward(model, _refuse_non_finite(a, "a"), start)
+
+    def _forward(self, model, a, start):
         for f in self.maps[start:]:
             a = f(model, a)
         return a
@@ -361,10 +374,17 @@ class Basis(eqx.Module):
 
     def features(self, layer: int, activations):
         """f̂ (n, d) of layer ``layer`` from its activations (n, d)."""
-        return (activations - self.mean[layer]) @ self.C[layer]
+        return self._features(layer, _refuse_non_finite(activations, "activations"))
 
     def reconstruct(self, layer: int, features):
         """Activations (n, d) from features (n, d): μ + f̂ C⁺."""
+        return self._reconstruct(layer, _refuse_non_finite(features, "features"))
+
+    # Unchecked, for this module: what it passes are its own intermediate values, not arguments.
+    def _features(self, layer, activations):
+        return (activations - self.mean[layer]) @ self.C[layer]
+
+    def _reconstruct(self, layer, features):
         return self.mean[layer] + features @ self.C_pinv[layer]
 
 
@@ -406,9 +426,19 @@ def _eigh_one_at_a_time(axis_size, in_batched, S):
 
 
 def _desc_eigh(S):
-    """Eigenvalues (descending) and eigenvectors (columns) of a symmetric matrix."""
-    w, v = _eigh((S + S.T) / 2)
-    return w[::-1], v[:, ::-1]
+    """Eigenvalues (descending) and eigenvectors (columns) of a symmetric matrix; all NaN when
+    S is not finite (a traced NaN or inf reached it)."""
+    finite = jnp.all(jnp.isfinite(S))
+    # eigh of a non-finite matrix is undefined; decompose zeros instead and mark the result.
+    w, v = _eigh(jnp.where(finite, (S + S.T) / 2, 0.0))
+    return jnp.where(finite, w[::-1], jnp.nan), jnp.where(finite, v[:, ::-1], jnp.nan)
+
+
+def _poisoned(values, *arrays):
+    """arrays, each NaN throughout when ``values`` (eigenvalues) hold NaN: the layer's masks
+    would otherwise turn a NaN basis into zero columns and zero importances."""
+    bad = jnp.any(jnp.isnan(values))
+    return tuple(jnp.where(bad, jnp.nan, a) for a in arrays)
 
 
 def _keep(values, truncation):
@@ -432,8 +462,8 @@ def _pca_layer(acts, truncation, precision, dtype):
         mean, G = _gram(acts, wide)
         D, U = _desc_eigh(G)
         kept = _keep(D, truncation)
-        U = jnp.where(kept[None, :], U, 0.0)
-        out = (mean.astype(dtype), U.astype(dtype), U.T.astype(dtype), jnp.where(kept, D, 0.0).astype(dtype), kept)
+        U, importance = _poisoned(D, jnp.where(kept[None, :], U, 0.0), jnp.where(kept, D, 0.0))
+        out = (mean.astype(dtype), U.astype(dtype), U.T.astype(dtype), importance.astype(dtype), kept)
     return out
 
 
@@ -514,8 +544,9 @@ def interaction_basis(sections: Sections, model, inputs, *, truncation: float = 
             inv_root = jnp.where(kept, 1.0 / jnp.where(kept, root, 1.0), 0.0)
             C = (U * inv_sqrtD[None, :]) @ V * root[None, :]
             C_pinv = (inv_root[:, None] * V.T) @ Us.T
-            layers[i] = (mean.astype(dtype), C.astype(dtype), C_pinv.astype(dtype),
-                         jnp.where(kept, lam, 0.0).astype(dtype), kept)
+            # NaN in G's eigenvalues reaches M's through Us, so lam carries both layers' poison.
+            C, C_pinv, importance = _poisoned(lam, C, C_pinv, jnp.where(kept, lam, 0.0))
+            layers[i] = (mean.astype(dtype), C.astype(dtype), C_pinv.astype(dtype), importance.astype(dtype), kept)
     return Basis(*[list(x) for x in zip(*layers)], names=sections.names, kind="lib")
 
 
@@ -539,6 +570,7 @@ def _check_basis(sections, basis):
     if tuple(basis.names) != tuple(sections.names):
         raise ConfigError("basis", described(f"node layers {basis.names}"),
                           f"must be built on the same node layers as sections: {sections.names}")
+    _refuse_non_finite_tree(basis, "basis")
 
 
 # ----------------------------------------------------------------------------- the interaction graph
@@ -579,19 +611,25 @@ def interaction_graph(sections: Sections, model, inputs, basis: Basis, *, n_alph
             grads = jax.vmap(lambda a: jac(a * feats))(alphas)  # (n_alpha, d_next, d)
             A = jnp.tensordot(w, grads, axes=1) * feats[None, :]
             return A ** 2
-        E = _chunked_mean(attribution, basis.features(i, acts[i]), batch_size)
+        E = _chunked_mean(attribution, basis._features(i, acts[i]), batch_size)
         edges.append(E * basis.kept[i + 1][:, None] * basis.kept[i][None, :])
     return edges
 
 
 def edges_for_mass(edges, share: float = 0.9):
-    """How many of the largest edges of one block (any shape) carry ``share`` of its total."""
+    """How many of the largest edges of one block (any shape) carry ``share`` of its total.
+
+    A float scalar (a whole number), so that edges holding NaN or inf under a trace can give
+    NaN rather than a count; concrete ones are refused."""
     if isinstance(share, bool) or not isinstance(share, (int, float, np.floating)) or not 0 < share <= 1:
         raise ConfigError("share", share, "must be a number in (0, 1]")
-    e = jnp.sort(jnp.ravel(edges))[::-1]
+    _refuse_non_finite(edges, "edges")
+    e = jnp.sort(jnp.ravel(jnp.asarray(edges)))[::-1]
     total = e.sum()
     csum = jnp.cumsum(e)
-    return jnp.where(total > 0, jnp.sum(csum < share * total * (1 - 1e-7)) + 1, 0)
+    count = jnp.where(total > 0, jnp.sum(csum < share * total * (1 - 1e-7)) + 1, 0)
+    out = jnp.result_type(e.dtype, jnp.float32)
+    return jnp.where(jnp.all(jnp.isfinite(e)), count.astype(out), jnp.nan)
 
 
 # ----------------------------------------------------------------------------- ablations
@@ -599,16 +637,25 @@ def edges_for_mass(edges, share: float = 0.9):
 
 def output_scores(outputs, labels):
     """(accuracy, loss) of model outputs (n, c): integer labels (n,) → argmax accuracy and
-    mean cross-entropy; float targets (n, c) → accuracy NaN and the mean squared error."""
-    labels = jnp.asarray(labels)
+    mean cross-entropy; float targets (n, c) → accuracy NaN and the mean squared error.
+    Both NaN when traced outputs or targets hold NaN or inf (concrete ones are refused)."""
+    _refuse_non_finite(outputs, "outputs")
+    _refuse_non_finite(labels, "labels")
+    outputs, labels = jnp.asarray(outputs), jnp.asarray(labels)
     if jnp.issubdtype(labels.dtype, jnp.integer):
         logp = jax.nn.log_softmax(outputs.astype(jnp.float32), axis=-1)
         loss = -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=-1))
-        return jnp.mean(jnp.argmax(outputs, axis=-1) == labels), loss
-    return jnp.asarray(jnp.nan, jnp.float32), jnp.mean(jnp.sum((outputs - labels) ** 2, axis=-1))
+        # argmax picks a NaN entry as readily as the largest, which would look like an answer.
+        finite = jnp.all(jnp.isfinite(outputs))
+        accuracy = jnp.mean(jnp.argmax(outputs, axis=-1) == labels)
+        return jnp.where(finite, accuracy, jnp.nan), jnp.where(finite, loss, jnp.nan)
+    finite = jnp.all(jnp.isfinite(outputs)) & jnp.all(jnp.isfinite(labels))
+    loss = jnp.mean(jnp.sum((outputs - labels) ** 2, axis=-1))
+    return jnp.asarray(jnp.nan, jnp.float32), jnp.where(finite, loss, jnp.nan)
 
 
 def _check_labels(labels, n, out_dim):
+    _refuse_non_finite(labels, "labels")
     labels = jnp.asarray(labels)
     if jnp.issubdtype(labels.dtype, jnp.integer):
         ok = labels.shape == (n,)
@@ -650,12 +697,12 @@ def feature_ablation(sections: Sections, model, inputs, labels, basis: Basis, la
     labels = _check_labels(labels, acts[0].shape[0], acts[-1].shape[-1])
     d = acts[layer].shape[-1]
     ks = _check_ks(ks, d)
-    feats = basis.features(layer, acts[layer])
+    feats = basis._features(layer, acts[layer])
 
     def score(k):
         keep = (jnp.arange(d) < k) & basis.kept[layer]
-        a = basis.reconstruct(layer, feats * keep)
-        out = jax.vmap(lambda x: sections.forward(model, x, layer))(a)
+        a = basis._reconstruct(layer, feats * keep)
+        out = jax.vmap(lambda x: sections._forward(model, x, layer))(a)
         return output_scores(out, labels)
     return jax.lax.map(score, ks)
 
@@ -672,7 +719,7 @@ def edge_ablation(sections: Sections, model, inputs, labels, basis: Basis, edges
     inputs = sections._check(inputs)
     acts = sections.activations(model, inputs, batch_size)
     labels = _check_labels(labels, acts[0].shape[0], acts[-1].shape[-1])
-    edges = jnp.asarray(edges)
+    edges = jnp.asarray(_refuse_non_finite(edges, "edges"))
     d, d_next = acts[layer].shape[-1], acts[layer + 1].shape[-1]
     if edges.shape != (d_next, d):
         raise ConfigError("edges", described(f"shape {edges.shape}"), f"must be the block's ({d_next}, {d}) edges")
@@ -680,17 +727,20 @@ def edge_ablation(sections: Sections, model, inputs, labels, basis: Basis, edges
     order = jnp.argsort(-edges.ravel())
     rank = jnp.empty_like(order).at[order].set(jnp.arange(order.size)).reshape(edges.shape)
     F = _feature_map(sections, model, basis, layer)
-    feats = basis.features(layer, acts[layer])
+    feats = basis._features(layer, acts[layer])
 
     def next_features(x, keep):  # x (d,), keep (d_next, d) → (d_next,)
         return jax.vmap(lambda j, m: F(x * m)[j])(jnp.arange(d_next), keep)
 
+    # NaN edges (traced) would leave which edges are kept arbitrary, yet the outputs finite.
+    edges_finite = jnp.all(jnp.isfinite(edges))
+
     def score(k):
         keep = rank < k
         nf = _map_examples(lambda x: next_features(x, keep), feats, batch_size)
-        a = basis.reconstruct(layer + 1, nf * basis.kept[layer + 1])
-        out = jax.vmap(lambda x: sections.forward(model, x, layer + 1))(a)
-        return output_scores(out, labels)
+        a = basis._reconstruct(layer + 1, nf * basis.kept[layer + 1])
+        out = jax.vmap(lambda x: sections._forward(model, x, layer + 1))(a)
+        return tuple(jnp.where(edges_finite, v, jnp.nan) for v in output_scores(out, labels))
     return jax.lax.map(score, ks)
 
 
@@ -732,9 +782,10 @@ def _check_edges(edges):
         if np.asarray(a).shape[0] != np.asarray(b).shape[1]:
             raise ConfigError("edges", described(f"blocks of shapes {[np.asarray(e).shape for e in edges]}"),
                               "must chain: block l's rows are block l+1's columns")
+    _refuse_non_finite_tree({f"block {l}": np.asarray(e) for l, e in enumerate(edges)}, "edges")
     for e in edges:
-        if np.asarray(e).ndim != 2 or not np.all(np.isfinite(e)) or np.any(np.asarray(e) < 0):
-            raise ConfigError("edges", described("an entry that is negative, not finite, or a block not 2-D"),
+        if np.asarray(e).ndim != 2 or np.any(np.asarray(e) < 0):
+            raise ConfigError("edges", described("an entry that is negative or a block not 2-D"),
                               "must be non-negative finite 2-D arrays")
 
 
@@ -813,6 +864,8 @@ def _flat_labels(edges, labels):
             np.asarray(lab).shape != (offsets[l + 1] - offsets[l],) for l, lab in enumerate(labels)):
         raise ConfigError("labels", described(f"{len(labels) if isinstance(labels, (list, tuple)) else type(labels).__name__}"),
                           "must be one label array per node layer, as graph_modules returns")
+    # A NaN label compares False with everything, so it would be left out like -1.
+    _refuse_non_finite_tree({f"layer {l}": np.asarray(lab) for l, lab in enumerate(labels)}, "labels")
     return A, np.concatenate([np.asarray(lab) for lab in labels])
 
 
@@ -856,10 +909,10 @@ def fourier_labels(values, p: int) -> dict:
     ``sum`` (n, K): cos/sin(k(a+b)); ``difference`` (n, K): cos/sin(k(a−b)); ``product``
     (n,): every other product cos/sin(k₁a)·cos/sin(k₂b), k₁ ≠ k₂. K = ⌊p/2⌋, index k−1 for
     frequency k (for even p, k = p/2 is cos(πx), whose product cos πa·cos πb is filed as the
-    sum). Pure jnp: vmaps over models."""
+    sum). Pure jnp: vmaps over models; traced values holding NaN or inf give NaN shares."""
     from . import fourier as fa
 
-    values = jnp.asarray(values)
+    values = jnp.asarray(_refuse_non_finite(values, "values"))
     if values.ndim != 3 or values.shape[:2] != (p, p):
         raise ConfigError("values", described(f"shape {values.shape}"), f"must be (p, p, n) = ({p}, {p}, n)")
     coeffs = fa.fourier_2d(values.astype(jnp.float32), p)  # (p, p, n); rows const, cos1, sin1, ...
@@ -888,6 +941,7 @@ def fourier_labels(values, p: int) -> dict:
 def label_names(labels: dict, top: int = 1) -> list:
     """A readable label per direction from :func:`fourier_labels`: its largest term(s) with
     their share, e.g. "cos(14(a+b)) 0.93"."""
+    _refuse_non_finite_tree(labels, "labels")
     names = []
     n = np.asarray(labels["const"]).shape[0]
     for j in range(n):
