@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from toylab.analysis import learning_coefficients as lc
-from toylab.analysis.degeneracy import default_nbeta, learning_coefficient, rhat
+from toylab.analysis.degeneracy import default_nbeta, learning_coefficient, rhat, sgld
 from toylab.core.config import ConfigError
 
 DATA = {"x": jnp.zeros((50, 1))}  # the quadratic losses below ignore their batch
@@ -42,7 +42,14 @@ def test_sgld_on_a_quadratic_matches_its_exact_finite_step_value(a, gamma, eps):
     exact = _exact_sgld_llc(a, nbeta, gamma, eps)
     standard_error = float(res.per_chain.std()) / np.sqrt(256)
     assert abs(float(res.mean) - exact) < 5 * standard_error + 1e-3 * exact, (float(res.mean), exact, standard_error)
-    assert float(res.init_loss) == 0.0 and res.warnings == []
+    assert float(res.init_loss) == 0.0
+    # the predicted step-size bias is this exact inflation over the ε → 0 value (d/2 at γ = 0)
+    at_zero = _exact_sgld_llc(a, nbeta, gamma, 0.0)
+    assert float(res.step_bias) == pytest.approx(exact / at_zero - 1, rel=1e-3, abs=1e-6)
+    assert float(res.quadratic_exact) == pytest.approx(at_zero, rel=1e-5)
+    warned = any("step-size bias" in w for w in res.warnings)
+    assert warned == (exact / at_zero - 1 > res.threshold), res.warnings
+    assert not any("diverged" in w or "minimum" in w for w in res.warnings)
 
 
 def test_regular_quadratic_gives_d_over_2_at_small_step():
@@ -62,7 +69,7 @@ def test_noise_off_sgld_at_step_2eta_is_gradient_descent_at_eta():
     w0 = {"w": jnp.zeros(3), "b": jnp.asarray(0.3)}
     eta, steps = 0.01, 25
     res = learning_coefficient(loss, w0, {"x": x, "y": y}, jax.random.key(0), chains=2, draws=steps, burnin=0,
-                               step_size=2 * eta, nbeta=1.0, localization=0.0, noise=False)
+                               step_size=2 * eta, nbeta=1.0, localization=0.0, sampler=sgld(noise=False))
     w = w0
     for _ in range(steps):
         g = jax.grad(loss)(w, {"x": x, "y": y})
@@ -151,7 +158,7 @@ def test_rhat_is_one_for_agreeing_chains_and_large_for_disagreeing():
 @pytest.mark.parametrize("kwargs, field", [
     (dict(step_size=0.0), "step_size"), (dict(step_size=-1e-3), "step_size"), (dict(nbeta=0.0), "nbeta"),
     (dict(draws=0), "draws"), (dict(chains=0), "chains"), (dict(draws=10, burnin=10), "burnin"),
-    (dict(localization=-1.0), "localization"), (dict(sampler="hmc"), "sampler"), (dict(batch_size=0), "batch_size"),
+    (dict(localization=-1.0), "localization"), (dict(sampler="nuts"), "sampler"), (dict(batch_size=0), "batch_size"),
     (dict(mask={"v": jnp.ones(2, bool)}), "mask"), (dict(mask={"w": jnp.ones(3, bool)}), "mask"),
 ])
 def test_bad_arguments_are_one_clear_error(kwargs, field):
@@ -331,11 +338,16 @@ def test_calibration_picks_the_largest_stable_step():
     cal = dg.calibrate(quad, {"w": jnp.zeros(2)}, DATA, jax.random.key(0), step_sizes=[1e-3, 1e-2, 0.05, 1.0],
                        nbetas=[10.0, 20.0], localizations=[0.0, 5.0], chains=8, draws=2000)
     assert cal.results.mean.shape == (4, 2, 2) and cal.stable.shape == (4, 2, 2)
-    # ε·k must stay below 4 for SGLD on curvature k = nβ·a + γ: 1.0 is unstable everywhere
-    assert not np.any(np.asarray(cal.stable)[3])
-    assert np.all(np.asarray(cal.stable)[:2])
+    # stable: the chains are, and the exactly known step-size bias ε·k/4/(1 − ε·k/4) per
+    # direction (k = nβ·a + γ) pooled over the two curvatures stays under the threshold
+    E, B, G = np.meshgrid([1e-3, 1e-2, 0.05, 1.0], [10.0, 20.0], [0.0, 5.0], indexing="ij")
+    bias = np.vectorize(lambda e, b, g: _exact_sgld_llc([1.0, 2.0], b, g, e) / _exact_sgld_llc([1.0, 2.0], b, g, 0.0)
+                        - 1 if e * (2 * b + g) < 4 else np.inf)(E, B, G)
+    np.testing.assert_array_equal(np.asarray(cal.stable), bias <= cal.results.threshold)
+    assert not np.any(np.asarray(cal.stable)[3])  # ε·k >= 4: SGLD is unstable
     chosen = np.asarray(cal.chosen)
-    assert chosen.shape == (2, 2) and np.all(chosen >= 0.01)
+    assert chosen.shape == (2, 2)
+    np.testing.assert_allclose(chosen, np.max(np.where(bias <= 0.05, E, -np.inf), axis=0), rtol=1e-6)
     # each cell is the single call with those settings
     single = learning_coefficient(quad, {"w": jnp.zeros(2)}, DATA, jax.random.key(0), chains=8, draws=2000,
                                   step_size=1e-2, nbeta=20.0, localization=5.0)
@@ -355,7 +367,7 @@ def test_family_learning_coefficient_of_toylab_runs(tmp_path):
     assert np.isfinite(float(res.mean)) and res.traces.shape == (4, 200)
     grok = run_sweep("grokking", {"p": 7, "model": "mlp", "d_mlp": 16, "steps": 100, "log_every": 100,
                                   "train_fraction": 0.5}, seeds=1, quiet=True)[0]
-    res = dg.family_learning_coefficient(grok, jax.random.key(0), chains=2, draws=100, step_size=1e-5)
+    res = dg.family_learning_coefficient(grok, jax.random.key(0), chains=2, draws=100, step_size=1e-5, fine_tune=False)
     assert res.n == int(np.floor(0.5 * 49 + 1e-4))  # the table's training rows, full batch
     # the same numbers as the plain call with the family's loss on its training batch
     from toylab.families.grokking import GROKKING
@@ -615,7 +627,7 @@ def test_bench_degeneracy_devinterp_runs_our_update_rule(tmp_path):
     def ours(eps, nbeta, gamma):
         res = learning_coefficient(inputs["loss"], inputs["params"], inputs["data"], jax.random.key(0), chains=1,
                                    draws=6, step_size=eps, nbeta=nbeta, localization=gamma, batch_size=None,
-                                   noise=False)
+                                   sampler=sgld(noise=False))
         return np.asarray(res.traces[0], np.float64)
     mine = ours(s["step_size"], s["nbeta"], s["localization"])
     trace = np.asarray(theirs["trace"][0])
