@@ -290,3 +290,12 @@ def test_traced_non_finite_values_give_nan_fourier_shares_for_that_direction_onl
     for k, v in labels.items():
         v = np.asarray(v)
         assert _nan(v[..., 0]) and _finite(v[..., 1:]), k
+
+
+def test_a_vmapped_basis_poisons_only_its_non_finite_member():
+    stack = np.stack([INPUTS, _corrupt(INPUTS, np.nan, (ROW, 0))])
+    lib = eqx.filter_jit(jax.vmap(lambda x: ia.interaction_basis(SECTIONS, MODEL, x)))(stack)
+    for layer in range(len(SECTIONS)):
+        assert _nan(lib.importance[layer][1]) and not np.any(np.asarray(lib.kept[layer][1]))
+        np.testing.assert_allclose(lib.importance[layer][0], BASIS.importance[layer], rtol=1e-4,
+                                   atol=1e-6 * float(np.max(BASIS.importance[layer])))
