@@ -171,8 +171,16 @@ def _toy():
 MODEL, SECTIONS, INPUTS = _toy()
 LABELS = np.argmax(INPUTS, axis=1).astype(np.int32)  # integer classes of the 6 outputs
 TARGETS = INPUTS  # float targets: the toy reconstructs its input
-BASIS = ia.interaction_basis(SECTIONS, MODEL, INPUTS)
-EDGES = ia.interaction_graph(SECTIONS, MODEL, INPUTS, BASIS, n_alpha=2)
+
+
+# Jitted: compiling each program once costs a fraction of running the analyses op by op.
+@eqx.filter_jit
+def _traced_bases(model, inputs):
+    return ia.interaction_basis(SECTIONS, model, inputs), ia.pca_basis(SECTIONS, model, inputs)
+
+
+BASIS = _traced_bases(MODEL, INPUTS)[0]
+EDGES = eqx.filter_jit(lambda x, b: ia.interaction_graph(SECTIONS, MODEL, x, b, n_alpha=2))(INPUTS, BASIS)
 
 
 def _bad_model(value):
@@ -225,11 +233,6 @@ def test_interaction_functions_refuse_concrete_non_finite_input(bad):
     _refused(lambda: ia.fourier_labels(_corrupt(values, bad, (1, 2, 0)), 5), "values")
     shares = {k: np.asarray(v) for k, v in ia.fourier_labels(values, 5).items()}
     _refused(lambda: ia.label_names({**shares, "sum": _corrupt(shares["sum"], bad, (0, 1))}), "labels")
-
-
-@eqx.filter_jit
-def _traced_bases(model, inputs):
-    return ia.interaction_basis(SECTIONS, model, inputs), ia.pca_basis(SECTIONS, model, inputs)
 
 
 @pytest.mark.parametrize("bad", BAD, ids=BAD_IDS)
