@@ -7,42 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
-from hypothesis.extra import numpy as hnp
 
 from toylab.analysis import superposition as S
+from toylab.testing import cases, strategies as tst
 
 FAST = settings(max_examples=50, deadline=None)
 LINE_NAMES = [name for name, _ in S.FRACTION_LINES]
 
 
-# ----------------------------------------------------------------------------- strategies
-
-
-@st.composite
-def weights(draw, max_m=4, max_n=7, well_scaled=False):
-    """A float32 (m, n) weight matrix, some columns possibly exactly zero.
-
-    well_scaled keeps nonzero entries in 1/8 <= |x| <= 1, so column norms differ by at most
-    ~16x and float32 rounding stays far below the tolerances of the invariance tests.
-    """
-    m = draw(st.integers(1, max_m))
-    n = draw(st.integers(1, max_n))
-    if well_scaled:
-        magnitude = st.floats(0.125, 1.0, width=32)
-        elements = st.one_of(st.just(0.0), magnitude, magnitude.map(lambda x: -x))
-    else:
-        elements = st.floats(-10.0, 10.0, width=32, allow_subnormal=False)
-    W = draw(hnp.arrays(np.float32, (m, n), elements=elements))
-    zero_columns = draw(hnp.arrays(np.bool_, (n,)))
-    W[:, zero_columns] = 0.0
-    return W
-
-
-def random_orthogonal(m: int, seed: int) -> np.ndarray:
-    """A random (m, m) orthogonal matrix: Q from the QR of a Gaussian matrix."""
-    A = np.random.default_rng(seed).normal(size=(m, m))
-    Q, R = np.linalg.qr(A)
-    return (Q * np.sign(np.diag(R))).astype(np.float32)  # sign fix: Haar-distributed Q
+# ----------------------------------------------------------------------------- helpers
 
 
 def polygon(k: int, phase: float = 0.0) -> np.ndarray:
@@ -68,7 +41,7 @@ def D(W):
 
 
 @FAST
-@given(weights())
+@given(tst.superposition_weights())
 def test_feature_dimensionality_is_in_unit_interval(W):
     d = D(W)
     assert d.shape == (W.shape[1],)
@@ -79,21 +52,21 @@ def test_feature_dimensionality_is_in_unit_interval(W):
 
 
 @FAST
-@given(weights())
+@given(tst.superposition_weights())
 def test_feature_dimensionalities_sum_to_at_most_m(W):
     # Σ_i D_i <= rank(W) <= m (Cauchy-Schwarz against the pseudo-inverse of WWᵀ).
     assert D(W).sum() <= W.shape[0] + 1e-4
 
 
 @FAST
-@given(weights(well_scaled=True), st.integers(0, 2**32 - 1))
-def test_feature_dimensionality_is_rotation_invariant(W, seed):
-    Q = random_orthogonal(W.shape[0], seed)
+@given(tst.superposition_weights(well_scaled=True), st.data())
+def test_feature_dimensionality_is_rotation_invariant(W, data):
+    Q = data.draw(tst.orthogonal_matrices(W.shape[0], dtype=np.float32))
     np.testing.assert_allclose(D(Q @ W), D(W), atol=1e-4)
 
 
 @FAST
-@given(weights(well_scaled=True), st.floats(1e-3, 1e3))
+@given(tst.superposition_weights(well_scaled=True), st.floats(1e-3, 1e3))
 def test_feature_dimensionality_is_scale_invariant(W, c):
     np.testing.assert_allclose(D(np.float32(c) * W), D(W), atol=1e-4)
 
@@ -121,9 +94,9 @@ def test_triangle_gets_two_thirds_each(phase, c):
 
 
 @FAST
-@given(st.integers(0, 2**32 - 1), st.floats(1e-2, 1e2))
-def test_regular_tetrahedron_gets_three_quarters_each(seed, c):
-    W = random_orthogonal(3, seed) @ tetrahedron()
+@given(tst.orthogonal_matrices(3, dtype=np.float32), st.floats(1e-2, 1e2))
+def test_regular_tetrahedron_gets_three_quarters_each(Q, c):
+    W = Q @ tetrahedron()
     np.testing.assert_allclose(D(np.float32(c) * W), np.full(4, 0.75), atol=1e-5)
 
 
@@ -133,16 +106,16 @@ def test_regular_tetrahedron_gets_three_quarters_each(seed, c):
     signs=st.lists(st.sampled_from([1.0, -1.0]), min_size=8, max_size=8),
     scale=st.floats(0.1, 10.0),
     others=st.lists(st.floats(0.1, 10.0), min_size=0, max_size=4),
-    seed=st.integers(0, 2**32 - 1),
+    data=st.data(),
 )
-def test_k_features_sharing_a_direction_get_one_over_k(k, signs, scale, others, seed):
+def test_k_features_sharing_a_direction_get_one_over_k(k, signs, scale, others, data):
     # k equal-norm features on ±e_0, the others each on their own axis e_1.., all rotated.
     m = 1 + len(others)
     W = np.zeros((m, k + len(others)), dtype=np.float32)
     W[0, :k] = scale * np.asarray(signs[:k])
     for j, norm in enumerate(others):
         W[1 + j, k + j] = norm
-    W = random_orthogonal(m, seed) @ W
+    W = data.draw(tst.orthogonal_matrices(m, dtype=np.float32)) @ W
     expected = np.concatenate([np.full(k, 1.0 / k), np.ones(len(others))])
     np.testing.assert_allclose(D(W), expected, atol=1e-5)
 
@@ -162,7 +135,7 @@ def test_tiny_column_counts_as_not_learned_but_small_one_does_not():
 
 
 @FAST
-@given(weights(well_scaled=True))
+@given(tst.superposition_weights(well_scaled=True))
 def test_dimensionality_agrees_with_norms_and_interference(W):
     # D_i = ‖W_i‖² / (‖W_i‖² + interference_i) for every nonzero column
     norms2 = np.asarray(jax.jit(S.feature_norms)(W)) ** 2
@@ -175,7 +148,7 @@ def test_dimensionality_agrees_with_norms_and_interference(W):
 
 
 @FAST
-@given(weights())
+@given(tst.superposition_weights())
 def test_gram_and_norms_match_numpy(W):
     W64 = W.astype(np.float64)
     np.testing.assert_allclose(np.asarray(S.gram(W)), W64.T @ W64, rtol=1e-5, atol=1e-3)
@@ -192,9 +165,9 @@ def test_interference_of_simple_geometries():
 
 
 @FAST
-@given(st.integers(1, 6), st.integers(0, 6), st.integers(0, 2**32 - 1))
-def test_dimensions_per_feature_on_dedicated_and_antipodal(m, extra_zero_columns, seed):
-    Q = random_orthogonal(m, seed)
+@given(st.integers(1, 6), st.integers(0, 6), st.data())
+def test_dimensions_per_feature_on_dedicated_and_antipodal(m, extra_zero_columns, data):
+    Q = data.draw(tst.orthogonal_matrices(m, dtype=np.float32))
     identity_like = Q @ np.eye(m, m + extra_zero_columns, dtype=np.float32)
     np.testing.assert_allclose(float(S.dimensions_per_feature(identity_like)), 1.0, atol=1e-5)
     pairs = Q @ np.concatenate([np.eye(m), -np.eye(m)], axis=1).astype(np.float32)
@@ -327,13 +300,12 @@ def test_detection_vmaps_over_models():
 # ----------------------------------------------------------------------------- phase change
 
 
-@pytest.mark.parametrize("W, name", [
-    ([[1.0, 0.0]], "not represented"),  # the extra feature (the second) gets nothing
-    ([[0.0, 1.0]], "dedicated"),  # it has the hidden dimension to itself
-    ([[0.8, -0.9]], "superposed"),  # both share it, antipodally
-])
-def test_phase_names_name_the_geometry_classify_phase_finds(W, name):
-    assert S.PHASE_NAMES[int(S.classify_phase(jnp.asarray(W)))] == name
+def test_phase_names_name_the_geometry_classify_phase_finds():
+    # The known-answer models of the three phases (at a point where all three exist):
+    # the extra feature (the second) gets nothing / has the dimension to itself / shares it.
+    assert S.PHASE_NAMES == cases.PHASES
+    for case in cases.superposition_phases(1.0, 0.1):
+        assert S.PHASE_NAMES[int(S.classify_phase(jnp.asarray(case.W, jnp.float32)))] == case.name
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from toylab.core.train import stack_hparams
 from toylab.families.dictionaries import DictionaryConfig, source_data, synthetic_generator
 from toylab.models.dictionaries import (Dictionary, batch_topk_mask, dictionary_loss, dictionary_optimizer,
                                         init_dictionary, jumprelu, step_ste, topk_mask)
+from toylab.testing import cases
 
 topk_jit = jax.jit(topk_mask)
 batch_topk_jit = jax.jit(batch_topk_mask)
@@ -129,18 +130,11 @@ def test_matryoshka_loss_sums_the_prefix_errors():
 # ----------------------------------------------------------------------------- known answers through the family
 
 
-def _true_dictionary(cfg):
-    """A dictionary whose decoder rows are the true features and whose encoder reads them exactly
-    (N = D: the inverse of the directions), its JumpReLU threshold above the rounding error
-    so that an absent feature's code of ±1e-7 does not fire."""
-    directions = synthetic_generator(cfg).directions()
-    model = init_dictionary(jax.random.key(0), cfg.dim, cfg.n_features, "jumprelu", threshold=1e-3)
-    return Dictionary(**{**_fields(model), "W_dec": directions, "W_enc": jnp.asarray(np.linalg.pinv(directions))})
-
-
 def test_dictionary_at_the_true_features_scores_one():
+    # The testing kit's planted dictionary of the config's generator: decoder rows the true
+    # features, encoder their inverse (N = D), JumpReLU thresholds far above rounding error.
     cfg = DictionaryConfig(n_features=6, dim=6, mean_active=2.0, n_latents=6, eval_size=512)
-    model = _true_dictionary(cfg)
+    model = cases.planted_dictionary(generator=synthetic_generator(cfg), batch_size=cfg.eval_size).dictionary
     scores = toylab.get_family("dictionaries").summary(model, cfg, cfg.hparams())
     for name in ("mcc", "mmcs", "uniqueness", "explained_variance", "precision", "recall", "f1", "shrinkage"):
         np.testing.assert_allclose(float(scores[name]), 1.0, atol=1e-5, err_msg=name)

@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from toylab.analysis import eigen as E
 from toylab.models.bilinear import BilinearLayer, augment, init_bilinear_classifier, init_bilinear_layer
+from toylab.testing import strategies as tst
 
 FAST = settings(max_examples=25, deadline=None)
 RTOL = 1e-4  # float32, relative to the scale of what is compared
@@ -20,7 +21,8 @@ RTOL = 1e-4  # float32, relative to the scale of what is compared
 
 
 def make_layer(seed: int, d_in: int, d_hidden: int, d_out: int, bias: bool) -> BilinearLayer:
-    """Gaussian W, V (bias columns nonzero) and P, each factor of unit scale."""
+    """Gaussian W, V (bias columns nonzero) and P, each factor of unit scale (as the kit's
+    bilinear_layers draws them), for the tests at fixed sizes."""
     rng = np.random.default_rng(seed)
     d = d_in + int(bias)
     f = lambda *s: jnp.asarray(rng.normal(size=s) / np.sqrt(s[-1]), jnp.float32)  # noqa: E731
@@ -38,11 +40,11 @@ SIZES = ((1, 1, 1), (4, 3, 3))  # d_hidden < d: Q is rank-deficient, zero eigenv
 
 @st.composite
 def layers(draw):
-    """(layer, x (5, d_in), seed)."""
+    """(layer, x (5, d_in), seed): a layer of the testing kit's, its inputs, and a seed for
+    the test's own draws."""
+    layer = draw(tst.bilinear_layers(shapes=SIZES))
     seed = draw(st.integers(0, 2**31 - 1))
-    d_in, d_hidden, d_out = draw(st.sampled_from(SIZES))
-    layer = make_layer(seed, d_in, d_hidden, d_out, draw(st.booleans()))
-    return layer, inputs(seed, 5, d_in), seed
+    return layer, inputs(seed, 5, layer.d_in), seed
 
 
 def close(actual, expected, rtol=RTOL):
@@ -50,12 +52,6 @@ def close(actual, expected, rtol=RTOL):
     expected = np.asarray(expected, np.float64)
     scale = max(float(np.max(np.abs(expected), initial=0.0)), 1.0)
     np.testing.assert_allclose(np.asarray(actual, np.float64), expected, rtol=0, atol=rtol * scale)
-
-
-def random_orthogonal(m: int, seed: int) -> np.ndarray:
-    A = np.random.default_rng(seed).normal(size=(m, m))
-    Q, R = np.linalg.qr(A)
-    return Q * np.sign(np.diag(R))
 
 
 # ----------------------------------------------------------------------------- the tensor (required 1, 2)
@@ -190,11 +186,11 @@ def test_bias_through_the_appended_input_matches_an_explicit_bias_layer(seed, si
 
 
 @FAST
-@given(layers())
-def test_decomposition_is_equivariant_under_orthogonal_changes_of_input_basis(case):
-    layer, x, seed = case
+@given(layers(), st.data())
+def test_decomposition_is_equivariant_under_orthogonal_changes_of_input_basis(case, data):
+    layer, x, _ = case
     d_in, d = layer.d_in, layer.d_in + layer.bias
-    R = random_orthogonal(d_in, seed + 5)
+    R = data.draw(tst.orthogonal_matrices(d_in))
     R_aug = np.eye(d)
     R_aug[:d_in, :d_in] = R  # the bias coordinate is not rotated
 

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 import toylab
 from toylab.tasks.table import program_config
@@ -19,6 +19,7 @@ from toylab.families.grokking import GrokkingConfig, train_rows
 from toylab.models.mlp import EmbedMLP, fourier_solution
 from toylab.models.transformer import init_transformer
 from toylab.tasks.modular import corrupted_mask, modular_table, noisy_labels, train_mask
+from toylab.testing import cases
 
 PRIMES = [p for p in range(3, 48) if all(p % d for d in range(2, p))]
 
@@ -267,19 +268,16 @@ def _np_gini(x):
 
 
 def test_progress_measures_of_a_hand_built_fourier_solution_equal_independent_values():
-    """On Gromov's closed-form solution every logit is a key-frequency term, so the values
-    of the measures are known: restricted loss = full loss, excluded loss = log p; the Gini
-    coefficients and the weight norm are recomputed here in numpy."""
-    p, freqs, scale = 13, (2, 5), 0.6
-    model = fourier_solution(p, freqs, scale)
-    key = np.zeros(p // 2, bool)
-    key[[k - 1 for k in freqs]] = True
+    """On Gromov's closed-form solution (the testing kit's case) every logit is a key-frequency
+    term, so the values of the measures are known: restricted loss = full loss, excluded loss
+    = log p; the Gini coefficients and the weight norm are recomputed here in numpy."""
+    case = cases.fourier_solution_case(13, (2, 5), scale=0.6)
+    p, model, key, logits = case.p, case.model, case.key_mask, case.logits
     train = np.random.default_rng(0).random((p, p)) < 0.4
-    a, b, c = np.meshgrid(np.arange(p), np.arange(p), np.arange(p), indexing="ij")
-    logits = 4 * scale * sum(np.cos(2 * np.pi * k * (a + b - c) / p) for k in freqs)
     np.testing.assert_allclose(fa.grid_logits(model, p), logits, atol=1e-4)  # the model is the closed form
-    labels = (a[..., 0] + b[..., 0]) % p
+    labels = fa.sum_labels(p)
     full = _np_cross_entropy(logits, labels, np.ones((p, p), bool))
+    assert full == pytest.approx(case.loss, rel=1e-9)
     m = fa.progress_measures(model, p, key, train)
     np.testing.assert_allclose(m["full_loss"], full, rtol=1e-5)
     np.testing.assert_allclose(m["restricted_loss"], full, rtol=1e-4)
@@ -311,10 +309,6 @@ def test_gini_is_zero_when_flat_and_maximal_for_one_frequency(n, value, which):
 # ----------------------------------------------------------------------------- a hand-built Fourier MLP
 
 
-def fourier_mlp(p, freqs, scale=4.0):
-    return fourier_solution(p, freqs, scale)
-
-
 def test_fourier_solution_rejects_bad_frequencies():
     with pytest.raises(ValueError, match="freqs"):
         fourier_solution(11, [0])
@@ -324,37 +318,50 @@ def test_fourier_solution_rejects_bad_frequencies():
         fourier_solution(2, [1])
 
 
-@settings(max_examples=6)  # each example's shapes compile the analyses anew (~3 s each)
-@given(p=st.sampled_from(PRIMES), data=st.data())
-def test_hand_built_fourier_mlp_adds_mod_p_and_its_restricted_loss_equals_its_loss(p, data):
-    ks = data.draw(st.lists(st.integers(1, (p - 1) // 2), min_size=1, max_size=4, unique=True))
-    model = fourier_mlp(p, ks, scale=40.0 / len(ks))
+ODD = [p for p in range(3, 48, 2)]  # primes and odd composites (whose frequencies need gcd 1 with p)
+
+
+@st.composite
+def moduli_and_frequencies(draw):
+    p = draw(st.sampled_from(ODD))
+    ks = draw(st.lists(st.integers(1, (p - 1) // 2), min_size=1, max_size=4, unique=True)
+              .filter(lambda ks: math.gcd(p, *ks) == 1))
+    return p, tuple(ks)
+
+
+@settings(max_examples=5)  # each example's shapes compile the analyses anew (~3 s each)
+@example(pk=(9, (1, 3)))  # 3·3 ≡ 0 (mod 9): the k = 3 neurons' 2k terms alias to k
+@given(pk=moduli_and_frequencies())
+def test_hand_built_fourier_mlp_gives_the_known_answers(pk):
+    p, ks = pk
+    case = cases.fourier_solution_case(p, ks, scale=40.0 / len(ks))
+    model = case.model
     logits = fa.grid_logits(model, p)
-    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
-    assert (np.asarray(jnp.argmax(logits, -1)) == (a + b) % p).all()
-    key_mask = np.isin(np.arange(1, p // 2 + 1), ks)
-    loss = float(fa.cross_entropy(logits.reshape(p * p, p), ((a + b) % p).ravel()))
-    assert float(fa.restricted_loss(logits, p, key_mask)) == pytest.approx(loss, rel=1e-3, abs=1e-7)
+    np.testing.assert_allclose(logits, case.logits, rtol=1e-5, atol=1e-4)
+    labels = fa.sum_labels(p)
+    assert float((np.asarray(jnp.argmax(logits, -1)) == labels).mean()) == case.accuracy == 1.0
+    loss = float(fa.cross_entropy(logits.reshape(p * p, p), labels.ravel()))
+    assert loss == pytest.approx(case.loss, rel=1e-3, abs=1e-7)
+    assert float(fa.restricted_loss(logits, p, case.key_mask)) == pytest.approx(loss, rel=1e-3, abs=1e-7)
     # Keeping only the other frequencies leaves nothing to go on either: loss ≈ log p.
-    assert float(fa.restricted_loss(logits, p, ~key_mask)) == pytest.approx(math.log(p), rel=0.05)
+    assert float(fa.restricted_loss(logits, p, ~case.key_mask)) == pytest.approx(math.log(p), rel=0.05)
     # Removing the key frequencies leaves nothing to go on: loss ≈ log p.
-    assert float(fa.excluded_loss(logits, p, key_mask, np.ones((p, p), bool))) == pytest.approx(math.log(p), rel=0.05)
-    # Each neuron's input weights are one wave: IPR 1. Every neuron is in its frequency's
-    # cluster: the square (cos θa + cos θb)² has variance 1/2 + 1/2 in the (a±b) terms of
-    # frequency k and 1/8 + 1/8 in the 2k terms, so k explains 0.8 (all of it when 2k ≡ ±k, p=3).
-    np.testing.assert_allclose(fa.neuron_ipr(model, p), 1.0, rtol=1e-5)
+    everything = np.ones((p, p), bool)
+    assert float(fa.excluded_loss(logits, p, case.key_mask, everything)) == pytest.approx(case.excluded_loss, rel=0.05)
+    np.testing.assert_allclose(fa.neuron_ipr(model, p), case.neuron_ipr, rtol=1e-5)
     freq, frac, _ = fa.neuron_frequency_clusters(fa.grid_neurons(model, p), p)
-    np.testing.assert_array_equal(np.asarray(freq), np.repeat(ks, 8))
-    np.testing.assert_allclose(frac, 1.0 if p == 3 else 0.8, rtol=1e-4)
-    # The logits are Σ_k cos(k(a+b−c)) terms at exactly the chosen frequencies.
+    np.testing.assert_array_equal(np.asarray(freq), case.neuron_frequencies)
+    np.testing.assert_allclose(frac, case.neuron_fractions, rtol=1e-4)
+    # The logits are Σ_k cos(k(a+b−c)) terms at exactly the chosen frequencies, in equal shares.
     _, share = fa.logit_frequency_components(logits, p)
-    np.testing.assert_allclose(float(np.asarray(share)[np.asarray(ks) - 1].sum()), 1.0, rtol=1e-4)
-    # A sparse spectrum (the chosen frequencies a minority, or the only one) is found exactly.
-    if len(ks) == 1 or 3 * len(ks) <= (p - 1) // 2:
-        power = fa.frequency_power(model.W_in[:, :p] @ fa.fourier_basis(p).T, p, axis=-1).sum(0)
-        np.testing.assert_array_equal(np.asarray(fa.key_frequencies(power)), key_mask)
-        with pytest.raises(ValueError, match="ratio"):
-            fa.key_frequencies(power, ratio=0)
+    np.testing.assert_allclose(np.asarray(share), case.logit_shares, atol=1e-4)
+    power = fa.frequency_power(model.W_in[:, :p] @ fa.fourier_basis(p).T, p, axis=-1).sum(0)
+    np.testing.assert_allclose(np.asarray(power), case.embedding_power, rtol=1e-4, atol=1e-3)
+    # A sparse spectrum (the chosen frequencies under half of all, or the only one) is found exactly.
+    found = np.asarray(fa.key_frequencies(power))
+    np.testing.assert_array_equal(found, case.key_mask if case.key_frequencies_found else np.zeros_like(found))
+    with pytest.raises(ValueError, match="ratio"):
+        fa.key_frequencies(power, ratio=0)
 
 
 @settings(max_examples=10)
@@ -433,7 +440,7 @@ def test_cli_bad_grokking_input_is_one_line_and_exit_2(tmp_path):
 
 
 def test_pruning_all_or_no_neurons():
-    model = fourier_mlp(11, [1, 3], scale=5.0)
+    model = fourier_solution(11, [1, 3], scale=5.0)
     d = model.W_in.shape[0]
     same = fa.prune_neurons(model, np.ones(d, bool))
     np.testing.assert_array_equal(fa.grid_logits(same, 11), fa.grid_logits(model, 11))

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from toylab.core.config import ConfigError
+from toylab.testing import strategies as tst
 from toylab.tasks.synthetic_features import (
     Correlation,
     Hierarchy,
@@ -259,6 +260,20 @@ def test_generator_sample_is_consistent_and_directions_are_fixed_by_seed():
     _, c = sample(cfg, jax.random.key(1), 20_000)
     np.testing.assert_allclose((np.asarray(c) > 0).sum(1).mean(), float(cfg.marginal_probabilities().sum()), rtol=0.03)
     assert float(cfg.marginal_probabilities().sum()) < 4.0  # children subsampled: below mean_active
+
+
+# One size and structure (the testing kit's planted data sets): the examples, which differ in
+# their numbers and seeds, share every compiled operation.
+@settings(max_examples=5, deadline=None)
+@given(tst.planted_features(batch_size=32, min_features=6, max_features=6, min_dim=4, max_dim=4, hierarchy=False,
+                            correlation=False, noise=False, orthogonal=False))
+def test_planted_data_are_the_sum_of_their_features(data):
+    assert data.x.shape == (32, 4) and data.c.shape == (32, 6) and data.directions.shape == (6, 4)
+    assert np.all(data.c >= 0)
+    np.testing.assert_allclose(np.linalg.norm(data.directions, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(data.x, data.c.astype(np.float64) @ data.directions, atol=1e-5)
+    if float(data.generator.magnitude_std) == 0:  # present features carry exactly the mean magnitude
+        assert np.all((data.c == 0) | np.isclose(data.c, float(data.generator.magnitude_mean), rtol=1e-6))
 
 
 def test_noise_of_the_generator():
