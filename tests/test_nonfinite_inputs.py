@@ -302,3 +302,18 @@ def test_a_vmapped_basis_poisons_only_its_non_finite_member():
         assert _nan(lib.importance[layer][1]) and not np.any(np.asarray(lib.kept[layer][1]))
         np.testing.assert_allclose(lib.importance[layer][0], BASIS.importance[layer], rtol=1e-4,
                                    atol=1e-6 * float(np.max(BASIS.importance[layer])))
+
+
+def test_the_accelerator_check_reads_a_concrete_array_inside_a_trace():
+    # Host arrays are checked with numpy; an accelerator's in place, which this CPU run can only
+    # reach by asking for it. A closed-over jax array is concrete, yet jnp inside the trace would
+    # trace it: the check must still see its values.
+    clean, bad = jnp.asarray(DECODER), jnp.asarray(_corrupt(DECODER, np.nan, (ROW, COL)))
+    seen = {}
+
+    def probe(x):
+        seen["clean"], seen["bad"] = M._concretely_finite(clean, host=False), M._concretely_finite(bad, host=False)
+        return x
+    jax.jit(probe)(1.0)
+    assert seen == {"clean": True, "bad": False}
+    assert M._concretely_finite(clean, host=True) and not M._concretely_finite(bad, host=True)

@@ -88,6 +88,16 @@ def _as_array(a, name: str):
 _NOT_FINITE = "must be finite (no NaN or inf)"
 
 
+def _concretely_finite(a, host: bool) -> bool:
+    """Whether every entry of the concrete array ``a`` is finite."""
+    if host:  # numpy reads a host buffer in place, with no kernel to compile per shape
+        return bool(np.isfinite(np.asarray(a)).all())
+    # On an accelerator, reduce there and fetch one bool; ensure_compile_time_eval, as a concrete
+    # array closed over by a jit trace would otherwise be traced too.
+    with jax.ensure_compile_time_eval():
+        return bool(jnp.isfinite(a).all())
+
+
 def _non_finite(a, leaf: str = ""):
     """What is non-finite in a concrete float array (count, ``leaf`` when given, rows), or None.
 
@@ -98,15 +108,17 @@ def _non_finite(a, leaf: str = ""):
     where = f" in {leaf}" if leaf else ""
     if isinstance(a, float):
         return None if math.isfinite(a) else f"a non-finite value (NaN or inf){where}"
-    if isinstance(a, jax.core.Tracer) or not hasattr(a, "dtype") or not jnp.issubdtype(a.dtype, jnp.inexact):
+    if isinstance(a, jax.core.Tracer) or not hasattr(a, "dtype"):
         return None
-    if isinstance(a, (np.ndarray, np.generic)):
-        ok = bool(np.isfinite(a).all())
-    else:
-        # A concrete jax array closed over by a jit trace would otherwise be traced too.
-        with jax.ensure_compile_time_eval():
-            ok = bool(jnp.isfinite(a).all())
-    if ok:
+    try:
+        if not jnp.issubdtype(a.dtype, jnp.inexact):
+            return None
+    except TypeError:  # a dtype numpy does not know (another framework's tensor): not ours to read
+        return None
+    devices = getattr(a, "devices", None)
+    host = isinstance(a, (np.ndarray, np.generic)) or not callable(devices) or all(
+        d.platform == "cpu" for d in devices())
+    if _concretely_finite(a, host):
         return None
     bad = ~np.isfinite(np.asarray(a))
     n = int(bad.sum())
