@@ -118,7 +118,7 @@ def test_dictionary_metrics_under_jit_never_look_finite(fn, args, name, bad):
         else:
             hit[:, ROW] = True
         assert _nan(cos[hit]) and _finite(cos[~hit])
-    elif what in ("linear_assignment",):
+    elif what == "linear_assignment":
         np.testing.assert_array_equal(np.asarray(out), -1)  # nothing matched
         assert np.all(np.asarray(clean) >= 0)
     elif what == "matched_cosines":
