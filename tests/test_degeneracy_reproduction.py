@@ -11,9 +11,11 @@ from experiments.reproductions import degeneracy as repro
 
 
 def test_second_moment_rows_give_the_loss_of_all_examples():
+    from toylab.testing.cases import second_moment_rows
+
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(5000, 3)), rng.normal(size=(5000, 2)) + 0.3
-    rows = repro.second_moment_rows(x, y)
+    rows = second_moment_rows(x, y)
     assert rows["x"].shape == (5, 3) and rows["y"].shape == (5, 2)
     for _ in range(3):
         W = rng.normal(size=(2, 3))
@@ -22,13 +24,18 @@ def test_second_moment_rows_give_the_loss_of_all_examples():
         assert mine == pytest.approx(full, rel=1e-5)
 
 
-def test_linear_network_problem_sits_at_the_empirical_minimum():
-    loss, params, data, n = repro.linear_network_problem((3, 2, 3), 1, n=4000)
-    assert n == 4000 and [W.shape for W in params] == [(2, 3), (3, 2)]
-    grad = jax.grad(loss)(params, data)
-    assert max(float(jnp.max(jnp.abs(g))) for g in grad) < 1e-4
-    nudged = [W + 1e-2 * jax.random.normal(jax.random.key(i), W.shape) for i, W in enumerate(params)]
-    assert float(loss(params, data)) < float(loss(nudged, data))
+def test_linear_network_cases_sit_at_an_exact_minimum_of_the_population_loss():
+    from toylab.testing import cases
+
+    for case in (cases.reduced_rank_regression(M=3, N=3, H=2, r=1), cases.deep_linear_network([2, 3, 3, 2], 1)):
+        # ½‖W_L⋯W_1 − P*‖² + ½·dim(y): the noise's share only, at the true product
+        assert float(case.loss(case.params, case.data)) == pytest.approx(0.5 * case.params[-1].shape[0], rel=1e-6)
+        grad = jax.grad(case.loss)(case.params, case.data)
+        assert max(float(jnp.max(jnp.abs(g))) for g in grad) < 1e-5
+        nudged = [W + 1e-2 * jax.random.normal(jax.random.key(i), W.shape) for i, W in enumerate(case.params)]
+        assert float(case.loss(case.params, case.data)) < float(case.loss(nudged, case.data))
+        # the most singular true parameter: hidden units beyond r are zero
+        assert np.all(np.asarray(case.params[0])[1:] == 0)
 
 
 def test_kgon_starts_have_k_represented_features():
@@ -53,19 +60,20 @@ def test_pairs_in_order_compares_only_separated_values():
 
 @pytest.mark.end_to_end
 def test_every_figure_set_end_to_end_at_tiny_sizes(tmp_path, monkeypatch):
-    small = lambda quick: {"potential": dict(chains=4, draws=400, step_size=1e-4, nbeta=1000.0, localization=1.0),  # noqa: E731
-                           "linear": dict(chains=2, draws=300, step_size=1e-5, localization=1.0), "n": 2000}
-    monkeypatch.setattr(repro, "validation_settings", small)
-    monkeypatch.setattr(repro, "POTENTIALS", repro.POTENTIALS[:2])
-    monkeypatch.setattr(repro, "LINEAR", repro.LINEAR[1:2])
+    from toylab.testing import cases
+
+    monkeypatch.setattr(repro, "validation_settings", lambda quick: {"sgld": dict(chains=2, draws=200),
+                                                                      "hmc": dict(chains=2, draws=50)})
+    monkeypatch.setattr(repro, "validation_cases", lambda quick: [
+        cases.sum_of_powers(1, 4), cases.reduced_rank_regression(M=3, N=3, H=2, r=1, n=2000)])
     monkeypatch.setattr(repro, "grokking_setup", lambda quick: (
         {"p": 7, "train_fraction": 0.6, "steps": 200, "log_every": 20, "snapshot_steps": (0, 100, 200),
          "model": "mlp", "d_mlp": 16}, 1))  # the quick mode's transformer trains in minutes, not seconds
     monkeypatch.setattr(repro, "grokking_llc_settings", lambda quick: dict(
-        chains=2, draws=50, step_size=3e-5, localization=100.0, batch_size=8))
+        chains=2, draws=50, localization=100.0, batch_size=8))
     setup_c = repro.kgon_setup(True)
-    setup_c.update({"seeds": 2, "n_batches": 4, "fine_tune_steps": 50, "kgon_starts": (4, 5), "starts_per_k": 1,
-                    "llc": dict(chains=2, draws=50, step_size=1e-3, localization=10.0, batch_size=2)})
+    setup_c.update({"seeds": 2, "n_batches": 4, "kgon_starts": (4, 5), "starts_per_k": 1,
+                    "llc": dict(chains=2, draws=50, localization=10.0, batch_size=2)})
     setup_c["sweep"].update(steps=200, batch_size=64)
     monkeypatch.setattr(repro, "kgon_setup", lambda quick: setup_c)
     setup_d = repro.degeneracy_setup(True)
@@ -75,12 +83,13 @@ def test_every_figure_set_end_to_end_at_tiny_sizes(tmp_path, monkeypatch):
 
     claims = repro.reproduce(tmp_path, quick=True, quiet=True, work=tmp_path / "work")
     tags = [c.reproduction for c in claims]
-    assert tags[:4] == ["degeneracy (a)"] * 4 and "degeneracy (b)" in tags and tags.count("degeneracy (c)") == 2
+    assert tags[:5] == ["degeneracy (a)"] * 5 and "degeneracy (b)" in tags and tags.count("degeneracy (c)") == 2
     assert tags[-3:] == ["degeneracy (d)"] * 3
     for name in ("a_validation", "b_grokking", "c_kgons", "d_counts"):
         assert (tmp_path / f"degeneracy_{name}.png").stat().st_size > 10_000
-    # (a): the closed forms in the claims are the theory module's values
-    assert claims[0].paper.startswith("λ = 0.25") and claims[2].paper.startswith("λ = 3.5")
+    # (a): the theory in the claims: the potential's exact finite-nβ value, the RRR's λ and m
+    assert claims[0].paper.startswith("exact finite-nβ value") and "(λ = 0.25 as nβ → ∞)" in claims[0].paper
+    assert claims[2].paper.startswith("λ = 3.5, m = 2")
     # (d): the parameter count of the 7-token one-hot MLP with 8 neurons, counted by hand
     assert f"d = {8 * 14 + 8 + 7 * 8 + 7};" in claims[-3].measured
     # the sweeps were kept in the work folder and are reused by a second call

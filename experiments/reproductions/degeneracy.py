@@ -30,8 +30,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-
 from experiments.reproductions.claims import Claim
 from experiments.reproductions.common import run_figures, save_figure, script_main
 from experiments.reproductions.grokking import grokking_setup, locate_phases
@@ -41,9 +39,10 @@ from toylab.analysis import learning_coefficients as lc
 from toylab.core.sweep import run_sweep
 from toylab.families.grokking import grid_train_mask
 from toylab.plots import degeneracy as plots
+from toylab.testing import cases
+from toylab.testing.assertions import compare_estimate
 
 NAME = "degeneracy"
-TOLERANCE = 0.2  # relative: |estimate − λ| <= TOLERANCE·λ passes (a)
 
 
 def _sweep_dir(work, name):
@@ -58,96 +57,25 @@ def _resume(folder):
 # ----------------------------------------------------------------------------- (a) the validation table
 
 
-def _potential(K, d):
-    """A loss that is the potential K itself (the data are a placeholder: nβ is given)."""
-    return (lambda p, batch: K(p["w"])), {"w": jnp.zeros(d)}, jnp.zeros((2, 1))
-
-
-POTENTIALS = (  # (label, K, dimension, (λ, m))
-    ("w₁⁴", lambda w: w[0] ** 4, 1, lc.sum_of_powers(1, 4)),
-    ("w₁⁴ + w₂⁴", lambda w: w[0] ** 4 + w[1] ** 4, 2, lc.sum_of_powers(2, 4)),
-    ("w₁² + w₂²", lambda w: w[0] ** 2 + w[1] ** 2, 2, lc.sum_of_powers(2, 2)),
-    ("w₁² w₂⁴", lambda w: w[0] ** 2 * w[1] ** 4, 2, lc.normal_crossing([1, 2])),
-    ("w₁² w₂²", lambda w: w[0] ** 2 * w[1] ** 2, 2, lc.normal_crossing([1, 1])),
-)
-
-# (label, widths input → output, rank of the true map). Two widths-deep = reduced-rank regression.
-LINEAR = (
-    ("RRR M=4 H=3 N=3 r=0", (4, 3, 3), 0),
-    ("RRR M=3 H=2 N=3 r=1", (3, 2, 3), 1),
-    ("DLN 2-2-2-2 r=0", (2, 2, 2, 2), 0),
-    ("DLN 3-2-2-3 r=1", (3, 2, 2, 3), 1),
-    ("DLN 4-3-3-3-4 r=1", (4, 3, 3, 3, 4), 1),
-)
-
-
-def linear_network_problem(widths, r: int, n: int = 100_000, seed: int = 0, fit_steps: int = 3000):
-    """A linear network y = W_L ⋯ W_1 x + N(0, I) (x Gaussian, n examples) whose true product
-    has rank r with singular values 1, fitted by full-batch Adam to the empirical minimum
-    from near the true factors. Returns (loss, params at the minimum, data, n).
-
-    The loss ½·mean‖y − W_L ⋯ W_1 x‖² is a quadratic form in (x, y), so it depends on the n
-    examples only through their second moments G = ZᵀZ/n, Z = [x y]: ``data`` holds k =
-    dim(x) + dim(y) pseudo-examples with the same G (a Cholesky factor), on which the mean
-    loss equals the loss on all n examples for every W — exactly, at the cost of k rows.
-    nβ must then be given as n/log n with the returned n (the rows are not n examples)."""
-    rng = np.random.default_rng(seed)
-    h_in, h_out = widths[0], widths[-1]
-    U = np.linalg.qr(rng.normal(size=(h_out, max(r, 1))))[0][:, :r]
-    V = np.linalg.qr(rng.normal(size=(h_in, max(r, 1))))[0][:, :r].T
-    layers = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        W = np.zeros((b, a))
-        if i == 0:
-            W[:r] = V
-        elif i == len(widths) - 2:
-            W[:, :r] = U
-        else:
-            W[:r, :r] = np.eye(r)
-        layers.append(W)
-    if len(layers) == 1:
-        layers[0] = U @ V
-    x = rng.normal(size=(n, h_in))
-    y = x @ (U @ V).T + rng.normal(size=(n, h_out))
-    data = second_moment_rows(x, y)
-
-    def loss(p, batch):
-        out = batch["x"]
-        for W in p:
-            out = out @ W.T
-        return 0.5 * jnp.mean(jnp.sum((out - batch["y"]) ** 2, -1))
-    # From the true factors, nudged: at an exact zero of a product of two or more factors the
-    # gradient vanishes, and Adam would stay at the true parameter instead of reaching the
-    # empirical minimum (where L_n is lower, so the chains would sit below L(w*)).
-    params = [jnp.asarray(W + 1e-2 * rng.normal(size=W.shape), jnp.float32) for W in layers]
-    opt = optax.adam(1e-2)
-
-    def step(carry, _):
-        p, st = carry
-        u, st = opt.update(jax.grad(loss)(p, data), st)
-        return (optax.apply_updates(p, u), st), None
-    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), length=fit_steps)
-    return loss, params, data, n
-
-
-def second_moment_rows(x, y) -> dict:
-    """k = dim(x) + dim(y) rows {"x", "y"} whose second moments equal those of the n examples
-    (x, y): any loss that is a quadratic form in (x, y), averaged over the rows, equals its
-    average over the examples. Float32 arrays."""
-    z = np.concatenate([np.asarray(x, np.float64), np.asarray(y, np.float64)], axis=1)
-    k = z.shape[1]
-    rows = np.sqrt(k) * np.linalg.cholesky(z.T @ z / z.shape[0]).T  # rowsᵀrows / k = zᵀz / n
-    return {"x": jnp.asarray(rows[:, :x.shape[1]], jnp.float32), "y": jnp.asarray(rows[:, x.shape[1]:], jnp.float32)}
+def validation_cases(quick: bool) -> list:
+    """The known-answer cases of (a), from toylab.testing.cases: potentials at nβ = 1000 (their
+    exact finite-nβ values by quadrature) and linear networks fitted to n = 10⁵ examples (λ and
+    its multiplicity from Aoyagi & Watanabe 2005 and Aoyagi 2024)."""
+    return [
+        cases.sum_of_powers(1, 4), cases.sum_of_powers(2, 4), cases.sum_of_powers(2, 2),
+        cases.normal_crossing([1, 2]), cases.normal_crossing([1, 1]),
+        cases.reduced_rank_regression(M=4, N=3, H=3, r=0), cases.reduced_rank_regression(M=3, N=3, H=2, r=1),
+        cases.deep_linear_network([2, 2, 2, 2], 0), cases.deep_linear_network([3, 2, 2, 3], 1),
+        cases.deep_linear_network([4, 3, 3, 3, 4], 1),
+    ]
 
 
 def validation_settings(quick: bool) -> dict:
-    # Linear networks: n = 10⁵ examples (held as their second moments, so the size costs
-    # nothing), ε small enough for nβ = n/log n ≈ 8.7·10³, chains long enough for R-hat ≈ 1.
-    return {"potential": dict(chains=16 if quick else 64, draws=20_000 if quick else 50_000, step_size=1e-4,
-                              nbeta=1000.0, localization=1.0),
-            "linear": dict(chains=8 if quick else 32, draws=30_000 if quick else 100_000, step_size=1e-5,
-                           localization=1.0),
-            "n": 100_000}
+    """SGLD runs at the estimator's defaults (step size, draws and γ = 1 as
+    learning_coefficient chooses them) with these chains; NUTS (the gold standard) with
+    these chains and draws after its warmup."""
+    return {"sgld": dict(chains=8 if quick else 32), "hmc": dict(chains=8 if quick else 32,
+                                                                 draws=1000 if quick else 4000)}
 
 
 def _pairs_in_order(values, estimates, tol):
@@ -165,42 +93,45 @@ def _pairs_in_order(values, estimates, tol):
 
 def figure_a(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> list[Claim]:
     settings = validation_settings(quick)
-    rows = []  # (label, λ, m, estimate, std, rhat)
-    for label, K, d, (lam, m) in POTENTIALS:
-        loss, params, data = _potential(K, d)
-        s = settings["potential"]
-        res = dg.learning_coefficient(loss, params, data, jax.random.key(0), burnin=s["draws"] // 5, **s)
-        rows.append((label, float(lam), m, float(res.mean), float(res.std), float(res.rhat)))
+    rows = []
+    for i, case in enumerate(validation_cases(quick)):
+        key = jax.random.key(i)
+        sgld = dg.learning_coefficient(case.loss, case.params, case.data, key, **case.settings, **settings["sgld"])
+        hmc = dg.learning_coefficient(case.loss, case.params, case.data, key, **case.settings, sampler=dg.hmc(),
+                                      **settings["hmc"])
+        truth_sgld, truth_hmc = (case.truth(float(r.localization)) for r in (sgld, hmc))
+        rows.append((case, sgld, hmc, compare_estimate(sgld, truth_sgld), compare_estimate(hmc, truth_hmc)))
         if not quiet:
-            print(f"  (a) {label}: λ = {lam} (m = {m}), estimate {float(res.mean):.3f} ± {float(res.std):.3f}", flush=True)
-    for label, widths, r in LINEAR:
-        loss, params, data, n = linear_network_problem(widths, r, n=settings["n"])
-        s = settings["linear"]
-        lam, m = lc.deep_linear_network(widths, r)
-        res = dg.learning_coefficient(loss, params, data, jax.random.key(0), burnin=s["draws"] // 3,
-                                      nbeta=dg.default_nbeta(n), **s)
-        rows.append((label, float(lam), m, float(res.mean), float(res.std), float(res.rhat)))
-        if not quiet:
-            print(f"  (a) {label}: λ = {lam} (m = {m}), estimate {float(res.mean):.3f} ± {float(res.std):.3f}", flush=True)
-    labels = [r[0] for r in rows]
-    lams = np.array([r[1] for r in rows])
-    est = np.array([r[3] for r in rows])
-    std = np.array([r[4] for r in rows])
-    save_figure(plots.validation_plot(labels, lams, est, std, TOLERANCE,
-                                      f"(a) LLC estimates against closed forms (tolerance ±{TOLERANCE:.0%})"),
-                out, "degeneracy_a_validation.png")
-    pot, lin = settings["potential"], settings["linear"]
+            print(f"  (a) {case.name}: λ = {case.value} (m = {case.multiplicity}); expected at nβ = {case.nbeta:.4g}: "
+                  f"{rows[-1][4].expected:.3f}; SGLD {float(sgld.mean):.3f} ± {float(sgld.std):.3f} "
+                  f"({len(sgld.warnings)} warnings), NUTS {float(hmc.mean):.3f} ± {float(hmc.std):.3f}", flush=True)
+    labels = [r[0].name for r in rows]
+    lams = np.array([float(r[0].value) for r in rows])
+    expected = np.array([r[4].expected for r in rows])
+    save_figure(plots.validation_plot(
+        labels, lams, expected, {"SGLD (defaults)": ([float(r[1].mean) for r in rows], [float(r[1].std) for r in rows]),
+                                 "NUTS": ([float(r[2].mean) for r in rows], [float(r[2].std) for r in rows])},
+        "(a) LLC estimates against theory: closed-form λ (x), what the estimator measures at this nβ (—: the "
+        "exact finite-nβ value, or λ shifted by its multiplicity), SGLD at its defaults and NUTS"),
+        out, "degeneracy_a_validation.png")
     claims = []
-    for label, lam, m, e, sd, rh in rows:
-        how = (f"nβ={pot['nbeta']:g}, γ={pot['localization']:g}, ε={pot['step_size']:g}" if label in dict(
-            (p[0], 1) for p in POTENTIALS) else f"n={settings['n']}, nβ=n/log n, γ={lin['localization']:g}, "
-               f"ε={lin['step_size']:g}")
-        claims.append(Claim("degeneracy (a)", f"LLC of {label} within {TOLERANCE:.0%} of the closed form",
-                            f"λ = {lam:.4g} (m = {m if m is not None else '?'})",
-                            f"{e:.3f} ± {sd:.3f} over chains, R-hat {rh:.3f} ({how})",
-                            bool(abs(e - lam) <= TOLERANCE * lam)))
-    good, total = _pairs_in_order(lams, est, TOLERANCE)
-    claims.append(Claim("degeneracy (a)", f"estimates ordered as the closed forms (pairs differing by > {TOLERANCE:.0%})",
+    for case, sgld, hmc, c_sgld, c_hmc in rows:
+        target = (f"exact finite-nβ value {c_hmc.expected:.4g} (λ = {float(case.value):.4g} as nβ → ∞)"
+                  if case.exact is not None else
+                  f"λ = {float(case.value):.4g}, m = {case.multiplicity}: {c_hmc.expected:.4g} at nβ = {case.nbeta:.4g}")
+        claims.append(Claim("degeneracy (a)", f"NUTS estimate of {case.name} matches the theory at its nβ", target,
+                            f"{c_hmc.estimate:.3f} ± {float(hmc.std):.3f}, tolerance {c_hmc.tolerance:.3f} "
+                            f"({float(hmc.std):.3f} std over {hmc.chains} chains × {hmc.draws} draws)"
+                            + (f"; warnings: {'; '.join(c_hmc.warnings)}" if c_hmc.warnings else ""), c_hmc.ok))
+        silent_miss = not c_sgld.ok and not c_sgld.warnings
+        claims.append(Claim(
+            "degeneracy (a)", f"SGLD at its defaults on {case.name}: matches the theory, or warns why not",
+            target, f"{c_sgld.estimate:.3f} ± {float(sgld.std):.3f} (ε = {float(sgld.step_size):.3g}, "
+            f"{sgld.draws} draws, predicted bias {float(sgld.predicted_bias):+.1%}): "
+            + ("within tolerance" if c_sgld.ok else "outside" if not c_sgld.warnings else
+               f"warns: {'; '.join(c_sgld.warnings)}"), not silent_miss))
+    good, total = _pairs_in_order(lams, [c[4].estimate for c in rows], 0.2)
+    claims.append(Claim("degeneracy (a)", "NUTS estimates ordered as the closed forms (pairs differing by > 20%)",
                         "the order of the λ", f"{good} of {total} pairs in order", bool(total and good == total)))
     return claims
 
@@ -211,7 +142,7 @@ def figure_a(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
 def grokking_llc_settings(quick: bool) -> dict:
     # minibatches of training rows: a full batch of the p = 113 table costs a whole forward
     # and backward pass of the transformer per draw
-    return dict(chains=4 if quick else 16, draws=400 if quick else 2000, step_size=3e-5, localization=100.0,
+    return dict(chains=4 if quick else 16, draws=400 if quick else 2000, localization=100.0,
                 batch_size=32 if quick else 128)
 
 
@@ -225,13 +156,12 @@ def figure_b(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
     folder = _sweep_dir(work, f"degeneracy-grokking-{'quick' if quick else 'full'}")
     res = run_sweep("grokking", base, seeds=1, quiet=quiet, out=folder, resume=_resume(folder))
     run = res[0]
-    loss, _, data, defaults = dg.family_llc_inputs(run)
-    n = defaults["n_examples"]
     s = grokking_llc_settings(quick)
     stride = llc_snapshot_stride(quick)
     snap_params = jax.tree.map(lambda x: x[::stride], eqx.filter(run.snapshots, eqx.is_inexact_array))
-    llc = jax.jit(jax.vmap(lambda p: dg.learning_coefficient(loss, p, data, jax.random.key(1), nbeta=defaults["nbeta"],
-                                                             **s)))(snap_params)
+    # the LLC where training was (no fine-tuning), every snapshot in one vmapped program
+    llc = dg.family_learning_coefficient(run, jax.random.key(1), at=snap_params, fine_tune=False, **s)
+    n = llc.n
     snap_steps = np.asarray(run.config.snapshot_steps)[::stride]
     mean, std = np.asarray(llc.mean), np.asarray(llc.std)
     bounds = locate_phases(run.steps, run.metrics["train_accuracy"], run.metrics["test_loss"])
@@ -246,8 +176,9 @@ def figure_b(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
     save_figure(plots.llc_over_training_plot(snap_steps, mean, std, run.steps, run.metrics["train_loss"],
                                              run.metrics["test_loss"], bounds,
                                              f"(b) LLC over training, grokking (a+b) mod {base['p']}, seed {run.seed}: "
-                                             f"nβ = n/log n = {defaults['nbeta']:.1f} (n = {n}), γ = {s['localization']:g}, "
-                                             f"ε = {s['step_size']:g}, batch {s['batch_size']}", progress=progress),
+                                             f"nβ = n/log n = {float(np.asarray(llc.nbeta)[0]):.1f} (n = {n}), γ = {s['localization']:g}, "
+                                             f"ε by rule ({float(np.min(llc.step_size)):.2g}–{float(np.max(llc.step_size)):.2g}), "
+                                             f"batch {s['batch_size']}", progress=progress),
                 out, "degeneracy_b_grokking.png")
     warnings = sorted({w for i in range(len(snap_steps)) for w in
                        jax.tree.map(lambda x: x[i], llc).warnings})
@@ -276,13 +207,12 @@ def kgon_setup(quick: bool) -> dict:
     # denser data the 6-gon's interference costs more, and "LLC rises with k" need not hold.
     return {"sweep": {"n_features": 6, "n_hidden": 2, "importance_decay": 1.0, "feature_probability": 0.03,
                       "steps": 6000, "batch_size": 512, "lr": 1e-3},
-            "seeds": 16 if quick else 96, "n_batches": 16 if quick else 32, "fine_tune_steps": 2000 if quick else 5000,
+            "seeds": 16 if quick else 96, "n_batches": 16 if quick else 32,
             # Training from random starts finds one polygon almost always (the 5-gon here), so
             # training also starts from each regular k-gon (perturbed): the critical points
             # Chen et al. enumerate, each carried by the same training to its nearby minimum.
             "kgon_starts": (3, 4, 5, 6), "starts_per_k": 2 if quick else 12,
-            "llc": dict(chains=8 if quick else 32, draws=1500 if quick else 10_000, step_size=1e-3,
-                        localization=10.0, batch_size=4)}
+            "llc": dict(chains=8 if quick else 32, draws=1500 if quick else 10_000, localization=10.0, batch_size=4)}
 
 
 def kgon_params(template, k: int, key, n_features: int = 6, jitter: float = 0.05):
@@ -308,8 +238,6 @@ def figure_c(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
     res = run_sweep("superposition", setup["sweep"], seeds=setup["seeds"], quiet=quiet, out=folder,
                     resume=_resume(folder))
     stack = res.stacked()
-    loss, _, data, defaults = dg.family_llc_inputs(res[0], n_batches=setup["n_batches"])
-    full = lambda p, d: loss(p, d)  # noqa: E731  the mean over every stored batch
     trained = eqx.filter(stack.model, eqx.is_inexact_array)
     template = jax.tree.map(lambda x: x[0], trained)
     starts = [kgon_params(template, k, jax.random.fold_in(jax.random.key(5), 100 * k + i))
@@ -317,30 +245,22 @@ def figure_c(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
     params = jax.tree.map(lambda a, *b: jnp.concatenate([a, jnp.stack(b)]), trained, *starts)
     origin = ["random"] * setup["seeds"] + [f"{k}-gon" for k in setup["kgon_starts"]
                                             for _ in range(setup["starts_per_k"])]
-    # Training ends near, not at, a minimum of the loss on the LLC's own data (SGD noise):
-    # full-batch Adam on those data first, so every w* is a local minimum of the L_n sampled.
-    opt = optax.adam(1e-3)
-
-    def fine_tune(p):
-        def step(carry, _):
-            q, st = carry
-            u, st = opt.update(jax.grad(full)(q, data), st)
-            return (optax.apply_updates(q, u), st), None
-        return jax.lax.scan(step, (p, opt.init(p)), length=setup["fine_tune_steps"])[0][0]
-    tuned = jax.jit(jax.vmap(fine_tune))(params)
-    losses = np.asarray(jax.vmap(lambda p: full(p, data))(tuned))
+    # The lab's recipe: training ends near, not at, a minimum of the loss on the LLC's own data
+    # (SGD noise), so each point is fine-tuned there first (full-batch Adam), then sampled.
     s = setup["llc"]
-    llc = jax.jit(jax.vmap(lambda p: dg.learning_coefficient(full, p, data, jax.random.key(2), nbeta=defaults["nbeta"],
-                                                             **s)))(tuned)
+    llc = dg.family_learning_coefficient(res[0], jax.random.key(2), at=params, n_batches=setup["n_batches"],
+                                         fine_tune="auto", **s)
+    tuned = llc.point
+    losses = np.asarray(llc.init_loss)
     ks = np.array([polygon_order(W) for W in np.asarray(tuned.W)])
-    mean, below = np.asarray(llc.mean), np.asarray(llc.below_init).mean(-1)
+    mean = np.asarray(llc.mean)
     found = sorted(set(ks.tolist()))
     per_k = {k: (float(np.median(mean[ks == k])), float(np.median(losses[ks == k])), int(np.sum(ks == k)))
              for k in found}
     examples = {k: np.asarray(tuned.W)[int(np.flatnonzero(ks == k)[0])] for k in found}
     save_figure(plots.kgon_plot(examples, ks, mean, losses,
                                 f"(c) TMS 6 → 2, {setup['seeds']} random + {len(starts)} k-gon starts: k-gons, their losses and LLCs "
-                                f"(nβ = {defaults['nbeta']:.0f}, γ = {s['localization']:g}, ε = {s['step_size']:g})"),
+                                f"(nβ = {float(np.asarray(llc.nbeta)[0]):.0f}, γ = {s['localization']:g}, ε by rule)"),
                 out, "degeneracy_c_kgons.png")
     from_random = {k: sum(1 for o, kk in zip(origin, ks) if kk == k and o == "random") for k in found}
     table = "; ".join(f"{k}-gon ×{c} ({from_random[k]} from random starts): loss {lo:.4f}, LLC {m:.2f}"
@@ -352,7 +272,8 @@ def figure_c(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
     by_loss = sorted(big, key=lambda k: per_k[k][1])  # lowest loss first
     inverse = len(big) >= 2 and all(per_k[a][0] > per_k[b][0] for a, b in zip(by_loss, by_loss[1:]))
     losses_fall = len(big) >= 2 and all(per_k[b][1] < per_k[a][1] for a, b in zip(big, big[1:]))
-    tail = f"; below L(w*) {float(np.median(below)):.2f} of draws (median)"
+    warned = llc.warnings
+    tail = f"; warnings: {'; '.join(warned)}" if warned else "; no estimate warns"
     return [Claim("degeneracy (c)", "the k-gons' LLCs are ordered opposite to their losses (k found ≥ twice)",
                   "low loss, high complexity; high loss, low complexity (Chen et al. 2023)",
                   f"{table}; by loss: {', '.join(f'{k}-gon' for k in by_loss)}{tail}", bool(inverse)),

@@ -124,9 +124,13 @@ def deep_linear_network(widths, r: int) -> tuple[Fraction, int]:
 
 def _gamma_derivative_ratios(a: float, j_max: int) -> list[float]:
     """Γ⁽ʲ⁾(a)/Γ(a) for j = 0…j_max: the complete Bell polynomials of ψ(a), ψ′(a), …"""
+    import jax.numpy as jnp
     from jax.scipy.special import polygamma
 
-    kappa = [float(polygamma(i, a)) for i in range(j_max)]
+    from ..tasks.losses import x64_scope
+
+    with x64_scope():  # float32 polygamma would cost the formula its seventh digit
+        kappa = [float(polygamma(i, jnp.float64(a))) for i in range(j_max)]
     bell = [1.0]
     for q in range(j_max):
         bell.append(sum(math.comb(q, i) * bell[q - i] * kappa[i] for i in range(q + 1)))

@@ -1,6 +1,6 @@
 """Known answers for the learning coefficient: potentials whose λ (and, in one or two
-dimensions, whose exact finite-nβ expectation) is known, and linear networks fitted to data
-at the empirical minimum next to their most singular true parameter.
+dimensions, whose exact finite-nβ expectation) is known, and linear networks at their most
+singular true parameter under the population loss.
 
 Each case is an :class:`LLCCase`: the loss, the point w*, the data, the number of examples
 the data stand for, the nβ it is meant at, λ with its multiplicity, and — where it can be
@@ -26,7 +26,7 @@ from ...analysis import learning_coefficients as lc
 from ...core.config import ConfigError
 
 __all__ = ["LLCCase", "potential", "sum_of_powers", "normal_crossing", "reduced_rank_regression",
-           "deep_linear_network", "second_moment_rows"]
+           "deep_linear_network", "second_moment_rows", "moment_rows"]
 
 POTENTIAL_NBETA = 1000.0
 
@@ -160,9 +160,7 @@ def second_moment_rows(x, y) -> dict:
     (x, y): any loss that is a quadratic form in (x, y), averaged over the rows, equals its
     average over the examples. Float32 arrays."""
     z = np.concatenate([np.asarray(x, np.float64), np.asarray(y, np.float64)], axis=1)
-    k = z.shape[1]
-    rows = np.sqrt(k) * np.linalg.cholesky(z.T @ z / z.shape[0]).T  # rowsᵀrows / k = zᵀz / n
-    return {"x": jnp.asarray(rows[:, :x.shape[1]], jnp.float32), "y": jnp.asarray(rows[:, x.shape[1]:], jnp.float32)}
+    return moment_rows(z.T @ z / z.shape[0], np.shape(x)[1])
 
 
 def _linear_loss(p, batch):
@@ -172,24 +170,23 @@ def _linear_loss(p, batch):
     return 0.5 * jnp.mean(jnp.sum((out - batch["y"]) ** 2, -1))
 
 
-def deep_linear_network(widths, r: int, *, n: int = 100_000, seed: int = 0, fit_steps: int = 3000) -> LLCCase:
-    """y = W_L ⋯ W_1 x + N(0, I), x ~ N(0, I), n examples, widths (input, hidden…, output),
-    whose true product has rank r with singular values 1, built at its most singular true
-    parameter (the hidden units beyond r zero) and fitted by full-batch Adam to the empirical
-    minimum next to it (w* must be a local minimum of the loss sampled). λ and m from
-    Aoyagi (2024); nβ = n/log n.
+def deep_linear_network(widths, r: int, *, n: int = 100_000, seed: int = 0) -> LLCCase:
+    """y = W_L ⋯ W_1 x + N(0, I), x ~ N(0, I), widths (input, hidden…, output), whose true
+    product P* = UV has rank r (orthonormal U, V: singular values 1), at its most singular true
+    parameter: W_1 = [V; 0], W_L = [U 0], identities on the first r hidden units, zeros
+    elsewhere. The loss is the population one, ½·E‖y − W_L ⋯ W_1 x‖² = ½‖W_L ⋯ W_1 − P*‖²_F
+    + const, so w* is an exact minimum (K(w*) = 0) and its learning coefficient is λ of
+    Aoyagi (2024) with multiplicity m; ``n`` sets nβ = n/log n, the temperature of n examples.
 
-    The loss ½·mean‖y − W_L ⋯ W_1 x‖² depends on the n examples only through their second
-    moments, so ``data`` holds dim(x) + dim(y) rows with the same moments (exactly the loss on
-    all n examples, for every W); the case's ``n`` is the n examples (pass ``settings``)."""
+    ``data`` holds dim(x) + dim(y) rows whose second moments are the population's (any loss
+    quadratic in (x, y) averaged over them is its expectation); pass ``case.settings``."""
     if not isinstance(widths, (list, tuple)) or len(widths) < 2:
         raise ConfigError("widths", widths, "must be a list of at least two positive integers (input, ..., output)")
     widths = [_count("widths", w) for w in widths]
     r = _count("r", r, 0)
     if r > min(widths):
         raise ConfigError("r", r, f"must be at most the smallest width ({min(widths)})")
-    n = _count("n", n, 2)
-    fit_steps = _count("fit_steps", fit_steps, 0)
+    n = _count("n", n, 3)
     lam, m = lc.deep_linear_network(widths, r)
     rng = np.random.default_rng(seed)
     h_in, h_out = widths[0], widths[-1]
@@ -207,33 +204,22 @@ def deep_linear_network(widths, r: int, *, n: int = 100_000, seed: int = 0, fit_
         layers.append(W)
     if len(layers) == 1:
         layers[0] = U @ V
-    x = rng.normal(size=(n, h_in))
-    y = x @ (U @ V).T + rng.normal(size=(n, h_out))
-    data = second_moment_rows(x, y)
-    # From the true factors, nudged: at an exact zero of a product of two or more factors the
-    # gradient vanishes, and Adam would stay at the true parameter instead of reaching the
-    # empirical minimum (where L_n is lower, so the chains would sit below L(w*)).
-    params = [jnp.asarray(W + 1e-2 * rng.normal(size=W.shape), jnp.float32) for W in layers]
-    params = _fit(params, data, fit_steps)
+    P = U @ V
+    # population second moments of z = [x; y]: E xxᵀ = I, E yxᵀ = P, E yyᵀ = PPᵀ + I
+    moments = np.block([[np.eye(h_in), P.T], [P, P @ P.T + np.eye(h_out)]])
+    params = [jnp.asarray(W, jnp.float32) for W in layers]
     label = ("RRR M={} H={} N={}".format(widths[0], widths[1], widths[2]) if len(widths) == 3
              else "DLN " + "-".join(map(str, widths)))
-    return LLCCase(name=f"{label} r={r}", loss=_linear_loss, params=params, data=data, n=n,
+    return LLCCase(name=f"{label} r={r}", loss=_linear_loss, params=params, data=moment_rows(moments, h_in), n=n,
                    nbeta=n / math.log(n), value=lam, multiplicity=m)
 
 
-def _fit(params, data, steps):
-    import optax
-
-    opt = optax.adam(1e-2)
-
-    @jax.jit
-    def run(p):
-        def step(carry, _):
-            q, st = carry
-            u, st = opt.update(jax.grad(_linear_loss)(q, data), st)
-            return (optax.apply_updates(q, u), st), None
-        return jax.lax.scan(step, (p, opt.init(p)), length=steps)[0][0]
-    return run(params) if steps else params
+def moment_rows(moments, d_x: int) -> dict:
+    """k rows {"x", "y"} (the first ``d_x`` coordinates x) with rowsᵀrows / k = ``moments`` (a
+    (k, k) positive-definite second-moment matrix). Float32."""
+    M = np.asarray(moments, np.float64)
+    rows = np.sqrt(M.shape[0]) * np.linalg.cholesky(M).T
+    return {"x": jnp.asarray(rows[:, :d_x], jnp.float32), "y": jnp.asarray(rows[:, d_x:], jnp.float32)}
 
 
 def reduced_rank_regression(M: int, N: int, H: int, r: int, **kwargs) -> LLCCase:
