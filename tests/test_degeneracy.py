@@ -625,10 +625,12 @@ def test_bench_degeneracy_devinterp_runs_our_update_rule(tmp_path):
     assert why is None, why
 
     def ours(eps, nbeta, gamma):
+        # devinterp records the loss each step computes its gradient at (w_0 = w*, …, w_5); ours
+        # records the loss after each step (w_1, …, w_6): the same positions, shifted by one
         res = learning_coefficient(inputs["loss"], inputs["params"], inputs["data"], jax.random.key(0), chains=1,
                                    draws=6, step_size=eps, nbeta=nbeta, localization=gamma, batch_size=None,
                                    sampler=sgld(noise=False))
-        return np.asarray(res.traces[0], np.float64)
+        return np.concatenate([[float(res.init_loss)], np.asarray(res.traces[0], np.float64)[:-1]])
     mine = ours(s["step_size"], s["nbeta"], s["localization"])
     trace = np.asarray(theirs["trace"][0])
     scale = np.max(np.abs(mine - mine[0]))

@@ -62,15 +62,17 @@ def test_pairs_in_order_compares_only_separated_values():
 def test_every_figure_set_end_to_end_at_tiny_sizes(tmp_path, monkeypatch):
     from toylab.testing import cases
 
-    monkeypatch.setattr(repro, "validation_settings", lambda quick: {"sgld": dict(chains=2, draws=200),
-                                                                      "hmc": dict(chains=2, draws=50)})
+    from toylab.analysis import degeneracy as dg
+
+    monkeypatch.setattr(repro, "validation_settings", lambda quick: {
+        "sgld": dict(chains=2, draws=200), "hmc": dict(chains=2, draws=50, sampler=dg.hmc(warmup=50))})
     monkeypatch.setattr(repro, "validation_cases", lambda quick: [
         cases.sum_of_powers(1, 4), cases.reduced_rank_regression(M=3, N=3, H=2, r=1, n=2000)])
     monkeypatch.setattr(repro, "grokking_setup", lambda quick: (
         {"p": 7, "train_fraction": 0.6, "steps": 200, "log_every": 20, "snapshot_steps": (0, 100, 200),
          "model": "mlp", "d_mlp": 16}, 1))  # the quick mode's transformer trains in minutes, not seconds
     monkeypatch.setattr(repro, "grokking_llc_settings", lambda quick: dict(
-        chains=2, draws=50, localization=100.0, batch_size=8))
+        chains=2, draws=50, step_size=3e-5, localization=100.0, batch_size=8))
     setup_c = repro.kgon_setup(True)
     setup_c.update({"seeds": 2, "n_batches": 4, "kgon_starts": (4, 5), "starts_per_k": 1,
                     "llc": dict(chains=2, draws=50, localization=10.0, batch_size=2)})

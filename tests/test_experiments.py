@@ -30,7 +30,7 @@ def test_every_reproduction_has_one_shape(name):
 
 def test_every_benchmark_times_through_the_one_helper():
     names = [m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name != "common" and not m.ispkg]
-    assert sorted(names) == ["bilinear", "degeneracy", "dictionaries", "grokking", "groups", "interaction",
+    assert sorted(names) == ["bilinear", "degeneracy", "dictionaries", "grokking", "groups", "interaction", "llc",
                             "superposition"]
     for name in names:
         source = Path(importlib.import_module(f"experiments.benchmarks.{name}").__file__).read_text()

@@ -131,7 +131,7 @@ def test_effective_sample_size_of_an_ar1_series():
 
 def test_non_finite_input_is_refused_or_flagged():
     quad = _quadratic([1.0, 1.0])
-    with pytest.raises(ConfigError, match=r"^params has 1 non-finite values"):
+    with pytest.raises(ConfigError, match=r"^params has 1 non-finite value"):
         dg.learning_coefficient(quad, {"w": jnp.asarray([0.0, jnp.nan])}, DATA, jax.random.key(0), step_size=1e-3,
                                 draws=10)
     with pytest.raises(ConfigError, match=r"^data has 1 non-finite"):
@@ -225,3 +225,22 @@ def test_cases_refuse_inconsistent_shapes():
     with pytest.raises(ConfigError, match="^truth"):
         compare_estimate(dg.learning_coefficient(_quadratic([1.0]), {"w": jnp.zeros(1)}, DATA, jax.random.key(0),
                                                  nbeta=10.0, step_size=1e-2, chains=2, draws=20), 0.5)
+
+
+@pytest.mark.end_to_end
+def test_bench_llc_plumbing(tmp_path, capsys):
+    import json
+
+    from experiments.benchmarks import llc as bench
+
+    out = tmp_path / "llc.json"
+    assert bench.main(["--cases", "powers", "--chains", "2", "--hmc-draws", "50", "--cost-draws", "100", "--rrr", "1",
+                       "--n", "1000", "--json", str(out)]) in (0, 1)
+    data = json.loads(out.read_text())
+    assert [r["case"] for r in data["validation"]] == ["sum of 1 powers w^4", "sum of 2 powers w^2"]
+    assert all(r["sgld"]["seconds"] > 0 and r["hmc"]["draws"] == 50 for r in data["validation"])
+    assert all(c["chains_s"] > 0 and c["draws"] == 100 for c in data["costs"]) and len(data["rrr"]["examples"]) == 1
+    assert "diagnostics" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as bad:
+        bench.main(["--cases", "nope"])
+    assert bad.value.code == 2 and "--cases='nope'" in capsys.readouterr().err

@@ -178,7 +178,7 @@ def _cmd_figures(args) -> int:
 BENCHMARKS = {"superposition": "experiments.benchmarks.superposition", "grokking": "experiments.benchmarks.grokking",
               "groups": "experiments.benchmarks.groups", "bilinear": "experiments.benchmarks.bilinear",
               "degeneracy": "experiments.benchmarks.degeneracy", "interaction": "experiments.benchmarks.interaction",
-              "dictionaries": "experiments.benchmarks.dictionaries"}
+              "dictionaries": "experiments.benchmarks.dictionaries", "llc": "experiments.benchmarks.llc"}
 
 
 def _cmd_bench(args, rest) -> int:

@@ -66,10 +66,14 @@ MIN_ESS = 50  # effective draws per chain below which the chains' spread is itse
 DEFAULT_DRAWS = 2000  # draws when they cannot be chosen (inside a trace) and none are given
 MIN_AUTO_DRAWS, MAX_AUTO_DRAWS = 1000, 100_000
 # step_size="auto": pilot chains continued over rounds of these lengths check ε where chains go
+# (at most an eighth of the main run's draws per round when the draws are given)
 PILOT_CHAINS, PILOT_ROUNDS, PILOT_STEPS = 2, 3, 400
 SPECTRUM_PROBES, SPECTRUM_STEPS = 4, 16  # Lanczos quadrature at w* (models above EXACT_SPECTRUM)
-CHECKPOINTS, CHECKPOINT_STEPS = 4, 12  # per chain: kept positions whose spectra (one probe) pool into the bias
-DIAGNOSTIC_ROWS = 1024  # with minibatches: the Hessian diagnostics use at most max(this, 8·batch) rows
+CHECKPOINTS, CHECKPOINT_STEPS = 8, 12  # kept positions (over all chains) whose spectra, one probe each, pool
+# with minibatches the Hessian diagnostics take max(DIAGNOSTIC_ROWS, 2·batch) rows (all, if fewer): a
+# Hessian-vector product costs about three gradients, so the diagnostics stay a fraction of the chains'
+# cost; a Hessian on fewer rows is noisier, and its top eigenvalue larger in expectation (conservative)
+DIAGNOSTIC_ROWS = 64
 
 
 def default_nbeta(n: int) -> float:
@@ -91,7 +95,7 @@ class LLCResult(eqx.Module):
     diverged: (chains,) a NaN or infinite loss appeared. below_init: (chains,) share of kept
     draws below L(w*) (full batch only; NaN with minibatches).
     h_max: the top Hessian eigenvalue of L_n at w*; h_max_chain: the largest at the chains'
-    checkpoints (CHECKPOINTS kept positions per chain).
+    checkpoints (CHECKPOINTS kept positions over all chains, at least one per chain).
     quadratic: the estimate the quadratic model at w* predicts at exactly these settings
     (ε, γ, nβ, draws, burn-in); quadratic_exact: its value at ε → 0 with infinite draws.
     step_bias: predicted relative step-size bias of the quadratic model pooled over the chains'
@@ -475,7 +479,8 @@ def learning_coefficient(loss: Callable, params, data, key, *, sampler=None, ste
         params: the point w* (any pytree of float arrays: an equinox model's arrays, flax
             variables).
         data: a pytree of arrays with a leading example axis of length n (L(w*) and the
-            Hessian diagnostics use all of it; with minibatches, at most DIAGNOSTIC_ROWS).
+            Hessian diagnostics use all of it; with minibatches, max(DIAGNOSTIC_ROWS, 2·batch_size)
+            rows of it).
         key: a PRNG key (the same key gives the same numbers).
         sampler: a sampler object — ``sgld()`` (default), ``rmsprop_sgld(...)``,
             ``sgld_mala()``, ``hmc()`` (exact NUTS, needs blackjax) — or its name.
@@ -535,7 +540,9 @@ def _estimate(loss, params, data, key, *, stacked, sampler=None, step_size="auto
         x for x in (v["step_size"], v["localization"], nbeta) if isinstance(x, jax.Array)])
     problem = _Problem(loss=loss, unravel=v["unravel"], n=v["n"], batch_size=v["batch_size"],
                        diag_rows=None if v["batch_size"] is None else min(v["n"], max(DIAGNOSTIC_ROWS,
-                                                                                       8 * v["batch_size"])),
+                                                                                       2 * v["batch_size"])),
+                       pilot_steps=PILOT_STEPS if v["draws"] is None else int(min(PILOT_STEPS,
+                                                                                   max(50, v["draws"] // 8))),
                        sampler=sampler, chains=v["chains"], threshold=float(bias_threshold),
                        moving=tuple(np.flatnonzero(np.asarray(v["move"]) > 0).tolist()) if sampler.exact else None,
                        adapt_step=v["auto_step"])
@@ -615,6 +622,7 @@ class _Problem:
     sampler: Any
     chains: int
     threshold: float
+    pilot_steps: int = PILOT_STEPS
     moving: tuple | None = None  # hmc: the indices of the moving coordinates (concrete)
     adapt_step: bool = True  # hmc: adapt NUTS's step (else the given one, fixed)
 
@@ -711,8 +719,8 @@ def _prepare(problem: _Problem, w_star, move, data, key, scalars):
             eps, starts = carry
             k_chain, k_s = jax.random.split(k)
             ends, losses, _, _, saved = jax.vmap(lambda kk, w0: problem.chain(
-                kk, w_star, move, data, eps, nbeta, gamma, PILOT_STEPS, start=w0,
-                checkpoints=(PILOT_STEPS // 2, PILOT_STEPS)))(jax.random.split(k_chain, PILOT_CHAINS), starts)
+                kk, w_star, move, data, eps, nbeta, gamma, problem.pilot_steps, start=w0,
+                checkpoints=(problem.pilot_steps,)))(jax.random.split(k_chain, PILOT_CHAINS), starts)
             ok = jnp.all(jnp.isfinite(ends)) & jnp.all(jnp.isfinite(losses))
             n_e, w_e, _ = problem.mixture_spectrum(saved, diag, move, k_s)
             eps = jnp.where(ok, jnp.minimum(eps, _solve_step(n_e, w_e, nbeta, gamma, target)), eps / 100)
@@ -769,7 +777,8 @@ def _run(problem: _Problem, draws: int, burnin: int, w_star, move, data, key, pr
     finite_inputs = jnp.all(jnp.isfinite(w_star)) & jnp.isfinite(init_loss)
     keys = jax.random.split(key, problem.chains + 1)
     kept_n = draws - burnin
-    marks = tuple(sorted({burnin + max(1, (kept_n * (j + 1)) // CHECKPOINTS) for j in range(CHECKPOINTS)}))
+    points = max(1, CHECKPOINTS // problem.chains)
+    marks = tuple(sorted({burnin + max(1, (kept_n * (j + 1)) // points) for j in range(points)}))
     if sampler.exact:
         finals, traces, accepts, divergent, dist2, saved, eps = _hmc_chains(
             problem, keys[1:], w_star, move, data, nbeta, gamma, draws, prep["eps"], marks)
@@ -785,7 +794,7 @@ def _run(problem: _Problem, draws: int, burnin: int, w_star, move, data, key, pr
     # −d log λ̂/d log γ = γ·Cov(nβL, ½‖w − w*‖²)/λ̂, per chain then averaged
     cov = jnp.mean((nbeta * (kept - kept.mean(-1, keepdims=True))) * 0.5 * (kept_d2 - kept_d2.mean(-1, keepdims=True)),
                    axis=-1)
-    shares = gamma * cov / jnp.where(mean != 0, mean, jnp.nan)
+    shares = gamma * cov / jnp.where(mean > 0, mean, jnp.nan)  # (a non-positive estimate warns on its own)
     full_batch = problem.batch_size is None
     # the Hessian spectra where the chains went, pooled: a singular point's curvature grows away from it
     diag = problem.diagnostic_data(data, prep["diag_key"])
