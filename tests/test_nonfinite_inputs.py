@@ -311,9 +311,11 @@ def test_the_accelerator_check_reads_a_concrete_array_inside_a_trace():
     clean, bad = jnp.asarray(DECODER), jnp.asarray(_corrupt(DECODER, np.nan, (ROW, COL)))
     seen = {}
 
+    from toylab.analysis._validate import _concretely_finite
+
     def probe(x):
-        seen["clean"], seen["bad"] = M._concretely_finite(clean, host=False), M._concretely_finite(bad, host=False)
+        seen["clean"], seen["bad"] = _concretely_finite(clean, host=False), _concretely_finite(bad, host=False)
         return x
     jax.jit(probe)(1.0)
     assert seen == {"clean": True, "bad": False}
-    assert M._concretely_finite(clean, host=True) and not M._concretely_finite(bad, host=True)
+    assert _concretely_finite(clean, host=True) and not _concretely_finite(bad, host=True)
