@@ -387,6 +387,12 @@ def test_family_learning_coefficient_of_toylab_runs(tmp_path):
     assert defaults["n_examples"] == res.n and data["tokens"].shape[0] == res.n and bool(jnp.all(data["mask"]))
     np.testing.assert_array_equal(np.asarray(data["tokens"]), np.asarray(
         dg.family_llc_inputs(grok)[2]["tokens"]))  # the same training rows as without the spare capacity
+    # the settings family_llc_inputs returns are accepted as they are by both entry points
+    loss, params, data, settings = dg.family_llc_inputs(grok)
+    assert set(settings) == {"batch_size", "nbeta", "n_examples"}
+    one = dg.learning_coefficient(loss, params, data, jax.random.key(0), chains=2, draws=20, step_size=1e-5, **settings)
+    cal = dg.calibrate(loss, params, data, jax.random.key(0), step_sizes=[1e-5], chains=2, draws=20, **settings)
+    assert one.n == res.n and float(cal.results.nbeta[0, 0, 0]) == pytest.approx(settings["nbeta"])
     mini = dg.family_learning_coefficient(wide, jax.random.key(0), chains=2, draws=50, step_size=1e-5, batch_size=8)
     assert mini.traces.shape == (2, 50) and bool(jnp.all(jnp.isfinite(mini.traces)))
     with pytest.raises(ConfigError, match="^family"):

@@ -16,19 +16,19 @@ unreliable (``LLCResult.warnings``):
 - the predicted step-size bias: on the quadratic model of the loss at w* (its Hessian
   spectrum, exact for small models, by stochastic Lanczos quadrature otherwise) SGLD at step
   ε has stationary variance 1/(kᵢ(1 − εkᵢ/4)) along an eigendirection with kᵢ = nβhᵢ + γ, so
-  the estimate is inflated by a known factor; taken at w* and where a chain ends (a singular
-  point's curvature grows away from it);
+  the estimate is inflated by a known factor; taken where the chains went (kept positions
+  pooled), not only at w*: a singular point's curvature grows away from it;
 - the fill: the share of that stationary spread the kept draws reach (chains too short);
 - the localization share −d log λ̂ / d log γ = γ·Cov(nβL, ½‖w − w*‖²)/λ̂ (an exact identity
   of the posterior, read off the draws): γ/kᵢ along a quadratic direction, the share of the
   restoring force that is γ's rather than the loss's;
-- mixing: R-hat across chains and the effective sample size per chain;
+- mixing: R-hat across chains, the effective sample size per chain, NUTS's divergences;
 - whether w* is a local minimum: the gradient at w* and the shift it predicts, draws that
   fall below L(w*).
 
 ``step_size="auto"`` (the default) picks ε from those predictions so the step-size bias stays
-under a quarter of the threshold (checked again at the end of short pilot chains), and, outside a
-trace, enough draws for the chains to fill the spread.
+under a quarter of the threshold (checked on pilot chains, and again where the chains went),
+and, outside a trace, enough draws for the chains to fill the spread.
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ..core.config import ConfigError, described
-from ._validate import concrete, finite_tree, is_traced, nonnegative, positive
 from ..tasks.losses import x64_scope
+from ._validate import concrete, finite_tree, is_traced, nonnegative, positive
 from .hessian import spectrum_quadrature
-from .samplers import HMC, as_sampler
+from .samplers import as_sampler
 
 __all__ = ["learning_coefficient", "learning_coefficients", "LLCResult", "default_nbeta", "rhat", "effective_sample_size",
            "quadratic_estimate", "predicted_step_bias", "calibrate", "Calibration", "family_llc_inputs",
@@ -154,6 +154,13 @@ class LLCResult(eqx.Module):
         return int(np.shape(self.traces)[-1])
 
     @property
+    def stiffness(self):
+        """ε·nβ·h_max: the step against the stiffest curvature seen (at w* or where the chains
+        went); the top direction's step-size bias is about a quarter of it (εk/4)."""
+        h = np.fmax(np.asarray(self.h_max, np.float64), np.asarray(self.h_max_chain, np.float64))
+        return np.asarray(self.step_size, np.float64) * np.asarray(self.nbeta, np.float64) * h
+
+    @property
     def predicted_bias(self):
         """Relative bias of the estimate the quadratic model predicts at these settings: the
         step size's inflation where the chains went, times the chains' fill, less 1."""
@@ -171,6 +178,9 @@ class LLCResult(eqx.Module):
             if v is not None:
                 a = np.asarray(v, np.float64)
                 out[f] = float(a) if a.ndim == 0 else a
+        if self.h_max is not None:
+            a = np.asarray(self.stiffness)
+            out["stiffness"] = float(a) if a.ndim == 0 else a
         if self.ess is not None:
             out["ess_per_chain"] = np.asarray(self.ess, np.float64).min(axis=-1)
         out.update(sampler=self.sampler, chains=self.chains, draws=self.draws, burnin=self.burnin, n=self.n,
@@ -201,11 +211,10 @@ class LLCResult(eqx.Module):
         if bool(np.any(np.asarray(self.diverged))):
             out.append("a chain diverged (NaN or infinite loss): the step size is too large for where the chain "
                        "went; use step_size='auto' or a smaller step")
-        eps, nbeta, gamma = worst(self.step_size), worst(self.nbeta), worst(self.localization)
+        eps, gamma = worst(self.step_size), worst(self.localization)
         bias = worst(self.step_bias)
         if bias > t:
-            out.append(f"predicted step-size bias +{bias:.0%} (ε = {eps:.3g}, ε·nβ·h_max = "
-                       f"{worst(np.asarray(self.step_size) * np.asarray(self.nbeta) * np.maximum(np.asarray(self.h_max), np.asarray(self.h_max_chain))):.3g}): "
+            out.append(f"predicted step-size bias +{bias:.0%} (ε = {eps:.3g}, ε·nβ·h_max = {worst(self.stiffness):.3g}): "
                        f"above the {t:.0%} threshold; lower step_size or use step_size='auto'")
         elif np.isnan(bias) and self.step_bias is not None and not np.all(np.isnan(arr(self.h_max))):
             out.append("ε·(nβ·h_max + γ) >= 4: SGLD is unstable along the stiffest direction; lower step_size")

@@ -18,7 +18,6 @@ import math
 from fractions import Fraction
 from typing import Any, Callable
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
