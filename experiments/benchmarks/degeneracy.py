@@ -132,9 +132,10 @@ def _llc_point(inputs: dict, chains: int, draws: int) -> dict:
     s = inputs["sampler"]
 
     def run(key):
+        # the burn-in handed to the peer too (a tenth); the estimate's diagnostics are in the time
         res = learning_coefficient(inputs["loss"], inputs["params"], inputs["data"], key, chains=chains, draws=draws,
-                                   step_size=s["step_size"], nbeta=s["nbeta"], localization=s["localization"],
-                                   batch_size=s["batch_size"])
+                                   burnin=draws // 10, step_size=s["step_size"], nbeta=s["nbeta"],
+                                   localization=s["localization"], batch_size=s["batch_size"])
         return res.traces, res.mean, res.std, res.init_loss
     t = timed(jax.jit(run), jax.random.key(0), repeats=2)  # the first call compiles
     _, mean, std, init_loss = t["result"]
