@@ -106,11 +106,19 @@ def test_gradient_at_w_star_predicts_the_shift_and_warns():
     h, nbeta, gamma, c = 2.0, 100.0, 1.0, 0.05
     loss = _quadratic([h], centre=[c])  # w* = 0 is c away from the minimum
     res = dg.learning_coefficient(loss, {"w": jnp.zeros(1)}, DATA, jax.random.key(4), nbeta=nbeta, localization=gamma,
-                                  step_size=1e-3, chains=8, draws=2000)
+                                  step_size=1e-3, chains=32, draws=2000)
     g, k = h * c, nbeta * h + gamma
     assert float(res.grad_norm) == pytest.approx(g, rel=1e-5)
     assert float(res.gradient_shift) == pytest.approx(-(nbeta * g) ** 2 / k * (1 - nbeta * h / (2 * k)), rel=1e-4)
     assert any("not a local minimum" in w for w in res.warnings)
+    # and the sampler agrees: the chains centre at nβ·h·c/k with SGLD's variance at this ε, so
+    # nβ·E[L − L(w*)] = nβ·½h((μ − c)² + v) − nβ·½hc² = (quadratic part) + (that shift)
+    eps = 1e-3
+    mu, v = nbeta * h * c / k, 1 / (k * (1 - eps * k / 4))
+    want = nbeta * 0.5 * h * ((mu - c) ** 2 + v) - nbeta * 0.5 * h * c ** 2
+    se = float(res.per_chain.std()) / np.sqrt(res.chains)
+    assert float(res.mean) == pytest.approx(want, abs=6 * se), (float(res.mean), want, se)
+    assert want == pytest.approx(nbeta * h * v / 2 + float(res.gradient_shift), rel=0.02)
 
 
 def test_effective_sample_size_of_an_ar1_series():

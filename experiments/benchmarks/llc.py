@@ -69,8 +69,26 @@ def validation(case_list, chains: int, hmc_draws: int) -> list[dict]:
     return rows
 
 
+def _toy_problem():
+    """The superposition toy 20 → 5 (its initial weights: the costs are a trained model's), its
+    loss over 8 stored batches of 1 024 examples, one batch a step: a model whose gradient costs
+    more than the bookkeeping around it."""
+    import jax
+
+    from toylab.analysis.llc import family_llc_inputs
+    from toylab.core.family import get_family
+    from toylab.families.superposition import SuperpositionConfig
+
+    cfg = SuperpositionConfig(n_features=20, n_hidden=5, batch_size=1024, steps=1, log_every=1)
+    fam = get_family("superposition")
+    model = fam.init(cfg, cfg.hparams(), jax.random.key(0))
+    loss, params, data, settings = family_llc_inputs(model, family="superposition", config=cfg)
+    return "superposition toy 20→5", loss, params, data, settings["nbeta"], settings["batch_size"]
+
+
 def costs(case_list, chains: int, draws: int) -> list[dict]:
-    """Warm times of the compiled pieces of one estimate (same ε, draws and chains)."""
+    """Warm times of the compiled pieces of one estimate (same ε, draws and chains): the chains
+    alone, the whole estimate (chains + diagnostics), and the choice of ε."""
     import functools
 
     import jax
@@ -80,25 +98,28 @@ def costs(case_list, chains: int, draws: int) -> list[dict]:
     from toylab.analysis import llc as L
     from toylab.analysis.samplers import as_sampler
 
+    problems = [(c.name, c.loss, c.params, c.data, c.nbeta, None) for c in case_list] + [_toy_problem()]
     out = []
-    for case in case_list:
-        flat, unravel = ravel_pytree(case.params)
+    for name, loss, params, data, nbeta, batch in problems:
+        flat, unravel = ravel_pytree(params)
         move = jnp.ones_like(flat)
-        problem = L._Problem(loss=case.loss, unravel=unravel, n=int(jax.tree.leaves(case.data)[0].shape[0]),
-                             batch_size=None, diag_rows=None, sampler=as_sampler(None), chains=chains, threshold=0.05)
-        scalars = {"nbeta": jnp.asarray(case.nbeta, flat.dtype), "gamma": jnp.asarray(1.0, flat.dtype), "eps": None}
+        n = int(jax.tree.leaves(data)[0].shape[0])
+        problem = L._Problem(loss=loss, unravel=unravel, n=n, batch_size=batch,
+                             diag_rows=None if batch is None else min(n, max(L.DIAGNOSTIC_ROWS, 2 * batch)),
+                             sampler=as_sampler(None), chains=chains, threshold=L.BIAS_THRESHOLD,
+                             pilot_steps=int(min(L.PILOT_STEPS, max(50, draws // 8))))
+        scalars = {"nbeta": jnp.asarray(nbeta, flat.dtype), "gamma": jnp.asarray(1.0, flat.dtype), "eps": None}
         prepare = jax.jit(functools.partial(L._prepare, problem))
-        choose = timed(prepare, flat, move, case.data, jax.random.key(0), scalars, repeats=3)
+        choose = timed(prepare, flat, move, data, jax.random.key(0), scalars, repeats=3)
         prep = choose["result"]
-        burnin = draws // 4
-        run = jax.jit(functools.partial(L._run, problem, draws, burnin))
-        whole = timed(run, flat, move, case.data, jax.random.key(1), prep, repeats=3)
+        run = jax.jit(functools.partial(L._run, problem, draws, draws // 4))
+        whole = timed(run, flat, move, data, jax.random.key(1), prep, repeats=3)
         eps = prep["eps"]
-        chains_only = jax.jit(lambda w, k: jax.vmap(lambda kk: problem.chain(kk, w, move, case.data, eps, prep["nbeta"],
+        chains_only = jax.jit(lambda w, k: jax.vmap(lambda kk: problem.chain(kk, w, move, data, eps, prep["nbeta"],
                                                                              prep["gamma"], draws))(
             jax.random.split(k, chains)))
         alone = timed(chains_only, flat, jax.random.key(1), repeats=3)
-        out.append({"case": case.name, "parameters": int(flat.size), "chains": chains, "draws": draws,
+        out.append({"case": name, "parameters": int(flat.size), "chains": chains, "draws": draws,
                     "chains_s": alone["seconds"], "estimate_s": whole["seconds"], "choose_step_s": choose["seconds"],
                     "diagnostics_share": whole["seconds"] / alone["seconds"] - 1,
                     "choose_share": choose["seconds"] / alone["seconds"]})

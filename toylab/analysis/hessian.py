@@ -243,8 +243,14 @@ def spectrum_quadrature(hvp: Callable, d: int, key, *, move=None, probes: int = 
     with ``probes`` Rademacher starts of ``steps`` steps (exact for polynomials of degree
     2·steps − 1 in expectation over the starts; the largest node converges to h_max first).
     ``hvp``: v ↦ H v on the flat (d,) parameters. Traceable; returns ((n,), (n,)) arrays."""
-    one = jnp.ones((d,), jnp.float32)
-    move = one if move is None else jnp.asarray(move)
+    d = _positive("d", d, integer=True)
+    probes = _positive("probes", probes, integer=True)
+    steps = _positive("steps", steps, integer=True)
+    if not callable(hvp):
+        raise ConfigError("hvp", described(f"a {type(hvp).__name__}"), "must be a function v ↦ H v")
+    move = jnp.ones((d,), jnp.float32) if move is None else jnp.asarray(move)
+    if move.shape != (d,):
+        raise ConfigError("move", described(f"shape {move.shape}"), f"must be a (d,) = ({d},) 0/1 mask")
     dtype = jax.eval_shape(hvp, jax.ShapeDtypeStruct((d,), move.dtype)).dtype
     move = move.astype(dtype)
     restricted = lambda v: move * hvp(move * v)  # noqa: E731  (P H P: the frozen block is zero)

@@ -22,6 +22,7 @@ A multiplicity m > 1 lowers what the estimator measures at finite nβ:
 from __future__ import annotations
 
 import math
+import numbers
 from fractions import Fraction
 
 from ..core.config import ConfigError
@@ -31,7 +32,7 @@ __all__ = ["regular", "normal_crossing", "sum_of_powers", "reduced_rank_regressi
 
 
 def _count(name: str, value, least: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
         raise ConfigError(name, value, f"must be an integer >= {least}")
     return value
 
@@ -148,12 +149,11 @@ def finite_nbeta_expectation(value, multiplicity: int, nbeta: float) -> float:
     (L − log s)^{m−1}; ∫ s^{a−1} e^{−s} (log s)^j ds = Γ⁽ʲ⁾(a)). m = 1 gives λ; m = 2 gives
     λ − 1/(L − ψ(λ)); every m gives λ − (m − 1)/L + O(1/L²). A general model's v(t) has lower
     powers of −log t too, which change the O(1/L²) term (see :func:`finite_nbeta_remainder`)."""
-    lam = float(value)
-    if not math.isfinite(lam) or lam <= 0:
+    lam = _real("value", value)
+    if lam <= 0:
         raise ConfigError("value", value, "must be a finite number > 0")
     m = _count("multiplicity", multiplicity)
-    if isinstance(nbeta, bool) or not isinstance(nbeta, (int, float)) or not math.isfinite(nbeta) or nbeta <= math.e:
-        raise ConfigError("nbeta", nbeta, "must be a finite number > e (log nβ > 1)")
+    _nbeta_above_e(nbeta)
     if m == 1:
         return lam
     L = math.log(nbeta)
@@ -171,7 +171,18 @@ def finite_nbeta_remainder(multiplicity: int, nbeta: float) -> float:
     the model and the prior's scale (γ): for the crossing w₁²w₂² with γ = 1 at nβ = 1000 the
     exact expectation is within 0.15·(m − 1)/L² of the formula."""
     m = _count("multiplicity", multiplicity)
-    if isinstance(nbeta, bool) or not isinstance(nbeta, (int, float)) or not math.isfinite(nbeta) or nbeta <= math.e:
+    return (m - 1) / math.log(_nbeta_above_e(nbeta)) ** 2
+
+
+def _real(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise ConfigError(name, value, "must be a finite number")
+    return float(value)
+
+
+def _nbeta_above_e(nbeta) -> float:
+    value = _real("nbeta", nbeta)
+    if value <= math.e:
         raise ConfigError("nbeta", nbeta, "must be a finite number > e (log nβ > 1)")
-    return (m - 1) / math.log(nbeta) ** 2
+    return value
 

@@ -53,12 +53,15 @@ from .samplers import as_sampler
 __all__ = ["learning_coefficient", "learning_coefficients", "LLCResult", "default_nbeta", "rhat", "effective_sample_size",
            "quadratic_estimate", "predicted_step_bias", "calibrate", "Calibration", "family_llc_inputs",
            "family_learning_coefficient", "fine_tune_to_minimum", "behavioural_loss", "effective_parameter_count", "BIAS_THRESHOLD",
-           "MIN_ESS", "MAX_RHAT", "MAX_DIVERGENCES", "DEFAULT_DRAWS", "MAX_AUTO_DRAWS", "MIN_AUTO_DRAWS"]
+           "MIN_ESS", "MAX_RHAT", "MAX_DIVERGENCES", "UNDER_PREDICTION", "AUTO_SHARE", "DEFAULT_DRAWS", "MAX_AUTO_DRAWS", "MIN_AUTO_DRAWS"]
 
 BIAS_THRESHOLD = 0.05  # relative predicted bias above which an estimate warns
-# step_size="auto" aims the predicted step-size bias at this share of the threshold: the
-# quadratic model under-predicts a singular direction's bias (RRR 4-3-3 at r = 0: +5% measured
-# against NUTS where +2.5% was predicted), so a quarter leaves room for a factor of 2
+# The quadratic model pooled over a few checkpoints under-predicts the step-size bias of a
+# singular model, whose chains reach a tail of high curvature: measured against NUTS, RRR
+# 4-3-3 at r = 0 gave +5% where +2.5% was predicted, RRR 2-2-6 at r = 1 +3.6% where +1.2% was
+# (n = 10⁵). step_size="auto" aims the prediction at a quarter of the threshold, and
+# toylab.testing's assertions allow UNDER_PREDICTION times it.
+UNDER_PREDICTION = 3
 AUTO_SHARE = 0.25
 MAX_RHAT = 1.1
 LOCALIZATION_WARNING = 2  # the localization share warns above this many bias thresholds (see warnings)
@@ -66,8 +69,8 @@ MAX_DIVERGENCES = 0.01  # share of divergent NUTS trajectories above which an hm
 MIN_ESS = 50  # effective draws per chain below which the chains' spread is itself unreliable
 DEFAULT_DRAWS = 2000  # draws when they cannot be chosen (inside a trace) and none are given
 MIN_AUTO_DRAWS, MAX_AUTO_DRAWS = 1000, 100_000
-# step_size="auto": pilot chains continued over rounds of these lengths check ε where chains go
-# (at most an eighth of the main run's draws per round when the draws are given)
+# step_size="auto": pilot chains continued over rounds of this length check ε where chains go
+# (when the draws are given: an eighth of them per round, at least 50)
 PILOT_CHAINS, PILOT_ROUNDS, PILOT_STEPS = 2, 3, 400
 SPECTRUM_PROBES, SPECTRUM_STEPS = 4, 16  # Lanczos quadrature at w* (models above EXACT_SPECTRUM)
 CHECKPOINTS, CHECKPOINT_STEPS = 8, 12  # kept positions (over all chains) whose spectra, one probe each, pool
@@ -182,7 +185,7 @@ class LLCResult(eqx.Module):
             a = np.asarray(self.stiffness)
             out["stiffness"] = float(a) if a.ndim == 0 else a
         if self.ess is not None:
-            out["ess_per_chain"] = np.asarray(self.ess, np.float64).min(axis=-1)
+            out["ess_min"] = np.asarray(self.ess, np.float64).min(axis=-1)  # the least mixed chain's
         out.update(sampler=self.sampler, chains=self.chains, draws=self.draws, burnin=self.burnin, n=self.n,
                    threshold=self.threshold, notes=list(self.notes), warnings=self.warnings)
         return out
@@ -216,8 +219,9 @@ class LLCResult(eqx.Module):
         if bias > t:
             out.append(f"predicted step-size bias +{bias:.0%} (ε = {eps:.3g}, ε·nβ·h_max = {worst(self.stiffness):.3g}): "
                        f"above the {t:.0%} threshold; lower step_size or use step_size='auto'")
-        elif np.isnan(bias) and self.step_bias is not None and not np.all(np.isnan(arr(self.h_max))):
-            out.append("ε·(nβ·h_max + γ) >= 4: SGLD is unstable along the stiffest direction; lower step_size")
+        if self.step_bias is not None and np.any(np.isnan(arr(self.step_bias))) and not np.all(np.isnan(arr(self.h_max))):
+            out.append("ε·(nβ·h_max + γ) >= 4 where the chains went: SGLD is unstable along the stiffest direction; "
+                       "lower step_size")
         fill = worst(self.fill, np.nanmin)
         if fill < 1 - t:
             out.append(f"the chains are too short: their kept draws reach {fill:.0%} of the spread the quadratic "
@@ -374,6 +378,17 @@ def _solve_localization(nodes, weights, nbeta, target):
     return jnp.where(top > 0, jnp.exp(lo), 1.0)
 
 
+def _eigenvalues(values) -> np.ndarray:
+    try:
+        h = np.asarray(values, np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ConfigError("hessian_eigenvalues", described(f"a {type(values).__name__}"), "must be numbers") from None
+    if h.size == 0 or not np.all(np.isfinite(h)):
+        raise ConfigError("hessian_eigenvalues", described(f"{h.size} values, {int(np.sum(~np.isfinite(h)))} not finite"),
+                          "must be a non-empty array of finite numbers")
+    return h
+
+
 def quadratic_estimate(hessian_eigenvalues, *, nbeta: float, localization: float, step_size: float, draws: int,
                        burnin: int):
     """The expected SGLD estimate (full batch) if the loss were its quadratic approximation
@@ -384,7 +399,7 @@ def quadratic_estimate(hessian_eigenvalues, *, nbeta: float, localization: float
     steps has variance ε(1 − ρ^{2s})/(1 − ρ²), which tends to 1/(k(1 − εk/4)); the estimate
     is nβ·½·Σᵢ hᵢ·(mean over kept draws of that variance). Negative eigenvalues (numerical
     noise at a minimum) count as 0. NaN if a direction is unstable (εk >= 4)."""
-    h = np.asarray(hessian_eigenvalues, np.float64).ravel()
+    h = _eigenvalues(hessian_eigenvalues)
     nbeta = float(positive("nbeta", nbeta))
     eps = float(positive("step_size", step_size))
     gamma = float(nonnegative("localization", localization))
@@ -399,7 +414,7 @@ def quadratic_estimate(hessian_eigenvalues, *, nbeta: float, localization: float
 def predicted_step_bias(hessian_eigenvalues, *, nbeta: float, localization: float, step_size: float) -> float:
     """Relative bias of the stationary SGLD estimate over the exact one on the quadratic model
     with these Hessian eigenvalues (Σhᵢvᵢ/Σhᵢ/kᵢ − 1, vᵢ = 1/(kᵢ(1 − εkᵢ/4))); NaN if unstable."""
-    h = np.asarray(hessian_eigenvalues, np.float64).ravel()
+    h = _eigenvalues(hessian_eigenvalues)
     nbeta, eps = float(positive("nbeta", nbeta)), float(positive("step_size", step_size))
     gamma = float(nonnegative("localization", localization))
     with x64_scope():
@@ -459,7 +474,7 @@ def _validate(loss, params, data, *, chains, draws, burnin, batch_size, mask, sa
                               "full data every step)")
     positive("bias_threshold", bias_threshold)
     if mask is None:
-        move = jnp.ones_like(flat)
+        move = jnp.asarray(np.ones(flat.shape), flat.dtype)  # concrete even when params are traced
     else:
         if jax.tree.structure(mask) != jax.tree.structure(params) or any(
                 jnp.shape(m) != jnp.shape(p) for m, p in zip(jax.tree.leaves(mask), jax.tree.leaves(params))):
@@ -469,6 +484,9 @@ def _validate(loss, params, data, *, chains, draws, burnin, batch_size, mask, sa
         moving = concrete(move)
         if moving is not None and not moving.any():
             raise ConfigError("mask", described("no True entry"), "must let at least one coordinate move")
+        if moving is not None and not np.all((moving == 0) | (moving == 1)):
+            raise ConfigError("mask", described("values other than True/False (0/1)"),
+                              "must be a pytree of bools: a coordinate moves or it does not")
         if sampler.exact and moving is None:
             raise ConfigError("mask", described("a traced mask"), "must be concrete with sampler hmc")
     out = jax.eval_shape(lambda w: loss(unravel(w), data), flat)
@@ -548,7 +566,7 @@ def _estimate(loss, params, data, key, *, stacked, sampler=None, step_size="auto
     nbeta = default_nbeta(n_ex) if v["nbeta"] is None else v["nbeta"]
     flat = jax.vmap(lambda p: ravel_pytree(p)[0])(params) if stacked else v["flat"]
     dtype = flat.dtype
-    traced = any(is_traced(x) for x in [flat, key, *jax.tree.leaves(data)] + [
+    traced = any(is_traced(x) for x in [flat, key, v["move"], *jax.tree.leaves(data)] + [
         x for x in (v["step_size"], v["localization"], nbeta) if isinstance(x, jax.Array)])
     problem = _Problem(loss=loss, unravel=v["unravel"], n=v["n"], batch_size=v["batch_size"],
                        diag_rows=None if v["batch_size"] is None else min(v["n"], max(DIAGNOSTIC_ROWS,
@@ -598,16 +616,19 @@ def _estimate(loss, params, data, key, *, stacked, sampler=None, step_size="auto
         return out, draws, burnin
 
     out, draws, burnin = sample(prep)
-    if v["auto_step"] and not traced and not sampler.exact and bool(
-            np.any(np.asarray(out["step_bias"]) > bias_threshold)):
+    rerun = v["auto_step"] and not traced and not sampler.exact
+    over = ~(np.asarray(out["step_bias"]) <= bias_threshold) if rerun else None  # NaN (unstable) counts as over
+    if rerun and bool(np.any(over)):
         # The chains went where the curvature is higher than the pilot saw: solve ε again on
         # the spectra at their checkpoints and sample once more.
         solve = functools.partial(_solve_step, target=float(bias_threshold) * AUTO_SHARE)
         if stacked:
             solve = jax.vmap(solve)
-        eps = jnp.minimum(prep["eps"], solve(out["_nodes"], out["_weights"], prep["nbeta"], prep["gamma"]))
+        eps = jnp.where(jnp.asarray(over), jnp.minimum(prep["eps"], solve(out["_nodes"], out["_weights"], prep["nbeta"],
+                                                                        prep["gamma"])), prep["eps"])
         notes.append(f"step size lowered after the chains met more curvature than the pilot: ε "
-                     f"{float(np.min(prep['eps'])):.3g} → {float(np.min(eps)):.3g}")
+                     f"{float(np.min(prep['eps'])):.3g} → {float(np.min(eps)):.3g}"
+                     + (f" ({int(np.sum(over))} of {over.size} points)" if stacked else ""))
         prep = {**prep, "eps": eps, "pilot_nodes": out["_nodes"], "pilot_weights": out["_weights"]}
         out, draws, burnin = sample(prep)
     out.pop("_nodes"), out.pop("_weights")
@@ -666,8 +687,8 @@ class _Problem:
 
     def mixture_spectrum(self, points, diag, move, key):
         """One spectrum pooling the Hessian spectra at ``points`` (…, d), each weighted
-        equally: the quadratic model averaged over where the chains went. Non-finite points
-        (a diverged chain) are replaced by their chain's w*-free fallback of zeros weight."""
+        equally: the quadratic model averaged over where the chains went. A non-finite point
+        (a diverged chain) gets no weight. Also returns the largest curvature seen."""
         flat = points.reshape(-1, points.shape[-1])
         ok = jnp.all(jnp.isfinite(flat), axis=-1)
         safe = jnp.where(ok[:, None], flat, 0.0)
@@ -721,9 +742,9 @@ def _prepare(problem: _Problem, w_star, move, data, key, scalars):
         out["eps"] = jnp.asarray(jnp.nan, w_star.dtype) if eps is None else eps  # NUTS adapts its own
         return out
     if eps is None:
-        # Pilot chains continued over rounds of growing length: the Hessian spectra where they
-        # are at the middle and end of each round (a singular point's curvature grows away
-        # from it) lower ε until the pooled predicted bias is at most the target.
+        # Pilot chains continued over rounds: the Hessian spectra where they are at the end of
+        # each round (a singular point's curvature grows away from it) lower ε until the
+        # pooled predicted bias is at most the target.
         eps = _solve_step(nodes, weights, nbeta, gamma, target)
         starts = jnp.broadcast_to(w_star, (PILOT_CHAINS, w_star.shape[0]))
 
@@ -830,9 +851,7 @@ def _run(problem: _Problem, draws: int, burnin: int, w_star, move, data, key, pr
     g_norm = jnp.linalg.norm(g)
     u = g / jnp.where(g_norm > 0, g_norm, 1.0)
     h_g = jnp.dot(u, jax.jvp(jax.grad(lambda x: problem.flat_loss(x, diag)), (w_star,), (u,))[1])
-    k_g = nbeta * jnp.maximum(h_g, 0.0) + gamma
-    shift = -(nbeta * g_norm) ** 2 / k_g * (1 - nbeta * jnp.maximum(h_g, 0.0) / (2 * k_g))
-    shift = jnp.where(g_norm > 0, shift, 0.0)
+    shift = _shift_along(g_norm, h_g, nbeta, gamma)
     nan = jnp.asarray(jnp.nan, dtype)
     return dict(
         mean=mean, std=per_chain.std(), per_chain=per_chain, traces=traces, init_loss=init_loss,
@@ -996,9 +1015,17 @@ def _gradient_shift(loss, w, data, nbeta, gamma):
     g_norm = jnp.linalg.norm(g)
     u = g / jnp.where(g_norm > 0, g_norm, 1.0)
     h_g = jnp.dot(u, jax.jvp(jax.grad(lambda x: loss(x, data)), (w,), (u,))[1])
-    k_g = nbeta * jnp.maximum(h_g, 0.0) + gamma
-    shift = -(nbeta * g_norm) ** 2 / k_g * (1 - nbeta * jnp.maximum(h_g, 0.0) / (2 * k_g))
-    return jnp.where(g_norm > 0, shift, 0.0)
+    return _shift_along(g_norm, h_g, nbeta, gamma)
+
+
+def _shift_along(g_norm, h_g, nbeta, gamma):
+    """The change of nβ·E[L − L(w*)] a gradient of norm g_norm causes on the 1-D quadratic
+    model along it (curvature h_g): the chain's mean moves to −nβg/k, k = nβh⁺ + γ, giving
+    −(nβg)²/k·(1 − nβh⁺/(2k)); −inf with nothing to hold it (k = 0), 0 with no gradient."""
+    h = jnp.maximum(h_g, 0.0)
+    k_g = nbeta * h + gamma
+    shift = -(nbeta * g_norm) ** 2 / jnp.where(k_g > 0, k_g, 1.0) * (1 - nbeta * h / (2 * jnp.where(k_g > 0, k_g, 1.0)))
+    return jnp.where(g_norm > 0, jnp.where(k_g > 0, shift, -jnp.inf), 0.0)
 
 
 def fine_tune_to_minimum(loss: Callable, params, data, *, nbeta: float, localization: float = 1.0,

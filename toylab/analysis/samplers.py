@@ -64,7 +64,10 @@ class RMSPropSGLD(SGLD):
     """SGLD preconditioned by RMSProp (Li et al. 2016): each coordinate steps by
     ε/(√V + δ), V the bias-corrected moving average (``decay``) of the squared gradient of
     U. δ = ``eps`` = 1 never steps further than plain SGLD (at w* the gradient is zero, and a
-    small δ would send the first steps far away); stiff directions step less."""
+    small δ would send the first steps far away); stiff directions step less. The estimate's
+    diagnostics model plain SGLD at ε: for this sampler the predicted step-size bias is an upper
+    bound (every step is at most ε), while the fill, the effective draws and draws chosen by
+    rule are optimistic (its chains move more slowly than plain SGLD's)."""
 
     decay: float = 0.99
     eps: float = 1.0

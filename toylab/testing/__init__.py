@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["strategies", "cases", "assert_estimate", "expected_estimate", "Truth"]
+__all__ = ["strategies", "cases", "assert_estimate", "compare_estimate", "expected_estimate", "Truth"]
 
-_LAZY = {"assert_estimate": "toylab.testing.assertions", "expected_estimate": "toylab.testing.assertions",
-         "Truth": "toylab.testing.assertions"}
+_LAZY = {name: "toylab.testing.assertions" for name in ("assert_estimate", "compare_estimate", "expected_estimate",
+                                                         "Truth")}
 
 
 def __getattr__(name):

@@ -8,7 +8,7 @@ computed — the exact expectation of the estimator at finite nβ and γ.
 
     case = cases.reduced_rank_regression(M=3, N=2, H=2, r=1)
     res = learning_coefficient(case.loss, case.params, case.data, key, **case.settings)
-    assert_estimate(res, case.truth)
+    assert_estimate(res, case.truth())
 """
 
 from __future__ import annotations
