@@ -126,10 +126,12 @@ def costs(case_list, chains: int, draws: int) -> list[dict]:
     return out
 
 
-def defaults_over_rrr(examples: int, n: int, chains: int) -> dict:
-    """Hypothesis-drawn reduced-rank regressions (widths 1–7, every rank) at the defaults."""
+def defaults_over_rrr(examples: int, n: int, chains: int, seed: int | None = None) -> dict:
+    """Hypothesis-drawn reduced-rank regressions (widths 1–7, every rank) at the defaults
+    (derandomized; ``seed`` draws another sequence of shapes)."""
     import jax
     from hypothesis import HealthCheck, given, settings, strategies as st
+    from hypothesis import seed as hypothesis_seed
 
     from toylab.analysis import degeneracy as dg
     from toylab.testing import cases
@@ -137,7 +139,7 @@ def defaults_over_rrr(examples: int, n: int, chains: int) -> dict:
 
     rows = []
 
-    @settings(max_examples=examples, derandomize=True, deadline=None, database=None,
+    @settings(max_examples=examples, derandomize=seed is None, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(M=st.integers(1, 7), N=st.integers(1, 7), H=st.integers(1, 7), data=st.data())
     def run(M, N, H, data):
@@ -155,7 +157,7 @@ def defaults_over_rrr(examples: int, n: int, chains: int) -> dict:
         print(f"  RRR M={M} N={N} H={H} r={r}: λ = {float(case.value):g} (m = {case.multiplicity}), expected "
               f"{c.expected:.3f}, estimate {c.estimate:.3f}, tolerance {c.tolerance:.3f}: "
               + ("within" if c.ok else "warns" if c.warnings else "OUTSIDE, SILENT"), flush=True)
-    run()
+    (hypothesis_seed(seed)(run) if seed is not None else run)()
     silent = [x for x in rows if not x["within"] and not x["warned"]]
     return {"examples": rows, "within": sum(x["within"] for x in rows), "warned": sum(x["warned"] for x in rows),
             "silent_misses": len(silent)}
@@ -170,6 +172,9 @@ def main(argv=None, prog: str = "toylab bench llc") -> int:
     p.add_argument("--cost-draws", type=positive_int, default=2000, help="draws in the cost timing (default 2000)")
     p.add_argument("--n", type=positive_int, default=100_000, help="examples of the linear networks (default 10^5)")
     p.add_argument("--rrr", type=int, default=0, help="hypothesis examples of part 3 (default 0: skipped)")
+    p.add_argument("--rrr-seed", type=int, default=None, help="draw part 3's shapes from this seed (default: the "
+                   "derandomized sequence)")
+    p.add_argument("--skip-validation", action="store_true", help="only part 3 (with --rrr)")
     p.add_argument("--json", type=json_path, default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
     names = [x for x in args.cases.split(",") if x]
@@ -179,7 +184,7 @@ def main(argv=None, prog: str = "toylab bench llc") -> int:
         p.error(f"--rrr={args.rrr}: must be a non-negative integer")
     print(devices_line())
     case_list = _cases(names, args.n)
-    report = {"validation": validation(case_list, args.chains, args.hmc_draws)}
+    report = {"validation": [] if args.skip_validation else validation(case_list, args.chains, args.hmc_draws)}
     print(f"\n{'case':24s} {'λ':>6s} {'m':>2s} {'expected':>8s} | {'SGLD (defaults)':>24s} {'s':>6s} | "
           f"{'NUTS':>22s} {'s':>6s}")
     for r in report["validation"]:
@@ -188,7 +193,7 @@ def main(argv=None, prog: str = "toylab bench llc") -> int:
             return f"{x['mean']:7.3f} ± {x['tolerance']:5.3f} {mark:>5s}"
         print(f"{r['case']:24s} {r['lambda']:6.3g} {r['multiplicity'] or '?':>2} {r['expected']:8.3f} | "
               f"{cell(r['sgld']):>24s} {r['sgld']['seconds']:6.1f} | {cell(r['hmc']):>22s} {r['hmc']['seconds']:6.1f}")
-    report["costs"] = costs(case_list, args.chains, args.cost_draws)
+    report["costs"] = [] if args.skip_validation else costs(case_list, args.chains, args.cost_draws)
     print(f"\n{'case':24s} {'d':>4s} {'chains alone s':>14s} {'estimate s':>10s} {'diagnostics':>11s} "
           f"{'choose ε s':>10s} {'choice':>7s}")
     for c in report["costs"]:
@@ -196,7 +201,7 @@ def main(argv=None, prog: str = "toylab bench llc") -> int:
               f"{c['diagnostics_share']:+11.0%} {c['choose_step_s']:10.4f} {c['choose_share']:7.0%}")
     if args.rrr:
         print(f"\nthe defaults over {args.rrr} hypothesis-drawn reduced-rank regressions (widths 1–7, every rank):")
-        report["rrr"] = defaults_over_rrr(args.rrr, args.n, args.chains)
+        report["rrr"] = defaults_over_rrr(args.rrr, args.n, args.chains, args.rrr_seed)
         print(f"{len(report['rrr']['examples'])} shapes: {report['rrr']['within']} within tolerance, "
               f"{report['rrr']['warned']} warn, {report['rrr']['silent_misses']} outside it without a warning")
     if args.json:

@@ -41,9 +41,13 @@ def register_profiles() -> bool:
         from hypothesis import HealthCheck, settings
     except ImportError:
         return False
-    settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
+    # Both inherit hypothesis's own defaults, not the profile loaded now: hypothesis loads its
+    # built-in "ci" profile (derandomized) by itself when CI is set, and "dev" must not inherit that.
+    base = settings.get_profile("default")
+    settings.register_profile("ci", parent=base, derandomize=True, deadline=None, print_blob=True,
                               suppress_health_check=[HealthCheck.too_slow])
-    settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("dev", parent=base, derandomize=False, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow])
     return True
 
 
