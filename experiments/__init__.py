@@ -1,20 +1,21 @@
-"""What the lab runs beyond the tests, in two kinds:
+"""What the lab runs beyond the tests, installed as ``toylab.experiments``, in two kinds:
 
-- ``experiments.reproductions``: one module per paper figure set, each in one shape —
+- ``toylab.experiments.reproductions``: one module per paper figure set, each in one shape —
   ``FIGURES`` (figure letters → the function making them), ``reproduce(out, quick, quiet,
   only, work)`` returning the checked claims, quick and full sizes — read by
   ``toylab reproduce``.
-- ``experiments.benchmarks``: one throughput benchmark per family (``toylab bench NAME``),
-  each timing through ``experiments.benchmarks.common.timed``; they print figures, they
-  assert nothing.
+- ``toylab.experiments.benchmarks``: one throughput benchmark per family (``toylab bench
+  NAME``), each timing through ``toylab.experiments.benchmarks._common.timed``; they print
+  figures, they assert nothing.
+
+Each is found by its file: a public module of its folder is a reproduction (or benchmark) of
+that name; helpers start with ``_``.
 """
 
-REPRODUCTIONS = {
-    "superposition": "experiments.reproductions.superposition",
-    "grokking": "experiments.reproductions.grokking",
-    "groups": "experiments.reproductions.groups",
-    "bilinear": "experiments.reproductions.bilinear",
-    "degeneracy": "experiments.reproductions.degeneracy",
-    "interaction": "experiments.reproductions.interaction",
-    "dictionaries": "experiments.reproductions.dictionaries",
-}
+from .. import _discovery
+from . import benchmarks, reproductions
+
+REPRODUCTIONS = _discovery.public_modules(reproductions)
+"""``{name: module}`` of the reproductions (``toylab reproduce NAME``)."""
+BENCHMARKS = _discovery.public_modules(benchmarks)
+"""``{name: module}`` of the benchmarks (``toylab bench NAME``)."""

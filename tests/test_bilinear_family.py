@@ -181,7 +181,7 @@ def test_cli_bad_bilinear_input_is_one_line_and_exit_2(tmp_path):
 def test_reproduction_runs_every_section_on_a_tiny_sweep(tmp_path, monkeypatch):
     """The reproduction's analysis, figures and claims, end to end on a tiny sweep (the quick
     reproduction itself runs under `toylab reproduce`, not pytest)."""
-    from experiments.reproductions import bilinear as repro
+    from toylab.experiments.reproductions import bilinear as repro
 
     monkeypatch.setattr(repro, "setup", lambda quick: ({"dataset": "digits", "hidden": 16, "d_model": 16,
                                                        "batch_size": 128, "steps": 200, "log_every": 100}, 2))
@@ -198,7 +198,7 @@ def test_reproduction_runs_every_section_on_a_tiny_sweep(tmp_path, monkeypatch):
 
 
 def test_bench_bilinear_bad_input_exits_2(capsys):
-    from experiments.benchmarks.bilinear import main
+    from toylab.experiments.benchmarks.bilinear import main
 
     assert main(["--dataset", "/no/such/file.npz"]) == 2
     assert "/no/such/file.npz" in capsys.readouterr().err
@@ -211,7 +211,7 @@ def test_reproduction_without_the_images_extra_reports_it_as_a_failed_claim(tmp_
     import importlib.util
     import sys
 
-    from experiments.reproductions import bilinear as repro
+    from toylab.experiments.reproductions import bilinear as repro
     from toylab.tasks import images
 
     real_find_spec = importlib.util.find_spec
@@ -229,8 +229,8 @@ def test_reproduction_without_the_images_extra_reports_it_as_a_failed_claim(tmp_
 
 
 def test_reproductions_refuse_unknown_figure_letters(tmp_path):
-    from experiments.benchmarks.common import devices_line
-    from experiments.reproductions import bilinear, groups, superposition
+    from toylab.experiments.benchmarks._common import devices_line
+    from toylab.experiments.reproductions import bilinear, groups, superposition
 
     for mod in (bilinear, groups, superposition):
         with pytest.raises(ConfigError, match="only='z'"):
@@ -241,7 +241,7 @@ def test_reproductions_refuse_unknown_figure_letters(tmp_path):
 
 
 def test_run_figures_maps_letters_to_the_function_that_makes_them(tmp_path):
-    from experiments.reproductions.common import run_figures
+    from toylab.experiments.reproductions._common import run_figures
 
     made, prepared = [], []
     figures = {"a": lambda *a: made.append(("a", a[-1])) or [], "d": lambda *a: made.append(("d", a[-1])) or []}

@@ -526,7 +526,7 @@ print(json.dumps(out))
 def test_bench_degeneracy_plumbing(tmp_path, capsys, monkeypatch):
     import json
 
-    from experiments.benchmarks import degeneracy as bench
+    from toylab.experiments.benchmarks import degeneracy as bench
 
     monkeypatch.delenv("TOYLAB_PEER_PYTHON", raising=False)
     monkeypatch.setattr(bench, "REPO_ROOT", tmp_path)  # no .peers there: the comparison is skipped
@@ -585,7 +585,7 @@ def _peer_python():
     import os
     from pathlib import Path
 
-    from experiments.benchmarks import degeneracy as bench
+    from toylab.experiments.benchmarks import degeneracy as bench
 
     python = os.environ.get("TOYLAB_PEER_PYTHON") or str(bench.REPO_ROOT / ".peers" / "bin" / "python")
     if not Path(python).is_file():
@@ -599,7 +599,7 @@ def test_bench_degeneracy_torch_ports_reproduce_the_jax_losses(tmp_path):
     import json
     import subprocess
 
-    from experiments.benchmarks import degeneracy as bench
+    from toylab.experiments.benchmarks import degeneracy as bench
 
     python = _peer_python()
     files = [bench.write_llc_npz(tmp_path / "tms.npz", bench.llc_inputs(*bench._superposition()), 2, 3),
@@ -620,7 +620,7 @@ def test_bench_degeneracy_devinterp_runs_our_update_rule(tmp_path):
     # devinterp's llc() without noise, on the full batch, against ours without noise: the same
     # loss trace step for step, so ε, nβ and γ enter its update exactly as ours (twice any of
     # them would move the trace by about half its range)
-    from experiments.benchmarks import degeneracy as bench
+    from toylab.experiments.benchmarks import degeneracy as bench
 
     python = _peer_python()
     inputs = bench.llc_inputs(*bench._superposition())

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.reproductions import degeneracy as repro
+from toylab.experiments.reproductions import degeneracy as repro
 
 
 def test_second_moment_rows_give_the_loss_of_all_examples():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from experiments.benchmarks import dictionaries as bench
+from toylab.experiments.benchmarks import dictionaries as bench
 
 TINY = ["--saes", "2", "--steps", "2", "--batch", "32"]
 

@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from experiments.reproductions import dictionaries as repro
+from toylab.experiments.reproductions import dictionaries as repro
 
 
 def test_matched_l0_interpolates_inside_each_kinds_range_only():

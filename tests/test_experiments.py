@@ -5,16 +5,15 @@ claims failed."""
 import importlib
 import inspect
 import json
-import pkgutil
 import sys
 import types
 from pathlib import Path
 
 import pytest
 
-import experiments
-from experiments import benchmarks
-from experiments.reproductions.claims import Claim
+import toylab.experiments as experiments
+from toylab.experiments import benchmarks
+from toylab.experiments.reproductions._claims import Claim
 from toylab.cli import default_figures_dir, main
 
 
@@ -29,17 +28,18 @@ def test_every_reproduction_has_one_shape(name):
 
 
 def test_every_benchmark_times_through_the_one_helper():
-    names = [m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name != "common" and not m.ispkg]
-    assert sorted(names) == ["bilinear", "degeneracy", "dictionaries", "grokking", "groups", "interaction", "llc",
-                            "superposition"]
+    names = list(experiments.BENCHMARKS)
+    # every public module of the folder is a benchmark: the discovered names are the files
+    files = sorted(p.stem for p in Path(benchmarks.__file__).parent.glob("*.py") if not p.stem.startswith("_"))
+    assert names == files and "llc" in names
     for name in names:
-        source = Path(importlib.import_module(f"experiments.benchmarks.{name}").__file__).read_text()
+        source = Path(importlib.import_module(f"toylab.experiments.benchmarks.{name}").__file__).read_text()
         assert "perf_counter" not in source, name
         assert "timed(" in source or "time_ensemble(" in source, name
 
 
 def test_timed_times_first_call_apart_and_takes_the_median():
-    from experiments.benchmarks.common import timed
+    from toylab.experiments.benchmarks._common import timed
 
     calls = []
     out = timed(lambda x: calls.append(x) or x * 2, 21, repeats=3)
@@ -102,3 +102,56 @@ def test_help_lists_families_reproductions_and_choices_without_jax(capsys):
     assert main(["fields", "superposition"]) == 0
     fields = capsys.readouterr().out
     assert "choices: linear, relu_output, relu_hidden, abs" in fields
+
+
+def test_parts_are_found_by_their_files(tmp_path, monkeypatch):
+    """A reproduction, benchmark or family is a public module of its folder: adding a file adds
+    it (no table to edit); helpers start with an underscore."""
+    from toylab._discovery import public_modules, summary_line
+
+    pkg = tmp_path / "probe_parts"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "alpha.py").write_text('"""First line of alpha.\n\nMore."""\nimport jax_is_not_imported_by_discovery\n')
+    (pkg / "_helper.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text('"""A package counts too."""')
+    (pkg / "notes.txt").write_text("not a module")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import probe_parts
+
+    assert public_modules(probe_parts) == {"alpha": "probe_parts.alpha", "sub": "probe_parts.sub"}
+    assert summary_line("probe_parts.alpha") == "First line of alpha."  # read, not imported
+    assert summary_line("probe_parts.sub") == "A package counts too."
+    assert "probe_parts.alpha" not in sys.modules
+
+
+def test_the_wheel_holds_one_top_level_package(tmp_path):
+    """experiments/ installs as toylab.experiments: a user's own `experiments` package never
+    meets ours. setup.py's metadata names the top-level packages a wheel of the repo holds."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    run = subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(tmp_path)], cwd=repo,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    info = tmp_path / "toylab.egg-info"
+    assert (info / "top_level.txt").read_text().split() == ["toylab"]
+    sources = (info / "SOURCES.txt").read_text().split()
+    packaged = {s for s in sources if s.startswith("experiments/")}
+    on_disk = {str(p.relative_to(repo)) for p in (repo / "experiments").rglob("*.py")}
+    assert packaged == on_disk  # every file of experiments/ ships, under toylab.experiments
+    assert experiments.__name__ == "toylab.experiments"
+    assert Path(experiments.__file__).resolve() == repo / "experiments" / "__init__.py"
+
+
+def test_a_user_experiments_package_does_not_shadow_ours(tmp_path):
+    """From a research repository with its own experiments/ package, `toylab reproduce` and
+    `toylab bench` still find the lab's, and the user's is still theirs."""
+    import subprocess
+
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "__init__.py").write_text("MINE = True\n")
+    code = ("import experiments, toylab.experiments as ours; assert experiments.MINE; "
+            "assert 'grokking' in ours.REPRODUCTIONS and 'llc' in ours.BENCHMARKS; print('ok')")
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr

@@ -453,7 +453,7 @@ def test_pruning_all_or_no_neurons():
 
 
 def test_phases_are_located_from_synthetic_curves():
-    from experiments.reproductions.grokking import locate_phases
+    from toylab.experiments.reproductions.grokking import locate_phases
 
     steps = np.arange(1, 101) * 100
     train_acc = np.where(steps >= 500, 1.0, 0.5)
@@ -471,7 +471,7 @@ def test_bench_grokking_plumbing(tmp_path, capsys):
     """The benchmark runs end to end at a tiny size (its figures are not asserted here)."""
     import json
 
-    from experiments.benchmarks.grokking import main
+    from toylab.experiments.benchmarks.grokking import main
 
     out = tmp_path / "b.json"
     assert main(["--p", "7", "--steps", "10", "--seeds", "1,2", "--no-torch", "--json", str(out)]) == 0

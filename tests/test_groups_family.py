@@ -261,7 +261,7 @@ def test_measures_vmap_over_seeds_and_snapshots_like_a_loop():
 
 
 def test_bench_groups_bad_input_exits_2(capsys):
-    from experiments.benchmarks.groups import main
+    from toylab.experiments.benchmarks.groups import main
 
     assert main(["--group", "Q8"]) == 2
     assert "group=" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from experiments.reproductions import groups as rep
+from toylab.experiments.reproductions import groups as rep
 from toylab.analysis import representations as ra
 from toylab.core.config import ConfigError
 from toylab.tasks.composition import group_of

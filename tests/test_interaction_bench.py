@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from experiments.benchmarks import interaction as bench
+from toylab.experiments.benchmarks import interaction as bench
 
 TINY = ["--p", "5", "--d-model", "8", "--n-heads", "2", "--d-mlp", "8", "--n-alpha", "1", "--repeats", "1"]
 
@@ -75,9 +75,10 @@ def test_bench_interaction_bad_arguments(capsys, argv, says):
 
 
 def test_bench_interaction_registered(capsys):
-    from toylab.cli import BENCHMARKS, main
+    from toylab.cli import main
+    from toylab.experiments import BENCHMARKS
 
-    assert BENCHMARKS["interaction"] == "experiments.benchmarks.interaction"
+    assert BENCHMARKS["interaction"] == "toylab.experiments.benchmarks.interaction"
     assert main(["bench", "interaction", "--models", "0"]) == 2  # through the CLI: the same one line
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("toylab bench interaction: error: argument --models")

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.reproductions import interaction as repro
+from toylab.experiments.reproductions import interaction as repro
 from toylab.analysis import fourier as fa
 from toylab.analysis import interaction as ia
 from toylab.models.mlp import init_embed_mlp

@@ -239,7 +239,7 @@ def test_cases_refuse_inconsistent_shapes():
 def test_bench_llc_plumbing(tmp_path, capsys):
     import json
 
-    from experiments.benchmarks import llc as bench
+    from toylab.experiments.benchmarks import llc as bench
 
     out = tmp_path / "llc.json"
     assert bench.main(["--cases", "powers", "--chains", "2", "--hmc-draws", "50", "--cost-draws", "100", "--rrr", "1",

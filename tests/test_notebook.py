@@ -13,7 +13,7 @@ def test_importing_toylab_keeps_the_users_matplotlib_backend():
     code = ("import matplotlib\nmatplotlib.use('svg')\n"
             "import toylab, toylab.plots.superposition, toylab.plots.grokking, toylab.plots.groups, "
             "toylab.plots.bilinear, toylab.core.sweep\n"
-            "import experiments.reproductions.superposition, experiments.reproductions.grokking\n"
+            "import toylab.experiments.reproductions.superposition, toylab.experiments.reproductions.grokking\n"
             "print(matplotlib.get_backend())\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

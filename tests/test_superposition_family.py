@@ -144,7 +144,7 @@ def test_help_explains_every_command(capsys):
 def test_quick_reproductions_d_and_e_hold(tmp_path):
     """The n=2, m=1 phase diagram and the n=5, m=2 pentagon, quick mode, as `toylab
     reproduce` runs them (the other quick figures run under `toylab reproduce`, not pytest)."""
-    from experiments.reproductions import superposition as repro
+    from toylab.experiments.reproductions import superposition as repro
 
     claims = repro.reproduce(tmp_path, quick=True, quiet=True, only="de")
     assert len(claims) == 6
@@ -160,7 +160,7 @@ def test_quick_reproductions_d_and_e_hold(tmp_path):
 def test_bench_script_measures_blocked_and_plain_programs(tmp_path, capsys):
     """Smoke check of the benchmark's plumbing (figures are not asserted: speed lives in the
     benchmark, not in tests): both PRNGs measured, JSON written, bad options exit 2."""
-    from experiments.benchmarks.superposition import main
+    from toylab.experiments.benchmarks.superposition import main
 
     out = tmp_path / "b.json"
     assert main(["--instances", "1,3", "--steps", "3", "--block-size", "2", "--no-torch", "--json", str(out)]) == 0

@@ -122,7 +122,7 @@ def _cmd_run(args) -> int:
 
 
 def _reproduction_modules(names):
-    import experiments
+    import toylab.experiments as experiments
 
     from toylab.core.config import ConfigError
 
@@ -140,7 +140,7 @@ def default_figures_dir() -> Path:
 
 
 def _cmd_reproduce(args, quick=None, out=None) -> int:
-    from experiments.reproductions.claims import format_claims, write_claims
+    from toylab.experiments.reproductions._claims import format_claims, write_claims
     from toylab.core.store import check_writable
 
     quick = args.quick if quick is None else quick
@@ -175,18 +175,19 @@ def _cmd_figures(args) -> int:
     return _cmd_reproduce(args, quick=True, out=default_figures_dir())
 
 
-BENCHMARKS = {"superposition": "experiments.benchmarks.superposition", "grokking": "experiments.benchmarks.grokking",
-              "groups": "experiments.benchmarks.groups", "bilinear": "experiments.benchmarks.bilinear",
-              "degeneracy": "experiments.benchmarks.degeneracy", "interaction": "experiments.benchmarks.interaction",
-              "dictionaries": "experiments.benchmarks.dictionaries", "llc": "experiments.benchmarks.llc"}
+def _benchmarks() -> dict:
+    from toylab.experiments import BENCHMARKS
+
+    return BENCHMARKS
 
 
 def _cmd_bench(args, rest) -> int:
     from toylab.core.config import ConfigError
 
-    if args.name not in BENCHMARKS:
-        raise ConfigError("NAME", args.name, f"unknown benchmark; choose from {', '.join(BENCHMARKS)}")
-    return importlib.import_module(BENCHMARKS[args.name]).main(rest, prog=f"toylab bench {args.name}")
+    benchmarks = _benchmarks()
+    if args.name not in benchmarks:
+        raise ConfigError("NAME", args.name, f"unknown benchmark; choose from {', '.join(benchmarks)}")
+    return importlib.import_module(benchmarks[args.name]).main(rest, prog=f"toylab bench {args.name}")
 
 
 def _cmd_fields(args) -> int:
@@ -205,7 +206,7 @@ def _cmd_fields(args) -> int:
 
 def _catalogue() -> str:
     """Families and reproductions for the help text, read without importing JAX."""
-    from experiments import REPRODUCTIONS
+    from toylab.experiments import BENCHMARKS, REPRODUCTIONS
     from toylab.families import BUILTIN
 
     lines = ["families (toylab fields FAMILY lists fields and choices):"]
@@ -272,8 +273,8 @@ def _parser():
     fg.set_defaults(func=_cmd_figures, out=None, quick=True)
 
     b = sub.add_parser("bench", help="throughput benchmarks (prints figures)", add_help=False,
-                       description=f"toylab bench NAME [options]; 'toylab bench NAME --help' for options (NAME: {', '.join(BENCHMARKS)})")
-    b.add_argument("name", metavar="NAME", help=f"benchmark: {', '.join(BENCHMARKS)}")
+                       description=f"toylab bench NAME [options]; 'toylab bench NAME --help' for options (NAME: {', '.join(_benchmarks())})")
+    b.add_argument("name", metavar="NAME", help=f"benchmark: {', '.join(_benchmarks())}")
     b.set_defaults(func=None)
 
     f = sub.add_parser("fields", help="list a family's config fields and their choices",

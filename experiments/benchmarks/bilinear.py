@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 
-from experiments.benchmarks.common import devices_line, int_list, positive_int, time_ensemble, timed
+from toylab.experiments.benchmarks._common import devices_line, int_list, positive_int, time_ensemble, timed
 
 DEFAULT_SEEDS = (1, 4)
 

@@ -9,8 +9,8 @@ Beside them, in the same command, the peers the issue compares against: devinter
 LLC (``llc()``) on the same model, data and sampler settings, and PyHessian 0.1's top-5
 eigenvalues (and whether its spectral density runs). They live in their own environment
 (torch; ``python3 -m venv .peers && .peers/bin/pip install devinterp==2.0.1 pyhessian==0.1``),
-whose python runs the scripts in ``peers/`` on a .npz this side writes (weights, data,
-settings; layout in peers/torch_port.py). ``--peer-python`` picks it (default: the
+whose python runs the scripts in ``_peers/`` on a .npz this side writes (weights, data,
+settings; layout in _peers/torch_port.py). ``--peer-python`` picks it (default: the
 TOYLAB_PEER_PYTHON environment variable, else ``.peers/bin/python`` at the repository root
 when it exists; ``none`` skips the comparison).
 """
@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from experiments.benchmarks.common import devices_line, int_list, positive_float, positive_int, timed
+from toylab.experiments.benchmarks._common import devices_line, int_list, positive_float, positive_int, timed
 
 MODELS = ("superposition", "grokking")
 # The sampler settings of both sides (nβ and the batch come from the family's training data).
@@ -36,7 +36,7 @@ HESSIAN_ITERS = 64  # at most this many Lanczos steps of ours; PyHessian's maxIt
 PYHESSIAN_TOL = 1e-3  # PyHessian's default relative tolerance; ours stops at the same relative residual
 DENSITY_ITERS = 16  # Lanczos steps of the spectral density, PyHessian's density() and ours
 DENSITY_PROBES = 4  # probe vectors of our stochastic Lanczos quadrature (one vmapped program)
-PEERS_DIR = Path(__file__).resolve().parent / "peers"
+PEERS_DIR = Path(__file__).resolve().parent / "_peers"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_HINT = "python3 -m venv .peers && .peers/bin/pip install devinterp==2.0.1 pyhessian==0.1"
 
@@ -97,7 +97,7 @@ def _hessian_model(p: int, neurons: int):
 
 
 def _model_description(cfg) -> dict:
-    """What the torch port (peers/torch_port.py) needs to rebuild the model and its loss."""
+    """What the torch port (_peers/torch_port.py) needs to rebuild the model and its loss."""
     import numpy as np
 
     hp = cfg.hparams()
@@ -168,7 +168,7 @@ def _data_arrays(data) -> dict:
 
 def write_peer_npz(path, settings: dict, params, data) -> Path:
     """The .npz the peer scripts read: ``settings`` as JSON, ``w:<name>`` weights, ``d:<name>``
-    data (see peers/torch_port.py)."""
+    data (see _peers/torch_port.py)."""
     import numpy as np
 
     arrays = {"settings": np.asarray(json.dumps(settings))}
@@ -277,7 +277,7 @@ def resolve_peer_python(given):
 
 
 def run_peer(python: str, script: str, npz, *extra, timeout: float = 1800.0, n_threads: int | None = None):
-    """Run peers/<script> on ``npz`` with the peer python and ``n_threads`` torch threads
+    """Run _peers/<script> on ``npz`` with the peer python and ``n_threads`` torch threads
     (default: :func:`threads`): (its JSON dict, None) or (None, one line saying why not)."""
     n_threads = n_threads or threads()
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(n_threads)}

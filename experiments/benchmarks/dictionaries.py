@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from experiments.benchmarks.common import (OneLineParser, block_size_arg, devices_line, import_torch, int_list,
+from toylab.experiments.benchmarks._common import (OneLineParser, block_size_arg, devices_line, import_torch, int_list,
                                           json_path, over_torch_threads, positive_int, repeat_steps, time_ensemble,
                                           timed)
 

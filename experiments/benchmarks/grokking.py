@@ -28,7 +28,7 @@ import json
 import math
 import sys
 
-from experiments.benchmarks.common import (block_size_arg, import_torch, int_list, over_torch_threads, positive_int,
+from toylab.experiments.benchmarks._common import (block_size_arg, import_torch, int_list, over_torch_threads, positive_int,
                                           repeat_steps, time_ensemble, timed)
 
 DEFAULT_SEEDS = (1, 4, 16)

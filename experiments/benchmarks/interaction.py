@@ -44,7 +44,7 @@ import sys
 import threading
 import time
 
-from experiments.benchmarks.common import (OneLineParser, devices_line, int_list, positive_float, positive_int, stopwatch,
+from toylab.experiments.benchmarks._common import (OneLineParser, devices_line, int_list, positive_float, positive_int, stopwatch,
                                           timed)
 
 PARTS = ("activations", "jacobians", "eigh", "basis", "pca", "graph", "vmap")

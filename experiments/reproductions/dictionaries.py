@@ -30,7 +30,7 @@ gives a muddled dictionary credit exactly where (a) draws its line.
 ``--quick`` runs on 2 CPU cores in minutes; the full mode (more densities and seeds,
 SynthSAEBench's scale for (b): 16 384 features in 768 dimensions, 4 096 latents; p = 113 for
 (c)) is a GPU job.
-Run: ``toylab reproduce dictionaries [--quick]`` or ``python -m experiments.reproductions.dictionaries``.
+Run: ``toylab reproduce dictionaries [--quick]`` or ``python -m toylab.experiments.reproductions.dictionaries``.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.reproductions.claims import Claim
-from experiments.reproductions.common import run_figures, save_figure, script_main
-from experiments.reproductions.grokking import grokking_setup
+from toylab.experiments.reproductions._claims import Claim
+from toylab.experiments.reproductions._common import run_figures, save_figure, script_main
+from toylab.experiments.reproductions.grokking import grokking_setup
 from toylab.analysis import dictionaries as dm
 from toylab.analysis import fourier as fa
 from toylab.core.sweep import run_sweep

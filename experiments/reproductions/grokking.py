@@ -15,7 +15,7 @@
 ``--quick`` trains a small prime that groks within minutes on a laptop CPU (found by
 measurement: p = 31 with half the pairs in training); the full mode uses p = 113 and 30% of
 the pairs, as the paper, with more seeds (a GPU job).
-Run: ``toylab reproduce grokking [--quick]`` or ``python -m experiments.reproductions.grokking``.
+Run: ``toylab reproduce grokking [--quick]`` or ``python -m toylab.experiments.reproductions.grokking``.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.reproductions.common import run_figures, save_figure, script_main
+from toylab.experiments.reproductions._common import run_figures, save_figure, script_main
 from toylab.analysis import fourier as fa
-from experiments.reproductions.claims import Claim
+from toylab.experiments.reproductions._claims import Claim
 from toylab.core.sweep import run_sweep
 from toylab.families.grokking import grid_train_mask, table_of
 from toylab.plots import grokking as plots

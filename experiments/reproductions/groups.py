@@ -18,7 +18,7 @@ repository) gives the share of the centred logits' variance carried by the chara
 D_59 and D_61, 34-85% for S_5 and S_6, 44-51% for A_5. So "most of the logit variance" is
 checked for cyclic groups only; for the others the claim is the GCR readout itself: the part
 of the logits that depends on (a, b) only through a∘b is the key irreps' character cubes.
-Run: ``toylab reproduce groups [--quick]`` or ``python -m experiments.reproductions.groups``.
+Run: ``toylab reproduce groups [--quick]`` or ``python -m toylab.experiments.reproductions.groups``.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.reproductions.common import run_figures, save_figure, script_main
+from toylab.experiments.reproductions._common import run_figures, save_figure, script_main
 from toylab.analysis import representations as ra
-from experiments.reproductions.claims import Claim
+from toylab.experiments.reproductions._claims import Claim
 from toylab.core.config import ConfigError, described
 from toylab.core.sweep import run_sweep
 from toylab.families.groups import grid_train_mask

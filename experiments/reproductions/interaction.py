@@ -17,7 +17,7 @@
 
 ``--quick`` runs on 2 CPU cores in minutes (p = 31, one seed); the full mode uses p = 113
 and three seeds (a GPU job).
-Run: ``toylab reproduce interaction [--quick]`` or ``python -m experiments.reproductions.interaction``.
+Run: ``toylab reproduce interaction [--quick]`` or ``python -m toylab.experiments.reproductions.interaction``.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments.reproductions.claims import Claim
-from experiments.reproductions.common import run_figures, save_figure, script_main
-from experiments.reproductions.grokking import grokking_setup
+from toylab.experiments.reproductions._claims import Claim
+from toylab.experiments.reproductions._common import run_figures, save_figure, script_main
+from toylab.experiments.reproductions.grokking import grokking_setup
 from toylab.analysis import fourier as fa
 from toylab.analysis import interaction as ia
 from toylab.core.sweep import run_sweep

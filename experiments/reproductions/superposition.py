@@ -9,7 +9,7 @@
 
 Each trains by one sweep per figure (``run_sweep``), keeps the lowest-loss seed of each
 point where the paper does, writes a PNG, and returns Claims with the measured numbers.
-Run: ``toylab reproduce superposition [--quick]`` or ``python -m experiments.reproductions.superposition``.
+Run: ``toylab reproduce superposition [--quick]`` or ``python -m toylab.experiments.reproductions.superposition``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.reproductions.common import run_figures, save_figure, script_main
+from toylab.experiments.reproductions._common import run_figures, save_figure, script_main
 from toylab.analysis import superposition as geo
-from experiments.reproductions.claims import Claim
+from toylab.experiments.reproductions._claims import Claim
 from toylab.core.sweep import run_sweep
 from toylab.plots import superposition as plots
 from toylab.tasks.sparse_features import sparse_features

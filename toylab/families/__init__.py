@@ -1,22 +1,16 @@
 """Family records: each joins a family's config, task, model and loss for core/ to run.
 
-The built-in families are listed here (name → module, one line) and each module is loaded
-the first time its family is asked for, so listing them costs no JAX import."""
+Every public module of this folder is a built-in family of the same name, registered when it is
+first asked for (listing them costs no JAX import); the first line of its docstring is its
+one-line description. A family of your own registers with :func:`toylab.core.family.register_family`."""
 
+import sys
+
+from .._discovery import public_modules, summary_line
 from ..core.family import register_lazy
 
-BUILTIN = {
-    "superposition": ("toylab.families.superposition",
-                      "toy models of superposition: sparse features through a bottleneck (Elhage et al. 2022)"),
-    "grokking": ("toylab.families.grokking",
-                 "modular arithmetic (a op b) mod p: one-layer transformer or MLP, grokking (Nanda et al. 2023)"),
-    "groups": ("toylab.families.groups",
-               "group composition a∘b over a finite group: MLP or transformer, universality (Chughtai et al. 2023)"),
-    "bilinear": ("toylab.families.bilinear",
-                 "bilinear MLPs on images or toy tasks, read by eigendecomposition (Pearce et al. 2024)"),
-    "dictionaries": ("toylab.families.dictionaries",
-                     "sparse autoencoders and transcoders scored against known features (SAEs, TopK, JumpReLU, ...)"),
-}
+BUILTIN = {name: (module, summary_line(module)) for name, module in public_modules(sys.modules[__name__]).items()}
+"""``{name: (module, description)}`` of the built-in families."""
 
 for _name, (_module, _description) in BUILTIN.items():
     register_lazy(_name, _module)

@@ -1,4 +1,6 @@
-"""The bilinear family: bilinear MLPs trained on images or on toy tasks (Pearce et al. 2024).
+"""bilinear MLPs on images or toy tasks, read by eigendecomposition (Pearce et al. 2024)
+
+The bilinear family: bilinear MLPs trained on images or on toy tasks (Pearce et al. 2024).
 
 One model shape for every task: embedding W_E → bilinear block(s) → head W_U
 (:class:`~toylab.models.bilinear.BilinearClassifier`). The task picks the inputs and the loss:
@@ -28,7 +30,6 @@ from ..analysis.fourier import weight_norm
 from ..core.config import (ConfigError, TrainConfig, in_interval, nonnegative, nonnegative_int, one_of, positive,
                            positive_int, static, sweepable)
 from ..core.family import Family, register_family
-from . import BUILTIN
 from ..tasks.losses import masked_mean, weighted_cross_entropy
 from ..models.bilinear import init_bilinear_classifier
 from ..tasks.images import dataset_problem, load_images
@@ -201,5 +202,5 @@ BILINEAR = register_family(Family(
     batch=_batch,
     loss=_loss,
     evaluate=_evaluate,  # its last values are the run's final measures in summary.json
-    description=BUILTIN["bilinear"][1],
+    description=__doc__.splitlines()[0],
 ))

@@ -1,4 +1,6 @@
-"""The dictionaries family: sparse autoencoders and transcoders trained on activations whose
+"""sparse autoencoders and transcoders scored against known features (SAEs, TopK, JumpReLU, ...)
+
+The dictionaries family: sparse autoencoders and transcoders trained on activations whose
 real features are known, scored against them.
 
 Sources (``source``):
@@ -30,7 +32,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ..analysis import dictionaries as metrics
 from ..core.config import (ConfigError, TrainConfig, described, in_interval, nonnegative, nonnegative_int, one_of, positive,
@@ -39,7 +40,6 @@ from ..core.family import Family, register_family
 from ..core.optim import make_optimizer
 from ..models.dictionaries import DICTIONARY_KINDS, dictionary_loss, dictionary_optimizer, init_dictionary
 from ..tasks import synthetic_features as synth
-from . import BUILTIN
 
 __all__ = ["DictionaryConfig", "DICTIONARIES", "source_data", "known_features", "source_model", "readable_layers",
            "layer_activations", "synthetic_generator"]
@@ -440,5 +440,5 @@ DICTIONARIES = register_family(Family(
     evaluate=_evaluate,
     optimizer=_optimizer,
     working_bytes=_working_bytes,
-    description=BUILTIN["dictionaries"][1],
+    description=__doc__.splitlines()[0],
 ))

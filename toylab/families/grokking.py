@@ -1,4 +1,6 @@
-"""The grokking family: modular arithmetic learned by the one-layer transformer or an MLP.
+"""modular arithmetic (a op b) mod p: one-layer transformer or MLP, grokking (Nanda et al. 2023)
+
+The grokking family: modular arithmetic learned by the one-layer transformer or an MLP.
 
 Full-batch training on a fixed table (:mod:`toylab.tasks.table`): the train fraction and the
 label noise are traced masks, so a grid over them is one compiled program, whose rows are
@@ -18,7 +20,6 @@ import numpy as np
 from ..analysis.fourier import embedding_matrix, fourier_norms, gini, weight_norm
 from ..core.config import ConfigError, in_interval, nonnegative, nonnegative_int, one_of, positive_int, static, sweepable
 from ..core.family import Family, register_family
-from . import BUILTIN
 from ..models.mlp import EMBEDDINGS, init_embed_mlp
 from ..models.transformer import NONLINEARITIES, init_transformer
 from ..tasks.losses import masked_mean, weighted_cross_entropy
@@ -171,7 +172,7 @@ GROKKING = register_family(Family(
     batch=_batch,
     loss=_loss,
     evaluate=_evaluate,  # its last values are the run's final measures in summary.json
-    description=BUILTIN["grokking"][1],
+    description=__doc__.splitlines()[0],
     program_config=program_config,  # one program for a grid over train_fraction
     working_bytes=_working_bytes,
 ))

@@ -1,4 +1,6 @@
-"""The groups family: networks that learn the composition a∘b of a finite group (Chughtai,
+"""group composition a∘b over a finite group: MLP or transformer, universality (Chughtai et al. 2023)
+
+The groups family: networks that learn the composition a∘b of a finite group (Chughtai,
 Chan & Nanda 2023, "A toy model of universality").
 
 Two models: the MLP of the paper (left and right embeddings concatenated, one ReLU layer, an
@@ -26,7 +28,6 @@ from ..core.family import Family, register_family
 from ..tasks.losses import weighted_cross_entropy
 from ..tasks.table import (TableTaskConfig, classification_metrics, is_train, program_config, program_rows,
                            table_working_bytes)
-from . import BUILTIN
 from ..models.mlp import init_embed_mlp
 from ..models.transformer import NONLINEARITIES, init_transformer
 from ..tasks.composition import composition_table, group_of
@@ -158,7 +159,7 @@ GROUPS = register_family(Family(
     batch=_batch,
     loss=_loss,
     evaluate=_evaluate,
-    description=BUILTIN["groups"][1],
+    description=__doc__.splitlines()[0],
     program_config=program_config,  # one program for a grid over train_fraction
     working_bytes=_working_bytes,
 ))

@@ -1,4 +1,6 @@
-"""The superposition family record: config, data, model, loss and final measures."""
+"""toy models of superposition: sparse features through a bottleneck (Elhage et al. 2022)
+
+The superposition family record: config, data, model, loss and final measures."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ from ..analysis.superposition import superposition_summary
 from ..core.config import (ConfigError, TrainConfig, in_interval, nonnegative, nonnegative_int,
                            one_of, positive, positive_int, static, sweepable)
 from ..core.family import Family, register_family
-from . import BUILTIN
 from ..models.superposition import MODEL_KINDS, init_toy_model
 from ..tasks.sparse_features import importance_weights, sparse_features
 
@@ -80,5 +81,5 @@ SUPERPOSITION = register_family(Family(
     batch=_batch,
     loss=_loss,
     summary=_summary,
-    description=BUILTIN["superposition"][1],
+    description=__doc__.splitlines()[0],
 ))

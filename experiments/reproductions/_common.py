@@ -1,6 +1,6 @@
 """The one shape of a reproduction: figure functions keyed by letter, run by
 :func:`run_figures` (an optional shared sweep prepared once), figures saved by
-:func:`save_figure`, and the ``python -m experiments.reproductions.NAME`` entry point."""
+:func:`save_figure`, and the ``python -m toylab.experiments.reproductions.NAME`` entry point."""
 
 from __future__ import annotations
 
@@ -56,8 +56,8 @@ def run_figures(figures: dict, out, quick: bool, quiet: bool, only: str | None, 
 
 
 def script_main(doc: str, reproduce, only_help: str) -> None:
-    """``python -m experiments.reproductions.NAME [--quick] [--out DIR] [--only KEYS] [--work DIR]``."""
-    from experiments.reproductions.claims import format_claims
+    """``python -m toylab.experiments.reproductions.NAME [--quick] [--out DIR] [--only KEYS] [--work DIR]``."""
+    from toylab.experiments.reproductions._claims import format_claims
 
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
