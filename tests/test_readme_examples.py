@@ -31,3 +31,19 @@ def test_readme_example(index):
     assert tests
     for test in tests:
         test()
+
+
+def test_ci_runs_the_readme_test_command_in_a_fresh_environment():
+    """.ci/run runs the README's test command exactly as written, inside a new virtual
+    environment (so CI installs today's releases, as a new machine would)."""
+    import re
+
+    repo = Path(__file__).resolve().parent.parent
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)
+    test_command = next(c for c in commands if "pytest" in c)
+    script = (repo / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
+    assert script[-1] == test_command
+    body = "\n".join(script)
+    assert "python3 -m venv" in body and 'source "$venv/bin/activate"' in body
+    assert body.index("python3 -m venv") < body.index(test_command)

@@ -10,27 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.config import ConfigError, described
+from ..core.tracing import concrete, is_traced
 
-_TRACED = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError)
-_TRACER = getattr(jax.core, "Tracer", None)
-
-
-def concrete(x):
-    """``x`` as a numpy array, or None when it is traced (inside jit/vmap: not inspectable)."""
-    try:
-        return np.asarray(x)
-    except _TRACED:
-        return None
-
-
-def is_traced(x) -> bool:
-    """Whether ``x`` is a tracer (inside jit/vmap), for any array including PRNG keys."""
-    if _TRACER is not None:
-        return isinstance(x, _TRACER)
-    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-        x = jax.random.key_data(x)
-    return concrete(x) is None
-
+__all__ = ["concrete", "is_traced", "positive", "nonnegative", "finite_tree"]
 
 def positive(name: str, value, integer: bool = False):
     """A finite number > 0 (an integer when ``integer``); a traced value passes unchecked."""
@@ -82,7 +64,7 @@ def _non_finite(a, leaf: str = ""):
     where = f" in {leaf}" if leaf else ""
     if isinstance(a, float):
         return None if math.isfinite(a) else f"a non-finite value (NaN or inf){where}"
-    if isinstance(a, jax.core.Tracer) or not hasattr(a, "dtype"):
+    if is_traced(a) or not hasattr(a, "dtype"):
         return None
     try:
         if not jnp.issubdtype(a.dtype, jnp.inexact):

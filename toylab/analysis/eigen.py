@@ -32,6 +32,7 @@ import numpy as np
 
 from ..core.config import ConfigError, described
 from ..models.bilinear import BilinearClassifier, BilinearLayer, augment
+from ..core.tracing import is_traced
 
 __all__ = [
     "bilinear_tensor", "symmetric_part", "antisymmetric_part",
@@ -67,7 +68,7 @@ def _is_int(v) -> bool:
 
 def _check_index(name: str, value, n: int, what: str) -> None:
     """value must be an integer in [0, n); traced values (jit/vmap arguments) pass through."""
-    if isinstance(value, jax.core.Tracer):
+    if is_traced(value):
         return
     if not _is_int(value) or not 0 <= value < n:
         raise ConfigError(name, value, f"must be an integer in [0, {n}), {what}")
@@ -163,7 +164,7 @@ def logit_difference(d_out: int, a: int, b: int):
     output_directions(d_out)  # validates d_out
     _check_index("a", a, d_out, "an output index")
     _check_index("b", b, d_out, "an output index")
-    if not isinstance(a, jax.core.Tracer) and not isinstance(b, jax.core.Tracer) and a == b:
+    if not is_traced(a) and not is_traced(b) and a == b:
         raise ConfigError("b", b, f"must differ from a={a!r} (e_a − e_a is zero)")
     return jnp.zeros(d_out).at[a].add(1.0).at[b].add(-1.0)
 
@@ -484,7 +485,7 @@ def _masked_predictions(model_fn, x, mask, strengths, clip):
         raise ConfigError("strengths", described(f"shape {strengths.shape}"), "must be a scalar or 1-D")
     if clip is not None:
         pair = isinstance(clip, (tuple, list)) and len(clip) == 2
-        concrete = pair and not any(isinstance(c, jax.core.Tracer) for c in clip)
+        concrete = pair and not any(is_traced(c) for c in clip)
         if not pair or (concrete and not float(clip[0]) < float(clip[1])):
             raise ConfigError("clip", clip, "must be None or a range (lo, hi) with lo < hi")
 

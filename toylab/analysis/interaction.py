@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, Callable
+from typing import Callable
 
 import equinox as eqx
 import jax
@@ -55,6 +55,7 @@ from jax import custom_batching
 from ..core.config import ConfigError, described
 from ..tasks.losses import x64_scope
 from .dictionaries import _refuse_non_finite, _refuse_non_finite_tree
+from ..core.tracing import is_traced
 
 __all__ = ["Sections", "cut", "node_layers", "Basis", "interaction_basis", "pca_basis", "interaction_graph",
            "edges_for_mass", "output_scores", "feature_ablation", "edge_ablation", "fewest_kept", "graph_modules",
@@ -149,7 +150,7 @@ def _compose(fns):
 def _out_of_range(tokens, n):
     """What is wrong with integer ``tokens`` outside 0..n−1 (a gather would clamp them
     silently); None when traced, as the values are not known then."""
-    if isinstance(tokens, jax.core.Tracer) or tokens.size == 0:
+    if is_traced(tokens) or tokens.size == 0:
         return None
     values = np.asarray(tokens)  # numpy: inside a jit trace, jnp's min would be traced too
     lo, hi = int(values.min()), int(values.max())
@@ -675,7 +676,7 @@ def _check_layer(sections, layer, last_ok=False):
 
 
 def _check_ks(ks, n):
-    if isinstance(ks, jax.core.Tracer):  # traced (inside jit): only the shape can be checked
+    if is_traced(ks):  # traced (inside jit): only the shape can be checked
         if ks.ndim != 1:
             raise ConfigError("ks", described(f"shape {ks.shape}"), "must be a 1-D array of counts")
         return ks

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.config import ConfigError, described
+from ..core.tracing import is_traced
 
 __all__ = [
     "gram",
@@ -78,7 +79,7 @@ def _as_weights(W, name: str = "W", *, min_ndim: int = 2, max_ndim: int = 2):
 
 def _check_positive(name: str, value) -> None:
     """Reject a concrete non-positive value; traced values (jit/vmap arguments) pass through."""
-    if isinstance(value, jax.core.Tracer):
+    if is_traced(value):
         return
     v = float(value)
     if not (math.isfinite(v) and v > 0):
@@ -86,7 +87,7 @@ def _check_positive(name: str, value) -> None:
 
 
 def _check_count(name: str, value) -> None:
-    if isinstance(value, jax.core.Tracer):
+    if is_traced(value):
         return
     if int(value) != value or value < 1:
         raise ConfigError(name, value, "must be an integer >= 1")
