@@ -98,22 +98,24 @@ def test_sum_projections_at_even_p():
     L = np.zeros((p, p, p), np.float32)
     L[:, :, 0] = np.cos(np.pi * (a + b))
     L[:, :, 1] = np.cos(2 * np.pi * 2 * (a + b) / p)
-    mask = np.zeros(p // 2, bool)
-    mask[p // 2 - 1] = True
+    mask = np.zeros(p // 2 + 1, bool)  # indexed by frequency
+    mask[p // 2] = True
     r = np.asarray(fa.restricted_logits(L, p, mask))
     np.testing.assert_allclose(r[:, :, 0], L[:, :, 0], atol=1e-5)
     np.testing.assert_allclose(r[:, :, 1], 0.0, atol=1e-5)  # frequency 2 is not kept
-    mask[1] = True
+    mask[2] = True
     np.testing.assert_allclose(fa.restricted_logits(L, p, mask), L, atol=1e-5)
     np.testing.assert_allclose(fa.excluded_logits(L, p, mask), 0.0, atol=1e-5)
-    with pytest.raises(ValueError, match="key_mask"):
+    mask[0] = True  # entry 0 (the constant) is not a frequency of a+b: ignored
+    np.testing.assert_allclose(fa.excluded_logits(L, p, mask), 0.0, atol=1e-5)
+    with pytest.raises(ValueError, match="key_mask.*indexed by frequency"):  # the old (⌊p/2⌋,) layout
         fa.restricted_logits(L, p, mask[:-1])
 
 
 def test_fourier_ablations_keep_all_and_remove_all():
     p = 11
     t = init_transformer(jax.random.key(3), d_vocab=p + 1, d_vocab_out=p, d_model=16, n_heads=2, d_mlp=24)
-    every = np.ones(p // 2, bool)
+    every = np.ones(p // 2 + 1, bool)
     full = float(fa.cross_entropy(fa.grid_logits(t, p).reshape(p * p, p), fa.sum_labels(p).ravel()))
     assert float(fa.embedding_ablation_loss(t, p, every, keep=True)) == pytest.approx(full, rel=1e-4)
     assert float(fa.neuron_ablation_loss(t, p, every, keep=True)) == pytest.approx(full, rel=1e-4)
@@ -237,8 +239,8 @@ def test_progress_measures_vmap_over_snapshots_like_a_loop():
     models = [init_transformer(jax.random.key(i), d_vocab=p + 1, d_vocab_out=p, d_model=8, n_heads=2, d_mlp=12)
               for i in range(3)]
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs) if eqx.is_array(xs[0]) else xs[0], *models)
-    key = np.zeros(p // 2, bool)
-    key[1] = True
+    key = np.zeros(p // 2 + 1, bool)
+    key[2] = True
     train = np.random.default_rng(0).random((p, p)) < 0.5
     together = jax.jit(jax.vmap(lambda m: fa.progress_measures(m, p, key, train)))(stacked)
     for i, m in enumerate(models):
@@ -360,6 +362,8 @@ def test_hand_built_fourier_mlp_gives_the_known_answers(pk):
     # A sparse spectrum (the chosen frequencies under half of all, or the only one) is found exactly.
     found = np.asarray(fa.key_frequencies(power))
     np.testing.assert_array_equal(found, case.key_mask if case.key_frequencies_found else np.zeros_like(found))
+    if case.key_frequencies_found:  # indexed like frequency_power: the nonzero entries are the frequencies
+        assert tuple(np.flatnonzero(found)) == case.freqs and found.shape == power.shape
     with pytest.raises(ValueError, match="ratio"):
         fa.key_frequencies(power, ratio=0)
 

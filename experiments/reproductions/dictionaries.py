@@ -311,7 +311,7 @@ def figure_c(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
             freq, frac, _ = fa.neuron_frequency_clusters(jnp.asarray(codes[:, live]).reshape(p, p, -1), p)
             freq, frac = np.asarray(freq), np.asarray(frac)
             power = (codes[:, live] ** 2).sum(axis=0)
-            on_key = key[freq - 1]
+            on_key = key[freq]
             per_seed.append({"live": len(live), "width": codes.shape[1], "freq": freq, "frac": frac, "power": power,
                              "key_share": float(power[on_key].sum() / power.sum()),
                              "median_frac": float(np.median(frac)),
@@ -319,7 +319,7 @@ def figure_c(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
     finally:
         place.close()
     first = per_seed[0]
-    key_list = [int(k) for k in np.flatnonzero(key) + 1]
+    key_list = [int(k) for k in np.flatnonzero(key)]
     save_figure(plots.frequency_alignment_plot(first["freq"], first["frac"], first["power"], key, p // 2,
                                                title=f"(c) TopK dictionary latents on the MLP neurons of a grokked "
                                                f"(a+b) mod {p} transformer: leading frequency and its share; key "

@@ -103,18 +103,18 @@ def figures_abc(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> 
     embed_norms = np.asarray(fa.embedding_fourier_norms(model.W_E, p))
     embed_power = np.asarray(fa.frequency_power(embed_norms, p))  # norms² summed per frequency
     key = np.asarray(fa.key_frequencies(embed_power))
-    key_share = float(embed_power[1:][key].sum() / embed_power[1:].sum())
+    key_share = float(embed_power[key].sum() / embed_power[1:].sum())
     neurons = fa.grid_neurons(model, p, hp["alpha"])
     cl_freq, cl_frac, _ = (np.asarray(x) for x in fa.neuron_frequency_clusters(neurons, p))
     active = np.asarray(neurons).reshape(p * p, -1).std(0) > 1e-3 * np.asarray(neurons).std()
     logits = fa.grid_logits(model, p, hp["alpha"])
     _, logit_share = (np.asarray(x) for x in fa.logit_frequency_components(logits, p))
     key_logit_share = float(logit_share[key].sum())
-    in_key_cluster = np.isin(cl_freq[active], np.flatnonzero(key) + 1)
+    in_key_cluster = np.isin(cl_freq[active], np.flatnonzero(key))
     save_figure(plots.fourier_structure_plot(embed_norms, fa.basis_names(p), fa.basis_frequency(p), key,
                                        cl_freq[active], cl_frac[active],
                                        logit_share, f"(c) the Fourier mechanism, p={p}, seed {run.seed}: "
-                                       f"key frequencies {_ints(np.flatnonzero(key) + 1)}"), out, "grokking_c_fourier.png")
+                                       f"key frequencies {_ints(np.flatnonzero(key))}"), out, "grokking_c_fourier.png")
 
     # ---- progress measures over the run's snapshots (key frequencies of the final model)
     train_grid = grid_train_mask(cfg)
@@ -179,7 +179,7 @@ def figures_abc(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> 
               and fin["weight_norm"] < measures["weight_norm"].max()),
         Claim("grokking (c)", "the embedding has a sparse Fourier spectrum",
               "a handful (≈4–6 at p=113) of key frequencies",
-              f"{n_key} key frequencies {_ints(np.flatnonzero(key) + 1)} of {p // 2} carry {key_share:.0%} of W_E's power",
+              f"{n_key} key frequencies {_ints(np.flatnonzero(key))} of {p // 2} carry {key_share:.0%} of W_E's power",
               1 <= n_key <= 8 and key_share >= 0.6),
         Claim("grokking (c)", "neurons cluster by frequency",
               "one frequency explains >85% of most neurons' variance",

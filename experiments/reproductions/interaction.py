@@ -176,7 +176,7 @@ def figure_b(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
         layer = sections.names.index("resid_post.0")
         key_mask = np.asarray(fa.key_frequencies(fa.frequency_power(
             fa.embedding_fourier_norms(fa.embedding_matrix(model), p), p)))
-        key = np.flatnonzero(key_mask) + 1
+        key = np.flatnonzero(key_mask)
         acts = sections.activations(model, shared["tokens"], 256)
         per_kind = {}
         for kind in ("LIB", "PCA"):

@@ -145,12 +145,13 @@ def gini(x):
 
 
 def key_frequencies(power, ratio: float = 10.0):
-    """(n_freq,) bool mask of the key frequencies 1..⌊p/2⌋ from per-frequency powers
-    (index 0, the constant, is ignored): those whose power is at least ``ratio`` times the
-    median power and at least 1% of the largest (so rounding noise around an exactly sparse
-    spectrum is not a peak), or more than half of all the power (which settles the tiny p
-    where the median is itself a peak). A sparse spectrum gives its few peaks; a flat one
-    gives none."""
+    """(⌊p/2⌋ + 1,) bool mask of the key frequencies, indexed like ``power`` (the output of
+    :func:`frequency_power`): entry k is frequency k, entry 0 (the constant) is False, so
+    ``np.flatnonzero(mask)`` are the frequencies themselves. Key: a frequency whose power is at
+    least ``ratio`` times the median power of frequencies 1..⌊p/2⌋ and at least 1% of the
+    largest (so rounding noise around an exactly sparse spectrum is not a peak), or more than
+    half of all their power (which settles the tiny p where the median is itself a peak). A
+    sparse spectrum gives its few peaks; a flat one gives none."""
     if not (isinstance(ratio, (int, float)) and ratio > 0):
         raise ConfigError("ratio", ratio, "must be a number > 0")
     power = jnp.asarray(power)[..., 1:]
@@ -158,7 +159,8 @@ def key_frequencies(power, ratio: float = 10.0):
     top = jnp.max(power, axis=-1, keepdims=True)
     half = 0.5 * jnp.sum(power, axis=-1, keepdims=True)
     peak = (power >= ratio * median) & (power >= 0.01 * top) & (top > 0)
-    return peak | ((power > half) & (half > 0))
+    key = peak | ((power > half) & (half > 0))
+    return jnp.concatenate([jnp.zeros(key.shape[:-1] + (1,), bool), key], axis=-1)
 
 
 # ----------------------------------------------------------------------------- model on the grid
@@ -211,7 +213,8 @@ def neuron_frequency_clusters(neurons, p: int):
     ``neurons`` (p, p, d) over the grid. A function of (a, b) is written in the 2-D basis;
     frequency k explains the terms whose two basis rows are each of frequency k or constant
     (cos ka, sin kb, cos ka·sin kb, ...), the constant term itself excluded. Returns
-    (frequency (d,) int in 1..⌊p/2⌋, fraction (d,), fractions (d, n_freq) for every k)."""
+    (frequency (d,) int in 1..⌊p/2⌋, fraction (d,), fractions (d, ⌊p/2⌋ + 1) indexed by
+    frequency like :func:`frequency_power`, column 0 (the constant) zero)."""
     power = fourier_2d(neurons, p) ** 2
     f = basis_frequency(p)
     total = power.sum((0, 1)) - power[0, 0]
@@ -221,8 +224,9 @@ def neuron_frequency_clusters(neurons, p: int):
     sel[:, 0, 0] = 0.0
     per_k = jnp.einsum("kij,ijn->nk", jnp.asarray(sel), power)
     frac = per_k / jnp.maximum(total, 1e-30)[:, None]
-    best = jnp.argmax(frac, axis=-1)
-    return best + 1, jnp.take_along_axis(frac, best[:, None], axis=-1)[:, 0], frac
+    frac = jnp.concatenate([jnp.zeros_like(frac[:, :1]), frac], axis=-1)  # indexed by frequency
+    best = jnp.argmax(frac[:, 1:], axis=-1) + 1
+    return best, jnp.take_along_axis(frac, best[:, None], axis=-1)[:, 0], frac
 
 
 def _sum_directions(p: int) -> np.ndarray:
@@ -239,9 +243,10 @@ def _sum_directions(p: int) -> np.ndarray:
 def logit_frequency_components(logits, p: int):
     """How much of the logits is Σ_w α_w cos(w(a+b−c)).
 
-    ``logits`` (p, p, p) over [a, b, c]. Returns (coefficients (n_freq,), fractions
-    (n_freq,)): the projection on each unit direction cos(w(a+b−c)) and the share of the
-    variance of the logits (centred over c) it explains."""
+    ``logits`` (p, p, p) over [a, b, c]. Returns (coefficients, fractions), each
+    (⌊p/2⌋ + 1,) indexed by frequency w like :func:`frequency_power` (entry 0 zero: the
+    logits are centred over c): the projection on each unit direction cos(w(a+b−c)) and the
+    share of the variance of the logits it explains."""
     L = jnp.asarray(logits)
     if L.shape != (p, p, p):
         raise ConfigError("logits", described(f"shape {L.shape}"), f"must be (p, p, p) = ({p}, {p}, {p}) over [a, b, c]")
@@ -254,16 +259,25 @@ def logit_frequency_components(logits, p: int):
     coef = term(C, C, C) - term(S, S, C) + term(S, C, S) + term(C, S, S)
     norm2 = np.where(2 * ks == p, float(p) ** 3, float(p) ** 3 / 2)  # Σ cos² over the cube
     coef = coef / jnp.sqrt(jnp.asarray(norm2, jnp.float32))
+    coef = jnp.concatenate([jnp.zeros(1, coef.dtype), coef])  # indexed by frequency
     return coef, coef ** 2 / jnp.maximum(jnp.sum(L ** 2), 1e-30)
+
+
+def _key_part(key_mask, p: int):
+    """Entries 1..⌊p/2⌋ of a key mask indexed by frequency (as :func:`key_frequencies` returns)."""
+    n = n_frequencies(p)
+    if jnp.shape(key_mask) != (n + 1,):
+        raise ConfigError("key_mask", described(f"shape {jnp.shape(key_mask)}"),
+                          f"must be ({n + 1},), indexed by frequency 0..{n} like frequency_power (entry 0, the "
+                          "constant, is ignored); key_frequencies(power) returns one")
+    return jnp.asarray(key_mask)[1:]
 
 
 def _project_sum_directions(logits, p: int, mask):
     """The part of the logits along cos/sin(w(a+b)) for the frequencies in mask, per c."""
     if logits.shape[:2] != (p, p):
         raise ConfigError("logits", described(f"shape {logits.shape}"), f"must be (p, p, n_out) with p={p} over [a, b, c]")
-    if jnp.shape(mask) != (n_frequencies(p),):
-        raise ConfigError("key_mask", described(f"shape {jnp.shape(mask)}"), f"must be ({n_frequencies(p)},), one entry per frequency 1..p//2")
-    D = jnp.asarray(_sum_directions(p), jnp.float32) * jnp.asarray(mask, jnp.float32)[:, None, None, None]
+    D = jnp.asarray(_sum_directions(p), jnp.float32) * jnp.asarray(_key_part(mask, p), jnp.float32)[:, None, None, None]
     coef = jnp.einsum("kdab,abc->kdc", D, logits)
     return jnp.einsum("kdab,kdc->abc", D, coef)
 
@@ -309,7 +323,7 @@ def excluded_loss(logits, p: int, key_mask, train_mask):
 def _key_basis_rows(p: int, key_mask, keep_const: bool = True):
     """(p,) float mask of basis rows whose frequency is key (and the constant)."""
     f = basis_frequency(p)
-    rows = jnp.concatenate([jnp.ones(1), jnp.asarray(key_mask, jnp.float32)])[f]
+    rows = jnp.concatenate([jnp.ones(1), jnp.asarray(_key_part(key_mask, p), jnp.float32)])[f]
     return rows if keep_const else rows.at[0].set(0.0)
 
 
@@ -405,7 +419,8 @@ def weight_norm(model):
 def progress_measures(model, p: int, key_mask, train_mask, alpha=1.0) -> dict:
     """Nanda et al.'s progress measures for (a + b) mod p: restricted loss (all pairs),
     excluded loss (training pairs), Gini of the Fourier norms of W_E and of W_L, and the sum
-    of squared weights. ``key_mask`` (n_freq,) bool, ``train_mask`` (p, p) bool."""
+    of squared weights. ``key_mask`` (⌊p/2⌋ + 1,) bool indexed by frequency (as
+    :func:`key_frequencies` returns), ``train_mask`` (p, p) bool."""
     logits = grid_logits(model, p, alpha)
     W_E = embedding_matrix(model)
     return {

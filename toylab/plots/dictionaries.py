@@ -63,11 +63,12 @@ def recovery_plot(density, scores: dict, threshold=None, ax=None, title: str = "
 def frequency_alignment_plot(latent_frequency, latent_fraction, latent_power, key, n_freq: int, ax=None,
                              title: str = ""):
     """Each live latent's leading frequency (x) and the share of its variance it explains
-    (y), marker area ∝ the latent's activation power; key frequencies shaded."""
+    (y), marker area ∝ the latent's activation power; key frequencies shaded. ``key`` is a mask
+    indexed by frequency (entry 0 the constant), as ``fourier.key_frequencies`` returns."""
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 4))
-    for k in np.flatnonzero(np.asarray(key)) + 1:
+    for k in np.flatnonzero(np.asarray(key)):
         ax.axvspan(k - 0.4, k + 0.4, color="C1", alpha=0.2, lw=0)
     power = np.asarray(latent_power, np.float64)
     area = 10 + 120 * np.sqrt(power / power.max()) if power.size and power.max() > 0 else 20

@@ -67,11 +67,14 @@ def fourier_structure_plot(embed_norms, names, basis_freq, key_mask, cluster_fre
     """(1) Fourier norms of the embedding per basis vector (``basis_freq``: each one's
     frequency); (2) each neuron's frequency and
     the share of its variance that frequency explains; (3) the share of logit variance
-    explained by cos(w(a+b−c)) for each w."""
+    explained by cos(w(a+b−c)) for each w. ``key_mask`` and ``logit_share`` are indexed by
+    frequency (entry 0 the constant), as :func:`toylab.analysis.fourier.key_frequencies` and
+    :func:`~toylab.analysis.fourier.logit_frequency_components` return them."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     ax = axes[0]
-    n_freq = len(key_mask)
-    colors = ["tab:red" if f > 0 and key_mask[f - 1] else "tab:gray" for f in basis_freq]
+    key_mask = np.asarray(key_mask, bool)
+    n_freq = len(key_mask) - 1
+    colors = ["tab:red" if f > 0 and key_mask[f] else "tab:gray" for f in basis_freq]
     ax.bar(np.arange(len(names)), embed_norms, color=colors)
     # One tick per frequency, at its cos bar (its sin bar is the next one).
     ticks = [0] + [i for i, name in enumerate(names) if name.startswith("cos")]
@@ -91,7 +94,7 @@ def fourier_structure_plot(embed_norms, names, basis_freq, key_mask, cluster_fre
     ax.set_title("neurons cluster by frequency", fontsize=9)
     ax = axes[2]
     ks = np.arange(1, n_freq + 1)
-    ax.bar(ks, logit_share, color=["tab:red" if m else "tab:gray" for m in key_mask])
+    ax.bar(ks, np.asarray(logit_share)[1:], color=["tab:red" if m else "tab:gray" for m in key_mask[1:]])
     ax.set_xlabel("frequency w")
     ax.set_ylabel("share of logit variance")
     ax.set_title("logits ≈ Σ_w α_w cos(w(a+b−c))", fontsize=9)

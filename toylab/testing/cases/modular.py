@@ -47,11 +47,13 @@ class FourierSolution:
         scale: the output scale.
         model: the :class:`~toylab.models.mlp.EmbedMLP` (one-hot inputs, quadratic neurons).
         logits: (p, p, p) float64, the closed form over [a, b, c].
-        key_mask: (⌊p/2⌋,) bool, True at the frequencies of K (index k − 1).
+        key_mask: (⌊p/2⌋ + 1,) bool indexed by frequency (as ``key_frequencies`` returns):
+            True at the frequencies of K.
         accuracy: 1.0.
         loss: the cross-entropy on every pair (closed form); also the restricted loss.
         excluded_loss: log p.
-        logit_shares: (⌊p/2⌋,) share of the logits' variance per frequency: 1/|K| on K.
+        logit_shares: (⌊p/2⌋ + 1,) share of the logits' variance per frequency (indexed by
+            frequency): 1/|K| on K.
         neuron_frequencies: (8|K|,) the frequency of each neuron (eight per key frequency).
         neuron_fractions: (8|K|,) the share of each neuron's variance its frequency explains.
         neuron_ipr: 1.0, the IPR of every neuron's input weights.
@@ -116,8 +118,8 @@ def fourier_solution_case(p: int, freqs, scale: float = 1.0) -> FourierSolution:
     logits = L[(a + b - c) % p]
     top = L.max()
     loss = float(top + np.log(np.exp(L - top).sum()) - L[0])  # the same on every pair
-    key = np.zeros(n_freq, bool)
-    key[np.asarray(ks) - 1] = True
+    key = np.zeros(n_freq + 1, bool)
+    key[np.asarray(ks)] = True
     power = np.zeros(n_freq + 1)
     power[ks] = 4.0 * p  # eight neurons, each a wave of norm² p/2 over a
     return FourierSolution(
