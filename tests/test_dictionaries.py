@@ -1,5 +1,7 @@
 """Sparse dictionaries: the kinds' activations and losses, training as a family, sources, bad input."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,8 +14,9 @@ from toylab.analysis import dictionaries as M
 from toylab.core.config import ConfigError
 from toylab.core.train import stack_hparams
 from toylab.families.dictionaries import DictionaryConfig, source_data, synthetic_generator
-from toylab.models.dictionaries import (Dictionary, batch_topk_mask, dictionary_loss, dictionary_optimizer,
-                                        init_dictionary, jumprelu, step_ste, topk_mask)
+from toylab.models import merge_state, split_state
+from toylab.models.dictionaries import (Dictionary, batch_topk_mask, dictionary_loss, init_dictionary, jumprelu,
+                                        step_ste, topk_mask)
 from toylab.testing import cases
 
 topk_jit = jax.jit(topk_mask)
@@ -86,15 +89,18 @@ def test_unit_norm_kinds_decode_with_unit_rows_and_relu_keeps_free_norms():
 
 
 def _fields(model):
-    return {name: getattr(model, name) for name in Dictionary.__dataclass_fields__}
+    return {f.name: getattr(model, f.name) for f in dataclasses.fields(Dictionary)}
 
 
 def _one_step(model, x, **kw):
-    opt = dictionary_optimizer(optax.adam(1e-3))
-    state = opt.init(model)
-    grads, metrics = jax.grad(lambda m: dictionary_loss(m, x, x, **kw), has_aux=True)(model)
-    updates, _ = opt.update(grads, state, model)
-    return optax.apply_updates(model, updates), metrics
+    """One step as the training loop takes it: gradients in the trained arrays, the state
+    from the loss's output."""
+    trained, state = split_state(model)
+    opt = optax.adam(1e-3)
+    grads, (metrics, new_state) = jax.grad(lambda m: dictionary_loss(merge_state(m, state), x, x, **kw),
+                                           has_aux=True)(trained)
+    updates, _ = opt.update(grads, opt.init(trained), trained)
+    return merge_state(optax.apply_updates(trained, updates), new_state), metrics
 
 
 def test_state_fields_are_set_to_their_targets_by_one_step():
@@ -119,7 +125,7 @@ def test_state_fields_are_set_to_their_targets_by_one_step():
 def test_matryoshka_loss_sums_the_prefix_errors():
     model = init_dictionary(jax.random.key(5), 4, 8, "matryoshka", prefixes=(2, 8), k=3.0)
     x = jax.random.normal(jax.random.key(6), (10, 4))
-    _, metrics = dictionary_loss(model, x, x, k=3.0)
+    _, (metrics, _) = dictionary_loss(model, x, x, k=3.0)
     pre = model.pre_activations(x)
     f = jnp.where(batch_topk_mask(pre, 3.0), pre, 0.0)
     d = model.directions()
@@ -251,5 +257,5 @@ def test_a_source_folder_rewritten_is_read_again(tmp_path):
     assert cfg.derived["d_in"] == 4
     x, _, (features, _) = source_data(cfg, cfg.hparams(), jax.random.key(0), 16)
     assert x.shape == (16, 4) and features.shape == (5, 4)
-    from toylab.families.dictionaries import _folder_stamp
+    from toylab.tasks.activations import _folder_stamp
     assert all(entry[1] is not None for entry in _folder_stamp(str(out)))  # the files it watches exist

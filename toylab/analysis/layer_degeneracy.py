@@ -116,40 +116,30 @@ def layer_degeneracy(inputs, preactivations, jacobians, *, relu: bool = True, fa
 
 
 def mlp_degeneracy(model, tokens, tol: float | None = None) -> dict:
-    """:func:`layer_degeneracy` of the hidden layer of a pair model's MLP on ``tokens``
-    (n, 3): the embedding MLPs (inputs: the one-hot or embedded operands) and the
-    transformer's last MLP (inputs: the residual stream at the answer position), ReLU ones."""
-    from ..models import PairModel
+    """:func:`layer_degeneracy` of the dense ReLU layer a model declares
+    (``model.dense_layer()``, :class:`toylab.models.DenseLayer`) on its examples ``tokens``:
+    the embedding MLPs' hidden layer (inputs: the one-hot or embedded operands), the
+    transformer's last MLP (inputs: the residual stream at the answer position), or the
+    layer of a model of your own that declares one."""
+    from ..models import DenseLayer
 
-    if not isinstance(model, PairModel):
-        raise ConfigError("model", described(f"a {type(model).__name__}"), "must be a pair model (toylab.models.PairModel)")
+    get = getattr(model, "dense_layer", None)
+    if not callable(get):
+        raise ConfigError("model", described(f"a {type(model).__name__}"),
+                          "must declare its dense layer (a dense_layer() method returning toylab.models.DenseLayer)")
+    layer = get()
+    if not isinstance(layer, DenseLayer):
+        raise ConfigError("model", described(f"a {type(model).__name__} whose dense_layer() gave a "
+                                             f"{type(layer).__name__}"), "dense_layer() must return a DenseLayer")
+    if layer.activation != "relu":
+        raise ConfigError("model", described(f"a {layer.activation} MLP"), "the synchronised-firing count needs ReLU neurons")
     tokens = jnp.asarray(tokens)
-    if getattr(model, "activation", "relu") != "relu":
-        raise ConfigError("model", described(f"a {model.activation} MLP"), "the synchronised-firing count needs ReLU neurons")
-    if hasattr(model, "W_in") and hasattr(model, "hidden_pre"):  # embedding MLP: z = W_in x + b_in
-        def layer_input(t):
-            a, b = t[0], t[1]
-            if model.embed == "onehot":
-                n = model.W_in.shape[1] // 2
-                return jnp.concatenate([jax.nn.one_hot(a, n), jax.nn.one_hot(b, n)])
-            left, right = model.W_E_left[:, a], model.W_E_right[:, b]
-            return left + right if model.embed == "sum" else jnp.concatenate([left, right])
-
-        def head(z):
-            out = model.W_out @ jax.nn.relu(z)
-            return out if model.b_out is None else out + model.b_out
-        W, bias = model.W_in, model.b_in
-    else:  # transformer: the last block's MLP at the answer position
-        block = model.blocks[-1]
-
-        def layer_input(t):
-            _, cache = model(t, return_activations=True)
-            return cache[-1]["resid_mid"][-1]
-
-        def head(z):
-            return (block.W_out @ jax.nn.relu(z) + block.b_out) @ model.W_U
-        W, bias = block.W_in, block.b_in
-    x = jax.vmap(layer_input)(tokens)
+    finite_tree("tokens", tokens)
+    W, bias = layer.weight(model), layer.bias(model)
+    x = jax.vmap(lambda t: layer.read(model, t))(tokens)
+    if x.ndim != 2 or x.shape[1] != W.shape[1]:
+        raise ConfigError("tokens", described(f"shape {tokens.shape}"),
+                          f"must be a batch of the model's examples (its layer reads {W.shape[1]} inputs each)")
     z = x @ W.T + (0.0 if bias is None else bias)
-    J = jax.vmap(jax.jacrev(head))(z)
+    J = jax.vmap(jax.jacrev(lambda zz: layer.head(model, zz)))(z)
     return layer_degeneracy(x, z, J, relu=True, fan_out=0, tol=tol)

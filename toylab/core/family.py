@@ -37,6 +37,20 @@ class Family:
             instance's memory beyond its parameters and optimizer state (data, activations),
             computed without building anything, so a size that cannot fit is refused before
             any data is made or file written.
+        skeleton: optional ``skeleton(config, hparams, key) -> model`` with the structure,
+            shapes and dtypes ``init`` gives, built without reading any data (values do not
+            matter). Loading a results folder uses it, so a family whose ``init`` reads data
+            (a dictionary's initial decoder bias is the mean of its source's activations)
+            loads without that data. Default: ``init``.
+
+    Non-trainable state: a model whose class lists fields in ``state_fields``
+    (:mod:`toylab.models`) keeps them out of the trained arrays. The optimizer is made for the
+    other arrays only, gradients are taken in those alone, and the loss returns the state's
+    next value beside its metrics: ``(loss, (metrics, new_state))``, ``new_state`` a dict
+    ``{field: value}`` of every state field. The state is carried through the training scan,
+    stored with the run's arrays (so the loaded model holds it) and left out of an LLC
+    chain's or a Hessian's parameters. A model without state fields returns
+    ``(loss, metrics)`` as usual.
     """
 
     name: str
@@ -50,6 +64,7 @@ class Family:
     optimizer: Callable[..., Any] | None = None
     program_config: Callable[..., Any] | None = None
     working_bytes: Callable[..., int] | None = None
+    skeleton: Callable[..., Any] | None = None
 
 
 _REGISTRY: dict[str, Family] = {}

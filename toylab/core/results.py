@@ -22,7 +22,7 @@ import numpy as np
 from .config import STATIC, ConfigError
 from .family import Family, get_family
 from .store import Store
-from .train import Trainer, make_key
+from .train import Trainer
 
 __all__ = ["Results", "RunResult", "StackedRuns", "load_results"]
 
@@ -253,10 +253,8 @@ class Results:
                 return None
             members = [r for r in self.runs if r._chunk == chunk_id]
             trainer = Trainer(self.family, members[0].config)
-            hp = trainer.config.hparams()
-            like = jax.eval_shape(jax.vmap(lambda s: trainer.init(hp, make_key(s, trainer.config.prng_impl))),
-                                  jnp.zeros((len(members),), jnp.uint32))
-            like = like.params if kind == "params.eqx" else like.snapshots
+            # Shapes from the family's skeleton: loading runs no code that reads data.
+            like = trainer.stored_shapes(len(members))[kind]
             like = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), like)
             tree = self._store.load_tree(chunk_id, kind, like)
             self._trees[key] = eqx.combine(tree, trainer.static)

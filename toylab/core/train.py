@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..models import merge_state, split_state
 from .family import Family, get_family
 from .optim import make_optimizer
 
@@ -40,10 +41,11 @@ def make_key(seed, impl: str = "threefry2x32"):
 
 
 class TrainState(eqx.Module):
-    params: Any  # the model's inexact arrays (its other leaves live in Trainer.static)
+    params: Any  # the model's trained arrays (its other leaves live in Trainer.static)
     opt_state: Any
     step: jax.Array  # optimizer steps taken
-    snapshots: Any  # params stacked over the snapshot slots (config.snapshot_steps), or None
+    snapshots: Any  # the model's arrays (trained and state) stacked over config.snapshot_steps, or None
+    model_state: Any = None  # the model's non-trainable state, {field: array} ({} for most models)
 
 
 class TrainResult(eqx.Module):
@@ -89,15 +91,37 @@ class Trainer:
         self.config = config
         self.n_logs = config.steps // config.log_every
         self.snapshot_steps = tuple(config.snapshot_steps)
-        shape = eqx.filter_eval_shape(self.family.init, config, config.hparams(), make_key(0, config.prng_impl))
-        _, self.static = eqx.partition(shape, eqx.is_inexact_array)
+        # The structure alone: a family's skeleton builds it without reading data, so a results
+        # folder loads without the data it was trained on.
+        build = self.family.skeleton or self.family.init
+        shape = eqx.filter_eval_shape(build, config, config.hparams(), make_key(0, config.prng_impl))
+        without_state, state = split_state(shape)
+        _, self.static = eqx.partition(without_state, eqx.is_inexact_array)
+        self.has_state = bool(jax.tree.leaves(state))
+        self._shape = shape
         self._block_size, self.n_devices = block_size, n_devices
         self._compiled: dict = {}
 
     # -- one instance
-    def model(self, params):
-        """The model from its trained arrays."""
-        return eqx.combine(params, self.static)
+    def model(self, params, model_state=None):
+        """The model from its trained arrays (and its non-trainable state, if it has any);
+        ``params`` may also be the model's arrays with the state in place, as stored."""
+        return merge_state(eqx.combine(params, self.static), model_state or {})
+
+    def arrays(self, params, model_state=None):
+        """The model's arrays, trained and state, in the model's own structure: what a run
+        stores as its parameters and snapshots."""
+        return eqx.filter(self.model(params, model_state), eqx.is_inexact_array)
+
+    def stored_shapes(self, n: int) -> dict:
+        """{"params.eqx": ..., "snapshots.eqx": ... or None}: the shapes of what a chunk of
+        ``n`` runs stores, from the family's skeleton (no data is read)."""
+        arrays = eqx.filter(self._shape, lambda x: isinstance(x, jax.ShapeDtypeStruct)
+                            and jnp.issubdtype(x.dtype, jnp.inexact))
+        lead = lambda extra: jax.tree.map(  # noqa: E731
+            lambda s: jax.ShapeDtypeStruct((n, *extra, *s.shape), s.dtype), arrays)
+        n_snap = len(self.snapshot_steps)
+        return {"params.eqx": lead(()), "snapshots.eqx": lead((n_snap,)) if n_snap else None}
 
     _model = model
 
@@ -108,13 +132,15 @@ class Trainer:
     def init(self, hparams, key) -> TrainState:
         k_init, _ = jax.random.split(key)
         model = self.family.init(self.config, hparams, k_init)
-        params, _ = eqx.partition(model, eqx.is_inexact_array)
-        opt_state = self.optimizer(hparams).init(params)
+        without_state, model_state = split_state(model)
+        params, _ = eqx.partition(without_state, eqx.is_inexact_array)
+        opt_state = self.optimizer(hparams).init(params)  # the state is no optimizer's business
         n = len(self.snapshot_steps)
-        snaps = jax.tree.map(lambda p: jnp.zeros((n,) + p.shape, p.dtype), params) if n else None
+        arrays = self.arrays(params, model_state)
+        snaps = jax.tree.map(lambda p: jnp.zeros((n,) + p.shape, p.dtype), arrays) if n else None
         if 0 in self.snapshot_steps:
-            snaps = jax.tree.map(lambda b, p: b.at[0].set(p), snaps, params)
-        return TrainState(params, opt_state, jnp.zeros((), jnp.int32), snaps)
+            snaps = jax.tree.map(lambda b, p: b.at[0].set(p), snaps, arrays)
+        return TrainState(params, opt_state, jnp.zeros((), jnp.int32), snaps, model_state)
 
     def segment(self, state: TrainState, hparams, key, n_intervals: int, first_step=None):
         """Run ``n_intervals`` logging intervals; returns (state, metrics of shape (n_intervals,)).
@@ -130,21 +156,26 @@ class Trainer:
         snap_steps = jnp.asarray(self.snapshot_steps, jnp.int32)
         n_snap = len(self.snapshot_steps)
 
-        def loss_fn(params, batch):
-            return family.loss(self.model(params), batch, cfg, hparams)
+        def loss_fn(params, model_state, batch):
+            loss, aux = family.loss(self.model(params, model_state), batch, cfg, hparams)
+            if not self.has_state:
+                return loss, (aux, model_state)
+            return loss, _checked_state_aux(aux, model_state, family.name)
 
         def one_step(carry, _):
-            params, opt_state, step, data_step = carry
+            params, model_state, opt_state, step, data_step = carry
             batch = family.batch(cfg, hparams, jax.random.fold_in(k_data, data_step))
-            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
+            # Gradients in the trained arrays only: the state is an input, its update an output.
+            (loss, (aux, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, model_state, batch)
             updates, opt_state = opt.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
-            return (params, opt_state, step + 1, data_step + 1), {"loss": loss, **aux}
+            return (params, model_state, opt_state, step + 1, data_step + 1), {"loss": loss, **aux}
 
         def one_interval(carry, _):
             state, data_step = carry
-            (params, opt_state, step, data_step), logs = jax.lax.scan(
-                one_step, (state.params, state.opt_state, state.step, data_step), length=cfg.log_every
+            (params, model_state, opt_state, step, data_step), logs = jax.lax.scan(
+                one_step, (state.params, state.model_state, state.opt_state, state.step, data_step),
+                length=cfg.log_every
             )
             # Snapshot into the slot of this step; a step that is not a snapshot step points
             # past the last slot and the write is dropped.
@@ -152,11 +183,12 @@ class Trainer:
             if n_snap:
                 hit = snap_steps == step
                 slot = jnp.where(hit.any(), jnp.argmax(hit), n_snap)
-                snaps = jax.tree.map(lambda b, p: b.at[slot].set(p, mode="drop"), snaps, params)
+                snaps = jax.tree.map(lambda b, p: b.at[slot].set(p, mode="drop"), snaps,
+                                     self.arrays(params, model_state))
             metrics = {k: jnp.mean(v) for k, v in logs.items()}
             if family.evaluate is not None:
-                metrics.update(family.evaluate(self.model(params), cfg, hparams))
-            return (TrainState(params, opt_state, step, snaps), data_step), metrics
+                metrics.update(family.evaluate(self.model(params, model_state), cfg, hparams))
+            return (TrainState(params, opt_state, step, snaps, model_state), data_step), metrics
 
         (state, _), metrics = jax.lax.scan(one_interval, (state, data_step), length=n_intervals)
         return state, metrics
@@ -164,7 +196,7 @@ class Trainer:
     def finish(self, state: TrainState, metrics: dict) -> TrainResult:
         snaps = self.model(state.snapshots) if self.snapshot_steps else None
         steps = jnp.arange(1, self.n_logs + 1, dtype=jnp.int32) * self.config.log_every
-        return TrainResult(self.model(state.params), metrics, snaps, steps)
+        return TrainResult(self.model(state.params, state.model_state), metrics, snaps, steps)
 
     def train(self, hparams, key) -> TrainResult:
         """The whole loop: ``make_train``'s pure ``train(hparams, key)``."""
@@ -217,7 +249,8 @@ class Trainer:
             else:  # final: params, snapshots and summary measures
                 def train_final(st, hp):
                     snaps = st.snapshots if self.snapshot_steps else None
-                    return st.params, snaps, self.summary(self.model(st.params), hp)
+                    model = self.model(st.params, st.model_state)
+                    return eqx.filter(model, eqx.is_inexact_array), snaps, self.summary(model, hp)
                 fn = jax.jit(jax.vmap(train_final))
             self._compiled[key] = fn
         return self._compiled[key]
@@ -270,8 +303,23 @@ class Trainer:
         return state, metrics
 
     def final_ensemble(self, state: TrainState, hparams):
-        """(params, snapshots or None, summary measures) of a trained ensemble."""
+        """(the models' arrays, trained and state; snapshots or None; summary measures) of a
+        trained ensemble."""
         return self._program("final")(state, hparams)
+
+
+def _checked_state_aux(aux, model_state, name):
+    """(metrics, new state) from the aux of a stateful model's loss, its structure checked
+    against the state it replaces."""
+    if not (isinstance(aux, tuple) and len(aux) == 2 and isinstance(aux[0], dict)):
+        raise TypeError(f"family {name!r}: its model has non-trainable state, so its loss must return "
+                        "(loss, (metrics, new_state)), new_state a dict {field: value} of the model's state fields")
+    metrics, new_state = aux
+    if jax.tree.structure(new_state) != jax.tree.structure(model_state):
+        raise TypeError(f"family {name!r}: the new state's structure {jax.tree.structure(new_state)} is not the "
+                        f"model's state's {jax.tree.structure(model_state)}")
+    new_state = jax.tree.map(lambda new, old: jnp.asarray(new, old.dtype).reshape(old.shape), new_state, model_state)
+    return metrics, new_state
 
 
 def make_train(family: Family | str, config):

@@ -1,6 +1,26 @@
-"""Models: one module per family; equinox Modules with weights named as the papers name them."""
+"""Models: one module per family; equinox Modules with weights named as the papers name them.
 
-from typing import Any, Protocol, runtime_checkable
+Analyses read a model through what it declares of itself, never by checking its class:
+
+- :class:`PairModel`: the pieces of a binary-operation model (embeddings, neurons, unembedding).
+- :class:`LayeredModel`: its node layers and the maps between them (:class:`LayerMaps`), read
+  by the interaction basis (:mod:`toylab.analysis.interaction`) and by a dictionary reading
+  one of its layers; optionally its dense ReLU layer (:class:`DenseLayer`, for the layer
+  degeneracies) and its known features at a layer (``known_features``).
+- non-trainable state: a model lists the fields it updates without gradients in the class
+  attribute ``state_fields``; :func:`split_state` / :func:`merge_state` take them apart, so
+  an optimizer, an LLC chain or a Hessian sees the trained arrays alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import equinox as eqx
+
+__all__ = ["PairModel", "LayeredModel", "LayerMaps", "DenseLayer", "layer_maps", "state_fields", "split_state",
+           "merge_state"]
 
 
 @runtime_checkable
@@ -26,3 +46,123 @@ class PairModel(Protocol):
     def unembedding(self) -> Any: ...  # (n_out, d)
 
     def without_neurons(self, keep) -> "PairModel": ...  # neurons where keep is false cut off
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerMaps:
+    """A model cut into pure functions between its node layers.
+
+    ``names``: the node layers, input to output. ``embed(model, example) -> vector``: the
+    first node layer's activation for one example. ``steps[i](model, vector) -> vector``:
+    node layer i+1 from node layer i. ``check_inputs(inputs) -> None or what is wrong`` with
+    a batch of examples (optional). ``extras``: further layers a dictionary may read, each
+    ``(name, after, read)`` with ``read(model, acts) -> (n, d)`` from the (n, d) activations
+    of node layer ``after`` (a transformer's MLP neurons, read from ``resid_mid.i``); listed
+    right after ``after``. The model is an argument of every function, not captured, so one
+    LayerMaps serves a whole vmapped stack of models."""
+
+    names: tuple
+    embed: Callable
+    steps: tuple
+    check_inputs: Callable | None = None
+    extras: tuple = ()
+
+    def __post_init__(self):
+        from ..core.config import ConfigError, described
+
+        names, steps = tuple(self.names), tuple(self.steps)
+        if len(names) < 2 or len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError("names", names, "must be at least two distinct non-empty strings")
+        if len(steps) != len(names) - 1 or not all(callable(f) for f in steps):
+            raise ConfigError("steps", described(f"{len(steps)} item(s)"),
+                              f"must be {len(names) - 1} callables, one between each pair of node layers")
+        if not callable(self.embed):
+            raise ConfigError("embed", self.embed, "must be a callable (model, example) -> vector")
+        extras = tuple(tuple(e) for e in self.extras)
+        for e in extras:
+            if len(e) != 3 or e[1] not in names or not callable(e[2]) or e[0] in names:
+                raise ConfigError("extras", described(f"an entry {e[:2]}"),
+                                  "must be (new name, a node layer name, read(model, acts) -> (n, d)) triples")
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "extras", extras)
+
+    def readable(self) -> tuple:
+        """The node layers and the extra layers, in model order."""
+        out = []
+        for name in self.names:
+            out.append(name)
+            out.extend(e[0] for e in self.extras if e[1] == name)
+        return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseLayer:
+    """One dense layer z = W x + b of a model, as the layer degeneracies read it:
+    ``read(model, example) -> x`` the layer's input for one example, ``weight(model)`` W
+    (d_layer, d_in), ``bias(model)`` b (d_layer,) or None, ``head(model, z) -> outputs`` the
+    rest of the network from the pre-activations, ``activation`` the nonlinearity's name."""
+
+    read: Callable
+    weight: Callable
+    bias: Callable
+    head: Callable
+    activation: str = "relu"
+
+
+@runtime_checkable
+class LayeredModel(Protocol):
+    """A model the interaction basis, the layer degeneracies and the dictionaries can read.
+
+    Required: ``layer_maps() -> LayerMaps``. Optional, looked up by name:
+    ``dense_layer() -> DenseLayer`` (the layer :func:`toylab.analysis.degeneracy.mlp_degeneracy`
+    reads); ``known_features(node, target_node, inputs) -> (directions, activations) or None``
+    (the true features at a layer, for scoring a dictionary); ``state_fields`` (names of the
+    fields updated without gradients)."""
+
+    def layer_maps(self) -> LayerMaps: ...
+
+
+def layer_maps(model) -> LayerMaps:
+    """``model.layer_maps()``, checked; a model without one is refused by name."""
+    from ..core.config import ConfigError, described
+
+    get = getattr(model, "layer_maps", None)
+    if not callable(get):
+        raise ConfigError("model", described(f"a {type(model).__name__}"),
+                          "must implement toylab.models.LayeredModel (a layer_maps() method); for another model "
+                          "give Sections.from_functions(names, embed, maps)")
+    maps = get()
+    if not isinstance(maps, LayerMaps):
+        raise ConfigError("model", described(f"a {type(model).__name__} whose layer_maps() gave a "
+                                             f"{type(maps).__name__}"), "layer_maps() must return a LayerMaps")
+    return maps
+
+
+def state_fields(model) -> tuple:
+    """The names of ``model``'s non-trainable state fields (``()`` for most models)."""
+    names = getattr(type(model), "state_fields", ())
+    return tuple(names) if isinstance(names, (tuple, list)) else ()
+
+
+def _set_fields(model, values: dict):
+    names = list(values)
+    return eqx.tree_at(lambda m: [getattr(m, n) for n in names], model, [values[n] for n in names],
+                       is_leaf=lambda x: x is None)
+
+
+def split_state(model):
+    """(model without its state, state): the state fields set to None in the first, and a
+    dict {field: value} in the second ({} for a model without state)."""
+    names = state_fields(model)
+    if not names:
+        return model, {}
+    state = {n: getattr(model, n) for n in names}
+    return _set_fields(model, dict.fromkeys(names)), state
+
+
+def merge_state(model, state: dict):
+    """The model with its state fields set from ``state`` (the inverse of :func:`split_state`)."""
+    if not state:
+        return model
+    return _set_fields(model, dict(state))

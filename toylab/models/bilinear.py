@@ -110,6 +110,35 @@ class BilinearClassifier(eqx.Module):
             V = jnp.concatenate([V[:, :d] @ self.W_E, V[:, d:]], axis=1)
         return BilinearLayer(W, V, self.W_U @ layer.P, bias=layer.bias)
 
+    # -- the layered-model protocol (toylab.models.LayeredModel)
+    def layer_maps(self):
+        """Node layers ``input``, ``resid.0`` (with an embedding), ``hidden.i`` (a block
+        without a skip around it), ``resid.{i+1}``, ``logits``."""
+        from . import LayerMaps
+
+        d_in = self.d_in
+        names, steps = ["input"], []
+        if self.W_E is not None:
+            names.append("resid.0")
+            steps.append(lambda m, x: m.W_E @ x)
+        for i, block in enumerate(self.blocks):
+            if block.residual:
+                names.append(f"resid.{i + 1}")
+                steps.append(lambda m, x, i=i: m.blocks[i](x))
+            else:  # the hidden layer is a cut point only when the block has no skip around it
+                names.append(f"hidden.{i}")
+                steps.append(lambda m, x, i=i: m.blocks[i].layer.hidden(x))
+                names.append(f"resid.{i + 1}")
+                steps.append(lambda m, h, i=i: m.blocks[i].layer.P @ h)
+        names.append("logits")
+        steps.append(lambda m, x: m.W_U @ x)
+
+        def check(x):
+            if x.ndim != 2 or x.shape[1] != d_in or not jnp.issubdtype(x.dtype, jnp.floating):
+                return f"must be float inputs of shape (n, {d_in})"
+            return None
+        return LayerMaps(tuple(names), lambda m, x: x, tuple(steps), check)
+
 
 def _check_positive(**sizes):
     for name, v in sizes.items():

@@ -26,13 +26,14 @@ a projection after each step: the gradient is then the one the papers get by pro
 the radial component, and the training loop stays the lab's plain optimizer loop.
 
 Running state (``since_fired``, the steps since each latent last fired; ``threshold``,
-BatchTopK's inference threshold; ``k``, the model's own k) is carried in the model's arrays
-and moved by :func:`state_pull`: a loss term whose value is 0 and whose gradient is
-state − target, applied with step −1 by :func:`dictionary_optimizer`, sets the state to its
-target each step — so state lives inside the one compiled training scan with no hook.
+BatchTopK's inference threshold; ``k``, the model's own k) is non-trainable state: the class
+lists it in ``state_fields``, so the training loop keeps it out of the optimizer and the
+gradients, and :func:`dictionary_loss` returns its next value beside the metrics.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -63,6 +64,7 @@ class Dictionary(eqx.Module):
     kind: str = eqx.field(static=True)
     transcoder: bool = eqx.field(static=True)
     prefixes: tuple = eqx.field(static=True)  # Matryoshka prefix sizes, increasing, last = L
+    state_fields: ClassVar[tuple] = STATE_FIELDS  # updated by the loss's output, not by gradients
 
     @property
     def n_latents(self) -> int:
@@ -233,7 +235,8 @@ step_ste.defvjp(_step_fwd, _step_bwd)
 
 def state_pull(state, target):
     """A loss term with value 0 whose gradient in ``state`` is state − target: one step of
-    −gradient (see :func:`dictionary_optimizer`) sets the state to ``target``."""
+    −gradient (see :func:`dictionary_optimizer`) sets the state to ``target``. For a training
+    loop without a state output; the lab's loop takes the state from the loss instead."""
     target = jax.lax.stop_gradient(target)
     term = 0.5 * jnp.sum((state - target) ** 2)
     return term - jax.lax.stop_gradient(term)
@@ -245,14 +248,16 @@ def _squared_error(target, x_hat):
 
 def dictionary_loss(model: Dictionary, x, target, *, sparsity=0.0, k=None, aux_coefficient=1 / 32,
                     bandwidth=1e-3, dead_steps: int = 1000, k_aux: int | None = None):
-    """The training loss of one batch: (loss, metrics). ``x`` (B, D_in) is what the
-    dictionary reads and ``target`` (B, D_out) what it reconstructs (x itself for an SAE).
+    """The training loss of one batch: (loss, (metrics, new_state)). ``x`` (B, D_in) is what
+    the dictionary reads and ``target`` (B, D_out) what it reconstructs (x itself for an SAE).
 
     ``sparsity`` is λ (relu: of the norm-weighted L1; jumprelu: of L0); ``k`` the active
     latents per example (topk, batchtopk, matryoshka; default: the model's own); dead latents
     (no firing in ``dead_steps`` steps) get Gao et al.'s AuxK loss, reconstructing the
     residual with their ``k_aux`` largest pre-activations (default D_in // 2), weighted by
-    ``aux_coefficient``. The model's state fields are pulled to their new values.
+    ``aux_coefficient``. ``new_state`` holds the state fields' values after this step
+    (``{"since_fired", "threshold", "k"}``); the loss does not depend on them through any
+    gradient.
     """
     kind = model.kind
     k = model.k if k is None else jnp.asarray(k, jnp.float32)
@@ -300,14 +305,15 @@ def dictionary_loss(model: Dictionary, x, target, *, sparsity=0.0, k=None, aux_c
         metrics["aux_loss"] = aux
     metrics.update(reconstruction=reconstruction, l0=jnp.mean(jnp.sum(f > 0, axis=-1)),
                    dead_fraction=jnp.mean(since_fired >= dead_steps))
-    loss = loss + state_pull(model.since_fired, since_fired) + state_pull(model.threshold, threshold_target) \
-        + state_pull(model.k, k)
-    return loss, metrics
+    new_state = {"since_fired": since_fired, "threshold": jax.lax.stop_gradient(threshold_target),
+                 "k": jnp.asarray(k, jnp.float32)}
+    return loss, (metrics, new_state)
 
 
 def dictionary_optimizer(base: optax.GradientTransformation) -> optax.GradientTransformation:
     """``base`` for the trained arrays; step −gradient for the state fields (their loss term
-    from :func:`state_pull` then sets them to their targets)."""
+    from :func:`state_pull` then sets them to their targets). Only for a loop that trains
+    the state fields as arrays; the lab's loop never gives them to an optimizer."""
     def labels(params):
         return jax.tree_util.tree_map_with_path(
             lambda path, _: "state" if getattr(path[-1], "name", None) in STATE_FIELDS else "train", params)

@@ -98,6 +98,30 @@ class FlaxModel(eqx.Module):
             return self.spec.bind({"params": self.params})
         return _nnx().merge(self.spec, self.params)
 
+    def layer_maps(self):
+        """Node layers of a ``linen.Sequential``: ``input`` and ``layers.i`` after each
+        layer; any other flax model is refused (give Sections.from_functions)."""
+        import flax.linen as linen  # the model exists, so flax is installed
+
+        from . import LayerMaps
+
+        if self.kind != "linen" or not isinstance(self.spec, linen.Sequential):
+            raise ConfigError("model", described(f"a flax {self.kind} {type(self.spec).__name__}"),
+                              "cut() reads flax models built as linen.Sequential; for any other model give "
+                              "Sections.from_functions(names, embed, maps)")
+        names, steps = ["input"], []
+        for i, layer in enumerate(self.spec.layers):
+            if isinstance(layer, linen.Module):
+                def step(m, x, i=i, layer=layer):
+                    return layer.apply({"params": m.params[f"layers_{i}"]}, x) if f"layers_{i}" in m.params else \
+                        layer.apply({}, x)
+            else:
+                def step(m, x, layer=layer):
+                    return layer(x)
+            names.append(f"layers.{i}")
+            steps.append(step)
+        return LayerMaps(tuple(names), lambda m, x: jnp.asarray(x), tuple(steps), None)
+
     def __repr__(self):
         # The default equinox repr would print the whole nnx GraphDef.
         name = type(self.spec).__name__ if self.kind == "linen" else "GraphDef"

@@ -110,6 +110,50 @@ class EmbedMLP(eqx.Module):
     def n_neurons(self) -> int:
         return self.W_out.shape[1]
 
+    # -- the layered-model protocol (toylab.models.LayeredModel)
+    def layer_input(self, tokens):
+        """What the hidden layer reads for one pair [a, b, ...]: the concatenated one-hots,
+        or the embeddings (summed or concatenated)."""
+        a, b = tokens[0], tokens[1]
+        if self.embed == "onehot":
+            n = self.W_in.shape[1] // 2
+            return jnp.concatenate([jax.nn.one_hot(a, n, dtype=self.W_in.dtype),
+                                    jax.nn.one_hot(b, n, dtype=self.W_in.dtype)])
+        left, right = self.W_E_left[:, a], self.W_E_right[:, b]
+        return left + right if self.embed == "sum" else jnp.concatenate([left, right])
+
+    def layer_maps(self):
+        """Node layers ``input`` (one-hots or embeddings), ``mlp_post``, ``logits``."""
+        from . import LayerMaps
+        from ._inputs import out_of_range
+
+        n_in = self.n_operands
+
+        def hidden(m, x):
+            pre = m.W_in @ x + (0.0 if m.b_in is None else m.b_in)
+            gate = m.W_gate @ x + (0.0 if m.b_gate is None else m.b_gate) if m.activation == "bilinear" else None
+            return neurons(pre, gate, m.activation)
+
+        def logits(m, h):
+            out = m.W_out @ h
+            return out if m.b_out is None else out + m.b_out
+
+        def check(tokens):
+            if tokens.ndim != 2 or tokens.shape[1] < 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
+                return "must be integer pairs [a, b, ...] of shape (n, 2) or (n, 3)"
+            return out_of_range(tokens[:, :2], n_in)
+        return LayerMaps(("input", "mlp_post", "logits"), lambda m, t: m.layer_input(t), (hidden, logits), check)
+
+    def dense_layer(self):
+        """The hidden layer z = W_in x + b_in, x the one-hots or embeddings of the pair."""
+        from . import DenseLayer
+        from .transformer import ACTIVATIONS
+
+        def head(m, z):
+            out = m.W_out @ ACTIVATIONS[m.activation](z)
+            return out if m.b_out is None else out + m.b_out
+        return DenseLayer(lambda m, t: m.layer_input(t), lambda m: m.W_in, lambda m: m.b_in, head, self.activation)
+
 
 def init_embed_mlp(key, *, n_in: int, n_out: int, d_hidden: int = 512, d_embed: int = 128, embed: str = "onehot",
                    activation: str = "relu", bias: bool = True) -> EmbedMLP:

@@ -39,6 +39,39 @@ class ToyModel(eqx.Module):
         out = h @ decoder + self.b
         return out if self.kind == "linear" else jax.nn.relu(out)
 
+    # -- the layered-model protocol (toylab.models.LayeredModel)
+    def layer_maps(self):
+        """Node layers ``input``, ``hidden``, ``output``."""
+        from . import LayerMaps
+
+        n_features = self.W.shape[1]
+
+        def hidden(m, x):
+            h = m.W @ x
+            return h if m.kind in ("linear", "relu_output") else jax.nn.relu(h)
+
+        def output(m, h):
+            out = (m.W_out @ h if m.kind == "abs" else m.W.T @ h) + m.b
+            return out if m.kind == "linear" else jax.nn.relu(out)
+
+        def check(x):
+            if x.ndim != 2 or x.shape[1] != n_features or not jnp.issubdtype(x.dtype, jnp.floating):
+                return f"must be float feature vectors of shape (n, {n_features})"
+            return None
+        return LayerMaps(("input", "hidden", "output"), lambda m, x: x, (hidden, output), check)
+
+    def known_features(self, node: str, target_node: str, inputs):
+        """The true features at ``hidden`` (column i of W, active by x_i) and, for a map from
+        ``hidden`` to ``output``, the unit vectors; None elsewhere or when the hidden layer
+        is not linear in the features (relu_hidden, abs)."""
+        if node != "hidden" or self.kind not in ("linear", "relu_output"):
+            return None
+        if target_node == "output":
+            return jnp.eye(self.W.shape[1], dtype=jnp.float32), inputs
+        if not target_node:
+            return self.W.T, inputs
+        return None
+
 
 def init_toy_model(key, n_features: int, n_hidden: int, kind: str = "relu_output") -> ToyModel:
     """Per-instance Xavier-normal weights, std √(2/(n+m)) (independent of the ensemble

@@ -146,6 +146,69 @@ class Transformer(eqx.Module):
     def n_neurons(self) -> int:
         return self.blocks[-1].W_out.shape[1]
 
+    # -- the layered-model protocol (toylab.models.LayeredModel)
+    def layer_maps(self):
+        """Node layers: the residual stream before each block's attention (every position,
+        flattened), before its MLP and after the last MLP (the answer position only from the
+        last block on: that is all the logits read), and the logits. Extra layers a
+        dictionary may read: each block's MLP neurons ``mlp_post.i`` and MLP output
+        ``mlp_out.i``, at the positions ``resid_mid.i`` holds."""
+        from . import LayerMaps
+        from ._inputs import out_of_range
+
+        n_layers = len(self.blocks)
+        n_ctx, d_model = self.W_pos.shape
+        d_vocab = self.W_E.shape[1]
+        names, steps, extras = ["resid_pre.0"], [], []
+
+        def embed(m, tokens):
+            return (m.W_E.T[tokens] + m.W_pos[: tokens.shape[0]]).reshape(-1)
+
+        for i in range(n_layers):
+            last = i == n_layers - 1
+
+            def attention(m, a, i=i, last=last):
+                x = a.reshape(n_ctx, d_model)
+                out, _ = m.blocks[i].attention(x, 1.0, last_only=last)
+                return ((x[-1:] if last else x) + out).reshape(-1)
+
+            def mlp(m, a, i=i):
+                x = a.reshape(-1, d_model)
+                out, _, _ = m.blocks[i].mlp(x, m.activation)
+                return (x + out).reshape(-1)
+
+            def read_mlp(m, mid, i=i, part=2):
+                out = m.blocks[i].mlp(mid.reshape(mid.shape[0], -1, d_model), m.activation)[part]
+                return out.reshape(mid.shape[0], -1)
+
+            names.append(f"resid_mid.{i}")
+            steps.append(attention)
+            extras += [(f"mlp_post.{i}", f"resid_mid.{i}", read_mlp),
+                       (f"mlp_out.{i}", f"resid_mid.{i}", lambda m, mid, read=read_mlp: read(m, mid, part=0))]
+            names.append(f"resid_post.{i}" if last else f"resid_pre.{i + 1}")
+            steps.append(mlp)
+        names.append("logits")
+        steps.append(lambda m, a: a @ m.W_U)
+
+        def check(tokens):
+            if tokens.ndim != 2 or tokens.shape[1] != n_ctx or not jnp.issubdtype(tokens.dtype, jnp.integer):
+                return f"must be integer token sequences of shape (n, {n_ctx})"
+            return out_of_range(tokens, d_vocab)
+        return LayerMaps(tuple(names), embed, tuple(steps), check, tuple(extras))
+
+    def dense_layer(self):
+        """The last block's MLP at the answer position: its input the residual stream there."""
+        from . import DenseLayer
+
+        def read(m, tokens):
+            _, cache = m(tokens, return_activations=True)
+            return cache[-1]["resid_mid"][-1]
+
+        def head(m, z):
+            block = m.blocks[-1]
+            return (block.W_out @ ACTIVATIONS[m.activation](z) + block.b_out) @ m.W_U
+        return DenseLayer(read, lambda m: m.blocks[-1].W_in, lambda m: m.blocks[-1].b_in, head, self.activation)
+
 
 def init_transformer(key, *, d_vocab: int, d_vocab_out: int, n_ctx: int = 3, d_model: int = 128, n_heads: int = 4,
                      d_mlp: int = 512, n_layers: int = 1, activation: str = "relu") -> Transformer:
