@@ -84,26 +84,34 @@ def validation_plot(labels, closed_forms, expected, estimates: dict, title: str 
     return fig
 
 
-def llc_over_training_plot(snapshot_steps, llc, llc_std, steps, train_loss, test_loss, bounds, title: str = "",
-                           progress: dict | None = None):
-    """The LLC at each snapshot (± std over chains) above the train and test loss, with the
-    phases (memorization, circuit formation, cleanup) shaded from ``bounds``; ``progress``
-    ({name: values at the snapshot steps}, e.g. restricted and excluded loss) is drawn on
-    the loss axis as dashed lines with markers."""
+def llc_over_training_plot(snapshot_steps, llc, llc_std, steps, train_loss, test_loss=None, bounds=None,
+                           title: str = "", progress: dict | None = None):
+    """The LLC at each snapshot (± std over chains) above the train loss (and the test loss
+    when given). ``bounds``: None (no phases shaded) or the steps (t_mem, t_cleanup, t_end)
+    ending grokking's three phases (memorization, circuit formation, cleanup; a None entry
+    runs to the last step), as :func:`toylab.experiments.reproductions.grokking.locate_phases`
+    returns them; ``progress`` ({name: values at the snapshot steps}, e.g. restricted and
+    excluded loss) is drawn on the loss axis as dashed lines with markers."""
+    from ..core.config import ConfigError, described
+
+    if bounds is not None and (isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__") or len(bounds) != 3):
+        raise ConfigError("bounds", described(repr(bounds)), "must be None or three steps (t_mem, t_cleanup, t_end)")
     from .grokking import _shade_phases
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 5.5), sharex=True)
     top.errorbar(snapshot_steps, llc, yerr=llc_std, color="C0", marker="o", ms=3, capsize=2)
     top.set_ylabel("LLC estimate")
     bottom.plot(steps, train_loss, color="tab:blue", label="train")
-    bottom.plot(steps, test_loss, color="tab:red", label="test")
+    if test_loss is not None:
+        bottom.plot(steps, test_loss, color="tab:red", label="test")
     for i, (name, values) in enumerate((progress or {}).items()):
         bottom.plot(snapshot_steps, values, ls="--", marker=".", ms=4, color=f"C{i + 2}", label=name)
     bottom.set(yscale="log", xlabel="step", ylabel="cross-entropy loss")
-    last = int(np.asarray(steps)[-1])
-    shown = tuple(b if b is not None else last for b in bounds)
-    for ax in (top, bottom):
-        _shade_phases(ax, shown)
+    if bounds is not None:
+        last = int(np.asarray(steps)[-1])
+        shown = tuple(b if b is not None else last for b in bounds)
+        for ax in (top, bottom):
+            _shade_phases(ax, shown)
     bottom.legend(fontsize=7)
     top.set_title(_wrapped(title, 100), fontsize=8)
     fig.tight_layout()
