@@ -253,3 +253,154 @@ def test_results_files_get_the_users_umask(tmp_path):
         os.umask(old)
     modes = {p.name: p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()}
     assert modes and all(m == 0o640 for m in modes.values()), modes
+
+
+# ----------------------------------------------------------------------------- sizes from the probe
+
+BIG = "1" + "0" * 30  # 10**30
+
+
+@pytest.mark.parametrize("extra, names", [
+    (["--seeds", BIG], f"seeds={BIG}: must be at most 1000000"),
+    (["--seeds", "10000000"], "seeds=10000000: must be at most 1000000"),
+    (["--grid", "feature_probability=0.1,0.2", "--seeds", "600000"], "grid='1200000 runs': a sweep holds at most"),
+    (["--set", f"n_hidden={BIG}"], f"n_hidden={BIG}: must be at most 2147483647"),
+    (["--set", f"n_features={BIG}"], f"n_features={BIG}: must be at most 2147483647"),
+    (["--set", f"seed={BIG}"], f"seed={BIG}: must be an integer in [0, 4294967295]"),
+    (["--set", f"data_seed={BIG}"], f"data_seed={BIG}: must be an integer in [0, 4294967295]"),
+    (["--set", "seed=4294967295", "--seeds", "2"], "seeds=2: seed + seeds - 1 = 4294967296 must be at most"),
+    (["--set", "n_hidden=1000000000000"], "n_hidden=1000000000000: must be at most 2147483647"),
+    (["--set", "n_hidden=2000000000"], "n_hidden=2000000000: one run needs about"),
+    (["--set", "lr=1e39"], "lr=1e+39: must be at most 3.403e+38 in size"),
+])
+def test_probe_sizes_are_refused_in_one_line_before_the_folder_exists(tmp_path, capsys, extra, names):
+    out = tmp_path / "out"
+    t0 = time.perf_counter()
+    assert main(["run", "superposition", "--out", str(out), "--quiet"] + extra) == 2
+    err = capsys.readouterr().err
+    assert names in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not out.exists()
+    assert time.perf_counter() - t0 < 30  # was 40 s of silence, or a 24 GB process
+
+
+def test_params_count_in_the_memory_estimate():
+    from toylab.core import sweep
+    from toylab.core.family import get_family
+
+    family = get_family("superposition")
+    cfg = family.config(n_features=1000, n_hidden=1000, batch_size=1)
+    state, _ = sweep._instance_bytes(family, cfg)
+    params = (1000 * 1000 + 1000) * 4
+    assert state >= 4 * params  # params, gradients and Adam's two moments
+
+
+def test_a_failed_start_leaves_no_folder_and_a_manifest_alone_blocks_no_retry(tmp_path, monkeypatch):
+    from toylab.core.train import Trainer
+
+    out = tmp_path / "s"
+
+    def fails(*a, **k):
+        raise RuntimeError("the device went away")
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "run", fails)
+        with pytest.raises(RuntimeError, match="device went away"):
+            run_sweep("superposition", TINY, seeds=2, out=out, quiet=True)
+    assert not out.exists()
+    # A folder holding only another sweep's manifest (a start killed before its first
+    # checkpoint) holds nothing to lose: a new sweep takes it over.
+    other = _finished(tmp_path, "other")
+    out.mkdir()
+    (out / "manifest.json").write_bytes((other / "manifest.json").read_bytes())
+    res = run_sweep("superposition", {**TINY, "n_hidden": 3}, seeds=1, out=out, quiet=True)
+    assert len(res) == 1 and res[0].model.W.shape == (3, 4)
+    assert json.loads((out / "manifest.json").read_text())["base"]["n_hidden"] == 3
+    # A folder with trained chunks is still refused as a different sweep.
+    with pytest.raises(ConfigError, match="different sweep"):
+        run_sweep("superposition", TINY, seeds=1, out=out, quiet=True)
+
+
+def test_intact_files_that_do_not_fit_the_model_are_never_to_be_deleted(tmp_path):
+    import dataclasses
+
+    from toylab.core.family import get_family
+    from toylab.models.superposition import init_toy_model
+
+    out = _finished(tmp_path)
+    before = {p.name: p.read_bytes() for p in (out / "chunks").iterdir()}
+    base = get_family("superposition")
+    # As a family whose model shapes come from outside the folder (a dictionary's source
+    # run) sees it once that outside input changed: the same config builds other shapes.
+    no_skeleton = {"skeleton": None} if hasattr(base, "skeleton") else {}
+    wider = dataclasses.replace(base, name="superposition-wider", **no_skeleton,
+                                init=lambda cfg, hp, key: init_toy_model(key, cfg.n_features, cfg.n_hidden + 1,
+                                                                         cfg.model))
+    loaded = load_results(out, family=wider)
+    with pytest.raises(ConfigError) as e:
+        loaded[0].model
+    msg = str(e.value)
+    assert "chunks/g000-c0000.params.eqx is intact" in msg and "delete" not in msg and "keep the files" in msg
+    assert {p.name: p.read_bytes() for p in (out / "chunks").iterdir()} == before
+
+
+def test_an_edited_manifest_is_refused_on_load_and_resume(tmp_path):
+    out = _finished(tmp_path)
+    path = out / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert load_results(out)[0].config.lr == manifest["base"]["lr"]
+    manifest["base"]["lr"] = 0.5
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match=r"manifest.json was changed after chunks/g000-c0000 was trained"):
+        load_results(out)
+    with pytest.raises(ConfigError, match=r"manifest.json was changed after"):  # the edited command's resume
+        run_sweep("superposition", {**TINY, "lr": 0.5}, {"feature_probability": [0.5, 0.1]}, seeds=2, out=out,
+                  chunk_size=2, resume=True, quiet=True)
+
+
+def test_a_truncated_summary_is_rebuilt_from_the_chunks_with_a_warning(tmp_path):
+    out = _finished(tmp_path)
+    rows = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").write_text((out / "summary.json").read_text()[:40])
+    with pytest.warns(UserWarning, match=r"summary.json cannot be read .*rebuilt from the chunks"):
+        res = load_results(out)
+    assert res.summary == rows and len(rows) == 4
+
+
+def test_a_deleted_completion_record_names_the_runs_left_out(tmp_path):
+    out = _finished(tmp_path)
+    (out / "chunks" / "g000-c0001.done.json").unlink()
+    with pytest.warns(UserWarning) as caught:
+        res = load_results(out)
+    msg = str(caught[0].message)
+    assert "2 of 4 runs are not finished" in msg and "chunks/g000-c0001.done.json" in msg
+    assert "run 2 (feature_probability=0.1, seed 0); run 3 (feature_probability=0.1, seed 1)" in msg
+    assert res.missing == [2, 3] and [r.index for r in res] == [0, 1]
+    # A resume trains that chunk again and completes the folder.
+    done = run_sweep("superposition", TINY, {"feature_probability": [0.5, 0.1]}, seeds=2, out=out, chunk_size=2,
+                     resume=True, quiet=True)
+    assert len(done) == 4 and done.missing == []
+
+
+@pytest.mark.parametrize("values", ["-0.0,0.0", "0.1,0.1", "0.1,0.10000000001"])
+def test_grid_values_that_are_one_value_are_refused(tmp_path, capsys, values):
+    out = tmp_path / "g"
+    assert main(["run", "superposition", "--grid", f"weight_decay={values}", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "weight_decay=" in err and "must be distinct" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_negative_zero_is_zero():
+    from toylab.families.superposition import SuperpositionConfig
+
+    cfg = SuperpositionConfig(weight_decay=-0.0)
+    assert str(cfg.weight_decay) == "0.0" and cfg.to_dict()["weight_decay"] == 0.0
+
+
+def test_a_count_given_a_fraction_is_refused():
+    from toylab.families.dictionaries import DictionaryConfig
+
+    with pytest.raises(ConfigError, match=r"k=2.5: must be a whole number"):
+        DictionaryConfig(kind="topk", k=2.5)
+    with pytest.raises(ConfigError, match=r"k=2.5: must be a whole number"):
+        DictionaryConfig.parse_field("k", "2.5")
+    assert DictionaryConfig(kind="topk", k=2).k == 2.0

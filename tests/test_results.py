@@ -92,8 +92,9 @@ def test_to_xarray_of_an_unfinished_sweep_is_nan_where_not_trained(tmp_path, mon
     monkeypatch.setattr(store.Store, "save_chunk", save_one)
     with pytest.raises(KeyboardInterrupt):
         run_sweep("superposition", BASE, GRID, seeds=3, out=out, chunk_size=4, quiet=True)
-    r = load_results(out)
-    assert len(r) == 4
+    with pytest.warns(UserWarning, match="8 of 12 runs are not finished and are left out: run 3 "):
+        r = load_results(out)
+    assert len(r) == 4 and r.missing == [3, 4, 5, 7, 8, 9, 10, 11]
     ds = r.to_xarray()
     assert int(np.isfinite(ds["loss"].values[..., -1]).sum()) == 4 and ds["loss"].shape == (2, 2, 3, 3)
 

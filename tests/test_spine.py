@@ -266,8 +266,9 @@ def test_store_refuses_other_sweep_and_leaves_it_untouched(tmp_path):
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     with pytest.raises(ConfigError, match="different sweep"):
         run_sweep("superposition", SMALL, {"lr": [2e-3]}, out=out, quiet=True)
-    with pytest.raises(ConfigError, match="--resume"):
-        run_sweep("superposition", SMALL, {"lr": [1e-3]}, out=out, quiet=True)
+    # The same sweep, finished: loaded, nothing trained or written.
+    loaded = run_sweep("superposition", SMALL, {"lr": [1e-3]}, out=out, quiet=True)
+    assert len(loaded) == 1 and loaded.work["trained"] == 0
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="not a toylab results folder"):

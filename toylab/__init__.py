@@ -9,7 +9,8 @@ __version__ = "0.1.0"
 from . import families  # noqa: F401,E402  (lists the built-in families; loads none of them)
 
 _LAZY = {
-    "ConfigError": "toylab.core.config", "TrainConfig": "toylab.core.config",
+    "ConfigError": "toylab.core.config", "TrainConfig": "toylab.core.config", "static": "toylab.core.config",
+    "sweepable": "toylab.core.config", "fields": "toylab.core.config",
     "Family": "toylab.core.family", "family_names": "toylab.core.family", "get_family": "toylab.core.family",
     "register_family": "toylab.core.family",
     "Trainer": "toylab.core.train", "TrainResult": "toylab.core.train", "make_key": "toylab.core.train",

@@ -1,4 +1,4 @@
-"""The ``toylab`` command: run, sweep, reproduce, figures, bench, fields.
+"""The ``toylab`` command: run, sweep, reproduce, figures, bench, fields, show.
 
 Bad input gets one line naming the field, the value and what is allowed, and exit code 2;
 validation happens before anything is written. Building the parser and ``--help`` import
@@ -51,8 +51,6 @@ def _parse_assignments(items, option: str, family, allow_lists: bool):
 
 
 def _cmd_run(args) -> int:
-    import numpy as np
-
     from toylab.core.family import get_family
 
     family = get_family(args.family)
@@ -102,23 +100,98 @@ def _cmd_run(args) -> int:
 
     if jax.process_index() != 0:
         return 0  # process 0 reports
-    # One line per grid point: mean ± std over seeds of each final measure.
-    fields = list(results.grid)
-    names = sorted({k for r in results.runs for k in (*r.metrics, *r.summary)})
     print(f"{len(results)} runs of {family.name} in {out}")
     w = results.work
     print(f"instance-steps: {w['trained']} trained now, {w['resumed']} from checkpoints, "
           f"{w['finished']} in chunks already finished")
-    header = fields + [f"{n} (mean±std over {args.seeds} seeds)" if args.seeds > 1 else n for n in names]
+    _print_summary_table(results)
+    return 0
+
+
+def _print_summary_table(results):
+    """One line per grid point: mean ± std over its seeds of each final measure."""
+    import numpy as np
+
+    fields = list(results.grid)
+    seeds = int(results.manifest["seeds"])
+    names = sorted({k for r in results.runs for k in (*r.metrics, *r.summary)})
+    header = fields + [f"{n} (mean±std over {seeds} seeds)" if seeds > 1 else n for n in names]
     print(" | ".join(header))
     for point in results.manifest["points"]:
         sel = results.select(**point)
         cells = [str(point[f]) for f in fields]
         for n in names:
-            v = np.asarray([r.summary[n] if n in r.summary else r.metrics[n][-1] for r in sel], float)
-            cells.append(f"{v.mean():.4g}" + (f" ± {v.std():.2g}" if len(v) > 1 else ""))
+            v = np.asarray([r.summary[n] if n in r.summary else r.metrics[n][-1] for r in sel if n in r.summary
+                            or n in r.metrics], float)
+            if not len(v):
+                cells.append("-")
+                continue
+            cell = f"{v.mean():.4g}" + (f" ± {v.std():.2g}" if len(v) > 1 else "")
+            cells.append(cell + (f" ({len(v)} of {seeds})" if len(v) < seeds else ""))
         print(" | ".join(cells))
+
+
+def _cmd_show(args) -> int:
+    import warnings
+
+    from toylab.core.results import describe_run, load_results, unconfirmed_chunks
+
+    folder = Path(args.results)
+    with warnings.catch_warnings(record=True) as caught:  # said below, in the report's own words
+        warnings.simplefilter("always")
+        results = load_results(folder)
+    m = results.manifest
+    runs = m["runs"]
+    print(f"{results.family.name} in {folder}: {len(results)} of {len(runs)} runs finished")
+    grid = results.grid
+    print("grid: " + ("; ".join(f"{k} = {', '.join(map(str, v))}" for k, v in grid.items()) or "none (one point)"))
+    seeds = sorted({r["seed"] for r in runs})
+    print(f"seeds: {m['seeds']} per point ({_span(seeds)})")
+    configs = {r.config.steps: r.config.log_every for r in results.runs} or {
+        m["base"].get("steps"): m["base"].get("log_every")}
+    print("steps: " + ", ".join(f"{s} (logged every {e})" if e else str(s) for s, e in sorted(configs.items())))
+    if results.missing:
+        shown = "; ".join(describe_run(m, i) for i in results.missing[:args.limit])
+        more = f"; and {len(results.missing) - args.limit} more" if len(results.missing) > args.limit else ""
+        print(f"missing: {len(results.missing)} runs not finished: {shown}{more}")
+        for chunk in unconfirmed_chunks(results):
+            print(f"note: chunks/{chunk}.done.json, the record that confirms that chunk's files, is missing: its "
+                  "runs are counted as not finished (a resume trains them again)")
+    for w in caught:
+        if "are not finished" not in str(w.message):
+            print(f"note: {w.message}")
+    if results.runs:
+        print()
+        _print_summary_table(results)
+    if args.plot is not None:
+        path = Path(args.plot) if args.plot else folder / "loss.png"
+        if not results.runs:
+            raise _usage("--plot", str(path), "the folder holds no finished run to plot")
+        from toylab.core.store import check_writable
+
+        check_writable(path.parent, "--plot")
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from toylab.plots.runs import training_curves
+
+        points = m["points"]
+        point_of = [runs[r.index]["point"] for r in results.runs]
+        labels = [", ".join(f"{k}={v}" for k, v in p.items()) or results.family.name for p in points]
+        fig = training_curves([r.steps for r in results.runs], [r.metrics["loss"] for r in results.runs],
+                              groups=point_of, labels=labels, title=f"{results.family.name}: {folder.name}")
+        try:
+            fig.savefig(path, dpi=120)
+        except (OSError, ValueError) as e:
+            raise _usage("--plot", str(path), f"cannot be written ({e})") from None
+        print(f"\nloss curves of {len(results)} runs: {path}")
     return 0
+
+
+def _span(values) -> str:
+    if len(values) > 1 and values == list(range(values[0], values[-1] + 1)):
+        return f"seed {values[0]}..{values[-1]}"
+    return "seed " + ", ".join(map(str, values))
 
 
 def _reproduction_modules(names):
@@ -191,15 +264,16 @@ def _cmd_bench(args, rest) -> int:
 
 
 def _cmd_fields(args) -> int:
+    from toylab.core.config import fields
     from toylab.core.family import get_family
 
     family = get_family(args.family)
     print(f"{family.name}: {family.description}")
     print(f"{'field':22} {'kind':10} {'default':>14}  help")
-    for name, f in family.config.field_info().items():
-        choices = getattr(f.metadata["check"], "choices", None)
-        extra = f" (choices: {', '.join(choices)})" if choices else ""
-        print(f"{name:22} {f.metadata['kind']:10} {str(f.default):>14}  {f.metadata['help']}{extra}")
+    for name, f in fields(family).items():
+        extra = f" (choices: {', '.join(f['choices'])})" if f["choices"] else ""
+        default = tuple(f["default"]) if isinstance(f["default"], list) else f["default"]
+        print(f"{name:22} {f['kind']:10} {str(default):>14}  {f['help']}{extra}")
     print("\nstatic fields pick the compiled program; sweepable ones are traced (a grid over them is one program).")
     return 0
 
@@ -278,9 +352,22 @@ def _parser():
     b.set_defaults(func=None)
 
     f = sub.add_parser("fields", help="list a family's config fields and their choices",
-                       description="List FAMILY's fields with kind, default, meaning and choices.")
+                       description="List FAMILY's fields with kind, default, meaning and choices "
+                                   "(as data: toylab.fields(FAMILY)).")
     f.add_argument("family", metavar="FAMILY", help=f"model family: {', '.join(BUILTIN)}")
     f.set_defaults(func=_cmd_fields)
+
+    sh = sub.add_parser("show", help="what a results folder holds: grid, seeds, runs done and missing, summary",
+                        description="Print what the results folder RESULTS holds: its family, grid fields and "
+                                    "values, seeds, steps, how many runs are finished (naming those that are "
+                                    "not), and the summary as a table (mean ± std over seeds per grid point). "
+                                    "Reads the folder, writes nothing to it unless --plot chooses it.")
+    sh.add_argument("results", metavar="RESULTS", help="a results folder (toylab run --out)")
+    sh.add_argument("--plot", nargs="?", const="", metavar="PNG",
+                    help="also draw the loss curves of every run to PNG (default with no value: RESULTS/loss.png)")
+    sh.add_argument("--limit", type=_positive_int("--limit"), default=20, metavar="N",
+                    help="name at most N missing runs (default 20)")
+    sh.set_defaults(func=_cmd_show)
     return p
 
 
@@ -315,12 +402,13 @@ def main(argv=None) -> int:
         args, rest = parser.parse_args(argv[:2]), argv[2:]
     else:
         args, rest = parser.parse_args(argv), []
-    from toylab.core.config import ConfigError
+    from toylab.core.config import ConfigError, cli_spelling
 
     try:
-        if args.command == "bench":
-            return _cmd_bench(args, rest)
-        return args.func(args)
+        with cli_spelling():  # advice in errors names --resume, not resume=True
+            if args.command == "bench":
+                return _cmd_bench(args, rest)
+            return args.func(args)
     except ConfigError as e:
         print(f"toylab {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -29,7 +29,11 @@ __all__ = [
     "nonnegative",
     "in_interval",
     "one_of",
+    "seed_value",
     "default_log_every",
+    "fields",
+    "cli_spelling",
+    "spelled",
 ]
 
 
@@ -57,12 +61,24 @@ described = Described
 # saying what is allowed.
 
 
+MAX_INT32 = 2**31 - 1  # sizes and counts become int32 array dimensions and indices
+MAX_SEED = 2**32 - 1  # seeds become uint32 (a larger one would wrap onto a smaller seed's key)
+
+
 def positive_int(v):
-    return None if v > 0 else "must be a positive integer"
+    if v < 1:
+        return "must be a positive integer"
+    return None if v <= MAX_INT32 else f"must be at most {MAX_INT32} (sizes and counts are int32)"
 
 
 def nonnegative_int(v):
-    return None if v >= 0 else "must be a non-negative integer"
+    if v < 0:
+        return "must be a non-negative integer"
+    return None if v <= MAX_INT32 else f"must be at most {MAX_INT32} (sizes and counts are int32)"
+
+
+def seed_value(v):
+    return None if 0 <= v <= MAX_SEED else f"must be an integer in [0, {MAX_SEED}] (seeds are uint32)"
 
 
 def positive(v):
@@ -120,9 +136,9 @@ def _parse_float(v):
     if isinstance(v, bool):
         raise ValueError
     if isinstance(v, str):
-        return float(v.strip())
+        return float(v.strip()) + 0.0
     if isinstance(v, (int, float, np.integer, np.floating)):
-        return float(v)
+        return float(v) + 0.0  # -0.0 and 0.0 are one value (a grid must not train it twice)
     raise ValueError
 
 
@@ -177,11 +193,11 @@ MAX_STEPS = 2**31 - 1  # the step counter is an int32
 _RECORDED_DERIVED: contextvars.ContextVar = contextvars.ContextVar("toylab_recorded_derived", default=None)
 
 
-def _field(kind, default, type_, check, help):
+def _field(kind, default, type_, check, help, whole=False):
     if type_ is None:
         type_ = type(default)
     parser, type_name = _PARSERS[type_]
-    meta = dict(kind=kind, parse=parser, type_name=type_name, check=check, help=help)
+    meta = dict(kind=kind, parse=parser, type_name=type_name, check=check, help=help, whole=whole)
     if isinstance(default, (list, dict)):
         raise TypeError("use a tuple default")
     return dataclasses.field(default=default, metadata=meta)
@@ -192,13 +208,18 @@ def static(default, *, type=None, check: Callable | None = None, help: str = "")
     return _field(STATIC, default, type, check, help)
 
 
-def sweepable(default: float, *, check: Callable | None = None, help: str = ""):
-    """A number used inside the math: traced, so a grid over it is one program."""
-    return _field(SWEEPABLE, float(default), float, check, help)
+def sweepable(default: float, *, check: Callable | None = None, help: str = "", whole: bool = False):
+    """A number used inside the math: traced (as float32), so a grid over it is one program.
+    ``whole``: the number counts something (latents kept), so a fraction is refused rather
+    than rounded inside the program."""
+    return _field(SWEEPABLE, float(default), float, check, help, whole=whole)
 
 
 def seed_field(default: int = 0, help: str = "base PRNG seed; seed i of a sweep uses seed + i"):
-    return _field(SEED, default, int, nonnegative_int, help)
+    return _field(SEED, default, int, seed_value, help)
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 # ----------------------------------------------------------------------------- base config
@@ -216,7 +237,7 @@ class TrainConfig:
     schedule: str = static("constant", check=one_of("constant", "cosine"), help="learning-rate schedule after warmup")
     warmup_steps: int = static(0, check=nonnegative_int, help="linear warmup steps (lr rises from 0)")
     prng_impl: str = static("threefry2x32", check=one_of("threefry2x32", "rbg", "unsafe_rbg"), help="JAX PRNG implementation")
-    data_seed: int | None = static(None, type="optional int", check=nonnegative_int,
+    data_seed: int | None = static(None, type="optional int", check=seed_value,
                                    help="seed of the training batches (none: each run draws its own from its seed; "
                                         "a number: every run draws the batches that seed draws, so the runs of a "
                                         "sweep see the same data and a vmapped block makes each batch once)")
@@ -298,10 +319,20 @@ class TrainConfig:
             value = meta["parse"](raw)
         except (ValueError, TypeError):
             raise ConfigError(name, raw, f"must be {meta['type_name']}") from None
+        # A number is shown parsed (n_hidden=10, not n_hidden='10'); other values as given.
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        shown = raw if isinstance(raw, str) and not numeric else value
+        if meta["kind"] == SWEEPABLE and math.isfinite(value):
+            # Traced as float32: a larger number would train as inf, a fraction of a count
+            # would be rounded inside the program; both are refused here instead.
+            if abs(value) > FLOAT32_MAX:
+                raise ConfigError(name, shown, f"must be at most {FLOAT32_MAX:.4g} in size (it is traced as float32)")
+            if meta.get("whole") and not value.is_integer():
+                raise ConfigError(name, shown, "must be a whole number")
         if meta["check"] is not None and value is not None:
             problem = meta["check"](value)
             if problem:
-                raise ConfigError(name, raw if isinstance(raw, str) else value, problem)
+                raise ConfigError(name, shown, problem)
         return value
 
     def replace(self, **changes) -> "TrainConfig":
@@ -331,3 +362,57 @@ class TrainConfig:
     def hparams(self) -> dict[str, np.ndarray]:
         """The sweepable fields as float32 scalars: the traced argument of ``train``."""
         return {n: np.float32(getattr(self, n)) for n in self.names(SWEEPABLE)}
+
+
+# ----------------------------------------------------------------------------- introspection
+
+
+def fields(family) -> dict[str, dict]:
+    """A family's config fields as data (what ``toylab fields FAMILY`` prints).
+
+    Args:
+        family: a family name, a :class:`~toylab.core.family.Family`, or a config class.
+    Returns:
+        ``{name: {"kind", "type", "default", "help", "choices"}}`` in declaration order;
+        kind is "static" (picks the compiled program), "sweepable" (traced, so a grid over it
+        is one program) or "seed"; choices is a tuple of allowed strings, or None.
+    """
+    if isinstance(family, type) and issubclass(family, TrainConfig):
+        cfg_cls = family
+    else:
+        from .family import Family, family_names, get_family
+
+        if not isinstance(family, (str, Family)):
+            raise ConfigError("family", family, f"must be a family name ({', '.join(family_names())}), a Family "
+                                                "or a config class")
+        cfg_cls = get_family(family).config
+    out = {}
+    for name, f in cfg_cls.field_info().items():
+        meta = f.metadata
+        default = list(f.default) if isinstance(f.default, tuple) else f.default
+        out[name] = {"kind": meta["kind"], "type": meta["type_name"], "default": default, "help": meta["help"],
+                     "choices": getattr(meta["check"], "choices", None)}
+    return out
+
+
+# ----------------------------------------------------------------------------- messages
+# Advice in an error names an option as its reader types it: resume=True from Python,
+# --resume on the command line (which sets this while it runs).
+_CLI_SPELLING: contextvars.ContextVar = contextvars.ContextVar("toylab_cli_spelling", default=False)
+
+
+def spelled(python: str, cli: str) -> str:
+    """``python`` (``"resume=True"``), or ``cli`` (``"--resume"``) inside :func:`cli_spelling`."""
+    return cli if _CLI_SPELLING.get() else python
+
+
+class cli_spelling:
+    """Context in which error messages name options as the command line spells them."""
+
+    def __enter__(self):
+        self._token = _CLI_SPELLING.set(True)
+        return self
+
+    def __exit__(self, *exc):
+        _CLI_SPELLING.reset(self._token)
+        return False

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .config import STATIC, ConfigError
+from .config import STATIC, ConfigError, spelled
 from .family import Family, get_family
-from .store import Store
+from .store import Store, _canon
 from .train import Trainer
 
-__all__ = ["Results", "RunResult", "StackedRuns", "load_results"]
+__all__ = ["Results", "RunResult", "StackedRuns", "load_results", "results_from_store", "summary_rows", "describe_run",
+           "unconfirmed_chunks"]
 
 
 @dataclasses.dataclass
@@ -83,12 +86,13 @@ class Results:
     summary.json; ``to_pandas()`` / ``to_xarray()`` → tables for the usual tools.
     """
 
-    def __init__(self, root: Path, family: Family, manifest: dict, runs: list[RunResult], summary: list[dict],
-                 store: Store | None = None):
+    def __init__(self, root: Path | None, family: Family, manifest: dict, runs: list[RunResult], summary: list[dict],
+                 store=None):
         self.root, self.family, self.manifest, self.runs, self.summary = root, family, manifest, runs, summary
         self._store = store or Store(root, manifest, writer=False)
         self._trees: dict[tuple[str, str], Any] = {}
         self.work: dict | None = None  # set by run_sweep: instance-steps trained, resumed, already finished
+        self.missing: list[int] = []  # indices of the manifest's runs not finished (not in ``runs``)
 
     def __len__(self):
         return len(self.runs)
@@ -100,7 +104,8 @@ class Results:
         return self.runs[i]
 
     def __repr__(self):
-        return f"Results({self.family.name}: {len(self.runs)} runs in {str(self.root)!r}, grid {self.grid})"
+        where = "in memory" if self.root is None else f"in {str(self.root)!r}"
+        return f"Results({self.family.name}: {len(self.runs)} runs {where}, grid {self.grid})"
 
     @property
     def grid(self) -> dict[str, list]:
@@ -243,20 +248,30 @@ class Results:
         coords["step"] = steps
         variables = {k: (dims + ["step"], v) for k, v in data.items() if k in metric_names}
         variables.update({k: (dims, data[k]) for k in summary_names})
-        return xr.Dataset(variables, coords=coords, attrs={"family": self.family.name, "folder": str(self.root)})
+        return xr.Dataset(variables, coords=coords, attrs={"family": self.family.name,
+                                                           "folder": "" if self.root is None else str(self.root)})
 
     # -- trees, read on first use
+    def read_all(self):
+        """Read every parameter and snapshot file now (loading reads them on first use)."""
+        for chunk_id in dict.fromkeys(r._chunk for r in self.runs):
+            for kind in ("params.eqx", "snapshots.eqx"):
+                self._tree(chunk_id, kind)
+
     def _tree(self, chunk_id: str, kind: str):
         key = (chunk_id, kind)
         if key not in self._trees:
-            if not self._store.chunk_path(chunk_id, kind).exists():
+            if not self._store.has_tree(chunk_id, kind):
                 return None
             members = [r for r in self.runs if r._chunk == chunk_id]
             trainer = Trainer(self.family, members[0].config)
-            # Shapes from the family's skeleton: loading runs no code that reads data.
-            like = trainer.stored_shapes(len(members))[kind]
-            like = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), like)
-            tree = self._store.load_tree(chunk_id, kind, like)
+            if self.root is None:  # run_sweep's memory holds the trees as trained
+                tree = self._store.load_tree(chunk_id, kind)
+            else:
+                # Shapes from the family's skeleton: loading runs no code that reads data.
+                like = trainer.stored_shapes(len(members))[kind]
+                like = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), like)
+                tree = self._store.load_tree(chunk_id, kind, like)
             self._trees[key] = eqx.combine(tree, trainer.static)
         return self._trees[key]
 
@@ -275,31 +290,71 @@ def _optional_import(name: str, method: str):
 
 
 def load_results(path: str | Path, family: Family | str | None = None, eager: bool = False) -> Results:
-    """Load a results folder written by :func:`run_sweep` (finished chunks only).
+    """Load a results folder written by :func:`run_sweep`.
 
-    Every finished chunk's files are checked against its checksums; a changed, swapped or
-    truncated file raises ConfigError naming it. ``eager`` reads every parameter file now.
+    Args:
+        path: the folder.
+        family: the family (name or record) to read it as; default: the one its manifest names.
+        eager: read every parameter file now (default: on first use).
+    Returns:
+        :class:`Results` of the finished runs. Every finished chunk's files are checked
+        against its checksums, and the manifest against the checksum each chunk recorded of
+        it; a changed, swapped or truncated file raises ConfigError naming it. Runs not
+        finished (a sweep stopped early, a chunk whose completion record is gone) are left
+        out with a warning naming them; ``results.missing`` lists them. The summary is
+        rebuilt from the chunks (``summary.json`` is a copy for other tools).
     """
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise ConfigError("path", path, "must be the path of a results folder (a str or Path)")
+    if family is not None and not isinstance(family, (str, Family)):
+        raise ConfigError("family", family, "must be a family name, a Family, or None (the manifest's family)")
+    if not isinstance(eager, (bool, np.bool_)):
+        raise ConfigError("eager", eager, "must be True or False")
     root = Path(path)
+    if not root.is_dir():
+        raise ConfigError("path", str(root), "is not a toylab results folder (" +
+                          ("not a folder)" if root.exists() else "no such folder)"))
     mpath = root / "manifest.json"
     if not mpath.exists():
         raise ConfigError("path", str(root), "is not a toylab results folder (no manifest.json)")
     try:
         with open(mpath) as f:
             manifest = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ConfigError("path", str(root), f"its manifest.json cannot be read ({e})") from None
+    lacking = [k for k in ("family", "base", "grid", "seeds", "points", "runs") if not isinstance(manifest, dict)
+               or k not in manifest]
+    if lacking:
+        raise ConfigError("path", str(root), f"its manifest.json is not a toylab manifest (it lacks {lacking[0]!r})")
     family = get_family(family or manifest["family"])
-    derived = manifest.get("derived") or [{} for _ in manifest["points"]]
-    configs = [family.config.from_record({**manifest["base"], **p}, d) for p, d in zip(manifest["points"], derived)]
-    store = Store(root, manifest, writer=False)
+    results = results_from_store(Store(root, manifest, writer=False), family)
+    if results.missing:
+        warnings.warn(_describe_missing(results), stacklevel=2)
+    _check_summary_file(root, results.summary)
+    if eager:
+        results.read_all()
+    return results
+
+
+def results_from_store(store, family: Family, configs: list | None = None) -> Results:
+    """The finished runs a store holds (a folder's :class:`Store`, or run_sweep's memory).
+    ``configs``: the points' configs when the caller has them; else rebuilt from the
+    manifest without reading any data set."""
+    manifest = store.manifest
+    if configs is None:
+        derived = manifest.get("derived") or [{} for _ in manifest["points"]]
+        try:
+            configs = [family.config.from_record({**manifest["base"], **p}, d)
+                       for p, d in zip(manifest["points"], derived)]
+        except ConfigError as e:
+            raise ConfigError("path", str(store.root), f"its manifest.json holds a config that is not valid ({e})") from None
     runs: list[RunResult] = []
-    results = Results(root, family, manifest, runs, [], store)
-    chunk_ids = sorted({r["chunk"] for r in manifest["runs"]})
-    for chunk_id in chunk_ids:
+    results = Results(store.root, family, manifest, runs, [], store)
+    chunk_arrays = {}
+    for chunk_id in sorted({r["chunk"] for r in manifest["runs"]}):
         if not store.has_chunk(chunk_id):
             continue
-        arrays = store.load_chunk_arrays(chunk_id)
+        arrays = chunk_arrays[chunk_id] = store.load_chunk_arrays(chunk_id)
         metric_names = [k for k in arrays if k.startswith("metric/")]
         summary_names = [k for k in arrays if k.startswith("summary/")]
         for j, idx in enumerate(arrays["run_index"]):
@@ -310,12 +365,80 @@ def load_results(path: str | Path, family: Family | str | None = None, eager: bo
                 summary={k[8:]: float(arrays[k][j]) for k in summary_names},
                 _results=results, _row=j, _chunk=chunk_id))
     runs.sort(key=lambda r: r.index)
-    if (root / "summary.json").exists():
-        with open(root / "summary.json") as f:
-            results.summary = json.load(f)
-    if eager:  # the folder is about to be removed: read every tree now
-        for chunk_id in chunk_ids:
-            for kind in ("params.eqx", "snapshots.eqx"):
-                if store.has_chunk(chunk_id):
-                    results._tree(chunk_id, kind)
+    results.summary = summary_rows(manifest, chunk_arrays, configs, manifest["grid"])
+    done = {r.index for r in runs}
+    results.missing = [r["index"] if "index" in r else i for i, r in enumerate(manifest["runs"]) if i not in done]
     return results
+
+
+def summary_rows(manifest, chunk_arrays: dict, configs, grid_vals) -> list[dict]:
+    """The rows of summary.json: each finished run's index, seed, grid values and the final
+    value of every metric and summary measure."""
+    runs = manifest["runs"]
+    rows = []
+    for arrays in chunk_arrays.values():
+        for j, idx in enumerate(arrays["run_index"]):
+            r = runs[int(idx)]
+            cfg = configs[r["point"]]
+            row = {"run": int(idx), "seed": r["seed"], **{k: getattr(cfg, k) for k in grid_vals}}
+            for k, v in arrays.items():
+                if k.startswith("metric/"):
+                    row[k[len("metric/"):]] = float(v[j, -1])
+                elif k.startswith("summary/"):
+                    row[k[len("summary/"):]] = float(v[j])
+            rows.append(row)
+    return sorted(rows, key=lambda row: row["run"])
+
+
+def describe_run(manifest: dict, index: int) -> str:
+    """``run 5 (lr=0.01, seed 1)``: a run of a manifest, named by its grid values and seed."""
+    r = manifest["runs"][index]
+    point = manifest["points"][r["point"]]
+    values = ", ".join(f"{k}={v}" for k, v in point.items())
+    return f"run {index} ({values + ', ' if values else ''}seed {r['seed']})"
+
+
+def unconfirmed_chunks(results: Results) -> list[str]:
+    """Chunks of missing runs whose data files are there without their completion record
+    (a writer stopped between the two, or the record was removed): not trusted, not loaded."""
+    if results.root is None:
+        return []
+    chunks = sorted({results.manifest["runs"][i]["chunk"] for i in results.missing})
+    return [c for c in chunks if (results.root / "chunks" / f"{c}.npz").exists()]
+
+
+def _describe_missing(results: Results, limit: int = 8) -> str:
+    manifest, missing = results.manifest, results.missing
+    named = "; ".join(describe_run(manifest, i) for i in missing[:limit])
+    more = f"; and {len(missing) - limit} more" if len(missing) > limit else ""
+    unconfirmed = unconfirmed_chunks(results)
+    why = (f" (chunks/{unconfirmed[0]}.done.json, the record that confirms that chunk's files, is missing"
+           + (f", and {len(unconfirmed) - 1} more chunks'" if len(unconfirmed) > 1 else "") + ")"
+           if unconfirmed else "")
+    return (f"{results.root}: {len(missing)} of {len(manifest['runs'])} runs are not finished and are left out"
+            f"{why}: {named}{more}; finish them with {spelled('resume=True', '--resume')}")
+
+
+def _check_summary_file(root: Path, rows: list[dict]):
+    """Warn when summary.json (a copy of the chunks' summary for other tools) is unreadable
+    or disagrees with the chunks; the chunks, checked against their checksums, are what
+    the results hold."""
+    path = root / "summary.json"
+    if not path.exists():
+        return
+    try:
+        with open(path) as f:
+            written = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        warnings.warn(f"{path} cannot be read ({e}); the summary is rebuilt from the chunks (a resume rewrites the file)",
+                      stacklevel=3)
+        return
+    if not isinstance(written, list) or not all(isinstance(r, dict) for r in written):
+        warnings.warn(f"{path} is not a list of rows; the summary is rebuilt from the chunks (a resume rewrites the "
+                      "file)", stacklevel=3)
+        return
+    # Rows of runs whose chunks are not confirmed are the missing runs' business (warned apart).
+    have = {r["run"] for r in rows}
+    if _canon([r for r in written if r.get("run") in have]) != _canon(rows):
+        warnings.warn(f"{path} disagrees with the chunks it summarises (edited?); the summary is rebuilt from the "
+                      "chunks (a resume rewrites the file)", stacklevel=3)

@@ -36,9 +36,9 @@ from typing import Any
 import equinox as eqx
 import numpy as np
 
-from .config import ConfigError
+from .config import ConfigError, spelled
 
-__all__ = ["Store", "atomic_write", "write_json", "sha256_file", "check_writable"]
+__all__ = ["Store", "MemoryStore", "identity_digest", "atomic_write", "write_json", "sha256_file", "check_writable"]
 
 FORMAT = 2  # 1: npz marked completion, checkpoints had a scratch snapshot slot
 
@@ -122,6 +122,9 @@ class Store:
         self.root = Path(root)
         self.manifest = manifest
         self.writer = writer
+        self.read_only = False  # a finished sweep opened to be loaded
+        self.created = False  # this process made the folder
+        self._replace_manifest = False
         self._lock = None
 
     # -- opening
@@ -129,9 +132,13 @@ class Store:
     def open(cls, root, manifest: dict, resume: bool, writer: bool = True) -> "Store":
         """Open ``root`` for the sweep described by ``manifest``, locked for writing.
 
-        A new or empty folder is created; a folder holding this same sweep is reused only
-        with ``resume``; a folder holding anything else, or one another process is writing,
-        is refused without touching it. ``resume`` of a folder that holds no sweep is refused.
+        A new or empty folder is created. A folder holding this same sweep is continued with
+        ``resume``; without it, a finished one is opened read-only (to be loaded, nothing
+        trained or written: :attr:`read_only`) and an unfinished one is refused. A folder
+        holding another sweep, or one another process is writing, is refused without
+        touching it — unless it holds nothing trained yet (a manifest from a start that
+        failed or was killed before its first checkpoint), which a new sweep may take over.
+        ``resume`` of a folder that holds no sweep is refused.
         """
         root = Path(root)
         if root.exists() and not root.is_dir():
@@ -140,11 +147,14 @@ class Store:
         if not writer:  # process 0 decides; the others follow what it broadcasts
             return store
         if resume and not (root / "manifest.json").exists():
-            raise ConfigError("out", str(root), "holds no sweep to resume (no manifest.json); drop --resume to start one")
+            raise ConfigError("out", str(root), "holds no sweep to resume (no manifest.json); drop "
+                                                f"{spelled('resume=True', '--resume')} to start one")
         if root.exists():
             store._check_identity(manifest, resume)  # refuse before touching anything
+            if store.read_only:
+                return store
         check_writable(root)
-        created = not root.exists()
+        store.created = not root.exists()
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -153,18 +163,38 @@ class Store:
         try:
             store._check_identity(manifest, resume)  # again, now that no one else can write
         except BaseException:
-            if created and [p.name for p in root.iterdir()] == [".lock"]:  # leave no trace
-                with contextlib.suppress(OSError):
-                    (root / ".lock").unlink()
-                    root.rmdir()
+            if store.created:
+                store.discard_if_untrained()  # leave no trace
             store.close()
             raise
+        if store.read_only:  # finished while we waited for the lock
+            store.close()
+            return store
         store._remove_stale_temporaries()
-        if not (root / "manifest.json").exists():
+        if store._replace_manifest or not (root / "manifest.json").exists():
             write_json(root / "manifest.json", manifest)
+            store.manifest = manifest
         return store
 
+    def holds_trained_work(self) -> bool:
+        """True when the folder holds any chunk file or checkpoint (anything a retry would lose)."""
+        return any(any(p for p in (self.root / sub).iterdir() if not p.name.startswith("."))
+                   for sub in ("chunks", "checkpoints") if (self.root / sub).is_dir())
+
+    def discard_if_untrained(self):
+        """Remove what opening this folder created when nothing was trained into it, so a
+        failed start leaves no folder behind (the writer alone, holding the lock)."""
+        if not self.writer or self.holds_trained_work():
+            return
+        for name in ("manifest.json", ".lock"):
+            with contextlib.suppress(OSError):
+                (self.root / name).unlink()
+        for sub in ("chunks", "checkpoints", ""):
+            with contextlib.suppress(OSError):
+                (self.root / sub).rmdir()
+
     def _check_identity(self, manifest, resume):
+        self._replace_manifest = False
         mpath = self.root / "manifest.json"
         if not mpath.exists():
             if any(p for p in self.root.iterdir() if not p.name.startswith(".")):
@@ -173,16 +203,33 @@ class Store:
             return
         try:
             old = _read_json(mpath)
-        except (OSError, json.JSONDecodeError) as e:
+            if not isinstance(old, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:
+            if not self.holds_trained_work():
+                self._replace_manifest = True  # nothing trained: a new start may take it over
+                return
             raise ConfigError("out", str(self.root), f"its manifest.json cannot be read ({e}); choose a new folder") from None
         diff = [k for k in self.IDENTITY_KEYS if _canon(old.get(k)) != _canon(manifest.get(k))]
+        if diff and not self.holds_trained_work():
+            self._replace_manifest = True  # a start that trained nothing: nothing to lose
+            return
         if diff:
             raise ConfigError("out", str(self.root),
                               f"holds a different sweep ({_describe_diff(old, manifest, diff[0])}); "
-                              "choose a new folder, or repeat the original command with --resume")
-        if not resume:
-            raise ConfigError("out", str(self.root), "already holds this sweep; pass --resume to finish it, or choose a new folder")
+                              f"choose a new folder, or repeat the original command with {spelled('resume=True', '--resume')}")
         self.manifest = old
+        if not resume:
+            runs = old.get("runs") or []
+            done = {c for c in {r.get("chunk") for r in runs} if self.has_chunk(c)}
+            missing = [r for r in runs if r.get("chunk") not in done]
+            if runs and not missing:
+                self.read_only = True  # finished: load it, train and write nothing
+                self.writer = False
+                return
+            raise ConfigError("out", str(self.root),
+                              f"already holds this sweep, unfinished ({len(runs) - len(missing)} of {len(runs)} runs "
+                              f"done); pass {spelled('resume=True', '--resume')} to finish it, or choose a new folder")
 
     def _acquire_lock(self):
         import fcntl
@@ -237,21 +284,35 @@ class Store:
             np.savez(f, **arrays)
         files["npz"] = sha256_file(self.chunk_path(chunk_id, "npz"))
         write_json(self.chunk_path(chunk_id, "done.json"),
-                   {"chunk": chunk_id, "run_index": [int(i) for i in arrays["run_index"]], "sha256": files})
+                   {"chunk": chunk_id, "run_index": [int(i) for i in arrays["run_index"]], "sha256": files,
+                    "manifest_sha256": identity_digest(self.manifest)})
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.checkpoint_path(chunk_id))
 
     def _corrupt(self, what: str, why: str, chunk_id: str) -> ConfigError:
-        return ConfigError("out", str(self.root), f"{what} {why}; delete chunks/{chunk_id}.* and rerun with --resume "
-                                                  "to retrain that chunk")
+        # Only for files that fail their record (missing, unreadable, not matching their
+        # checksum): deleting them loses nothing that could be trusted.
+        return ConfigError("out", str(self.root), f"{what} {why}; delete chunks/{chunk_id}.* and rerun with "
+                                                  f"{spelled('resume=True', '--resume')} to retrain that chunk")
+
+    def _check_manifest(self, recorded: str | None, where: str):
+        """Refuse a manifest whose identity (config, grid, runs) differs from the one the
+        chunk or checkpoint ``where`` was trained under: it was edited since."""
+        if recorded is not None and recorded != identity_digest(self.manifest):
+            raise ConfigError("out", str(self.root), f"manifest.json was changed after {where} was trained (its config, "
+                                                     "grid or runs no longer match the checksum recorded there); "
+                                                     "restore the original manifest.json")
 
     def chunk_record(self, chunk_id: str) -> dict:
         try:
             record = _read_json(self.chunk_path(chunk_id, "done.json"))
         except (OSError, json.JSONDecodeError) as e:
             raise self._corrupt(f"chunks/{chunk_id}.done.json", f"cannot be read ({e})", chunk_id) from None
+        if not isinstance(record, dict) or not isinstance(record.get("sha256"), dict):
+            raise self._corrupt(f"chunks/{chunk_id}.done.json", "is not a chunk record", chunk_id)
         if record.get("chunk") != chunk_id:
             raise self._corrupt(f"chunks/{chunk_id}.done.json", f"belongs to chunk {record.get('chunk')!r}", chunk_id)
+        self._check_manifest(record.get("manifest_sha256"), f"chunks/{chunk_id}")
         return record
 
     def verify_chunk(self, chunk_id: str) -> dict:
@@ -274,13 +335,26 @@ class Store:
             raise self._corrupt(f"chunks/{chunk_id}.npz", "holds other runs than its record", chunk_id)
         return arrays
 
+    def has_tree(self, chunk_id: str, kind: str) -> bool:
+        return self.chunk_path(chunk_id, kind).exists()
+
     def load_tree(self, chunk_id: str, kind: str, like):
+        """The saved tree ``kind`` of a chunk, read into the shapes of ``like``."""
         path = self.chunk_path(chunk_id, kind)
+        digest = self.verify_chunk(chunk_id)["sha256"].get(kind)  # the file, as its record says it was written
+        if digest is None:
+            raise self._corrupt(f"chunks/{path.name}", "is not listed in its chunk's record", chunk_id)
         try:
             return eqx.tree_deserialise_leaves(path, like)
-        except Exception as e:  # noqa: BLE001 - any failure to read is a corrupt file
-            raise self._corrupt(f"chunks/{path.name}", f"cannot be read as this sweep's parameters ({type(e).__name__})",
-                                chunk_id) from None
+        except Exception as e:  # noqa: BLE001 - a failure to read, of a file that passed its checksum
+            # The file is intact; what changed is the model the config builds now (its shapes
+            # come from something outside this folder). Deleting the file would lose the run.
+            why = f" ({e})".replace("\n", " ")[:300] if str(e) else f" ({type(e).__name__})"
+            raise ConfigError("out", str(self.root),
+                              f"chunks/{path.name} is intact (it matches its checksum {digest[:12]}...) but the model "
+                              f"the recorded config builds now has other shapes{why}: an input the family reads "
+                              "outside this folder (a data set, a dictionary's source run) changed since training; "
+                              "restore that input to read these parameters, and keep the files") from None
 
     # -- checkpoints of a running chunk
     def checkpoint_path(self, chunk_id: str) -> Path:
@@ -293,7 +367,8 @@ class Store:
         payload = io.BytesIO()
         eqx.tree_serialise_leaves(payload, tree)
         data = payload.getvalue()
-        head = {**header, "chunk": chunk_id, "sha256": hashlib.sha256(data).hexdigest()}
+        head = {**header, "chunk": chunk_id, "sha256": hashlib.sha256(data).hexdigest(),
+                "manifest_sha256": identity_digest(self.manifest)}
         with atomic_write(self.checkpoint_path(chunk_id)) as f:
             f.write(json.dumps(head, default=_json_default).encode() + b"\n")
             f.write(data)
@@ -303,7 +378,8 @@ class Store:
         path = self.checkpoint_path(chunk_id)
         if not path.exists():
             return None
-        fix = f"delete checkpoints/{path.name} to retrain chunk {chunk_id} from its start, then rerun with --resume"
+        fix = (f"delete checkpoints/{path.name} to retrain chunk {chunk_id} from its start, then rerun with "
+               f"{spelled('resume=True', '--resume')}")
         with open(path, "rb") as f:
             line, data = f.readline(), f.read()
         try:
@@ -313,6 +389,7 @@ class Store:
         if head.get("chunk") != chunk_id or hashlib.sha256(data).hexdigest() != head.get("sha256"):
             raise ConfigError("out", str(self.root), f"checkpoints/{path.name} does not match its checksum "
                                                      f"(changed, swapped or corrupt); {fix}")
+        self._check_manifest(head.get("manifest_sha256"), f"checkpoints/{path.name}")
         try:
             tree = eqx.tree_deserialise_leaves(io.BytesIO(data), like)
         except Exception as e:  # noqa: BLE001
@@ -330,5 +407,57 @@ def _canon(v):
     return json.dumps(v, sort_keys=True, default=_json_default)
 
 
+def identity_digest(manifest: dict) -> str:
+    """sha256 of what a manifest says was trained (the identity keys, points, runs and the
+    sizes read from data), recorded with every chunk and checkpoint so that an edited
+    manifest is detected when the folder is read."""
+    keys = Store.IDENTITY_KEYS + ("points", "runs", "derived")
+    return hashlib.sha256(_canon({k: manifest.get(k) for k in keys}).encode()).hexdigest()
+
+
 def _describe_diff(old, new, key):
     return f"its {key} is {_canon(old.get(key))}, this command's is {_canon(new.get(key))}"
+
+
+class MemoryStore:
+    """Where ``run_sweep(out=None)`` keeps its results: the interface of :class:`Store`,
+    held in memory — nothing is written, no checkpoint taken (there is nothing to resume)."""
+
+    root = None
+    writer = True
+    read_only = False
+    created = False
+
+    def __init__(self, manifest: dict):
+        self.manifest = manifest
+        self._chunks: dict[str, dict] = {}
+
+    def has_chunk(self, chunk_id: str) -> bool:
+        return chunk_id in self._chunks
+
+    def save_chunk(self, chunk_id: str, params, snapshots, arrays: dict[str, np.ndarray]):
+        self._chunks[chunk_id] = {"params.eqx": params, "snapshots.eqx": snapshots, "arrays": arrays}
+
+    def load_chunk_arrays(self, chunk_id: str, verify: bool = True) -> dict[str, np.ndarray]:
+        return self._chunks[chunk_id]["arrays"]
+
+    def has_tree(self, chunk_id: str, kind: str) -> bool:
+        return self._chunks.get(chunk_id, {}).get(kind) is not None
+
+    def load_tree(self, chunk_id: str, kind: str, like=None):
+        return self._chunks[chunk_id][kind]
+
+    def save_checkpoint(self, chunk_id: str, tree, header: dict):
+        pass
+
+    def load_checkpoint(self, chunk_id: str, like):
+        return None
+
+    def write_summary(self, rows: list[dict]):
+        pass
+
+    def discard_if_untrained(self):
+        pass
+
+    def close(self):
+        pass

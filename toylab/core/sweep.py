@@ -14,8 +14,8 @@ import dataclasses
 import datetime
 import itertools
 import math
+import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -23,17 +23,28 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from .config import STATIC, ConfigError
+from .config import MAX_SEED, STATIC, SWEEPABLE, ConfigError, spelled
 from .devices import (barrier, broadcast_json, broadcast_tree, device_summary, enable_compilation_cache, is_writer,
                       memory_bytes, shard_leading, sweep_mesh, to_host)
-from .family import Family, get_family
+from .family import Family, family_names, get_family
 from .optim import make_optimizer
 from .progress import Progress
-from .results import Results, RunResult, load_results
-from .store import FORMAT, Store
+from .results import Results, RunResult, load_results, results_from_store, summary_rows
+from .store import FORMAT, MemoryStore, Store
 from .train import CPU_BLOCK_SIZE, Trainer, make_key, segment_length, stack_hparams
 
-__all__ = ["run_sweep", "load_results", "Results", "RunResult", "expand_grid", "check_fits"]
+__all__ = ["run_sweep", "load_results", "Results", "RunResult", "expand_grid", "check_fits", "MAX_RUNS"]
+
+# The manifest lists every run and Results holds one record per run: past this, a sweep is
+# better split into several (each its own folder).
+MAX_RUNS = 1_000_000
+
+
+def family_arg(family) -> Family:
+    """The family record of a name or record (ConfigError for anything else)."""
+    if not isinstance(family, (str, Family)):
+        raise ConfigError("family", family, f"must be a family name ({', '.join(family_names())}) or a Family")
+    return get_family(family)
 
 
 # ----------------------------------------------------------------------------- grid
@@ -59,18 +70,38 @@ def expand_grid(family: Family, base: dict | Any | None, grid: dict[str, Iterabl
         raise ConfigError("base", base, f"must be a dict of fields or a {cfg_cls.__name__}")
     if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
         raise ConfigError("seeds", seeds, "must be a positive integer")
+    if seeds > MAX_RUNS:  # before anything is sized by it
+        raise ConfigError("seeds", seeds, f"must be at most {MAX_RUNS} (a sweep holds at most {MAX_RUNS} runs; "
+                                          "split it into several sweeps)")
+    if grid is not None and not isinstance(grid, dict):
+        raise ConfigError("grid", grid, "must be a dict {field: [values]} or None")
     grid = dict(grid or {})
     parsed: dict[str, list] = {}
     for name, values in grid.items():
+        if name not in cfg_cls.field_info():
+            raise ConfigError(name, values, f"unknown field of family {family.name}; fields: {', '.join(cfg_cls.field_info())}")
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
             raise ConfigError(name, values, "grid values must be a list")
         values = list(values)
         if not values:
             raise ConfigError(name, values, "grid needs at least one value")
+        if len(values) > MAX_RUNS:
+            raise ConfigError(name, f"{len(values)} values", f"a sweep holds at most {MAX_RUNS} runs")
         vals = [cfg_cls.parse_field(name, v) for v in values]
-        if len(set(map(repr, vals))) != len(vals):
-            raise ConfigError(name, values, "grid values must be distinct")
+        # Sweepable values are traced as float32: two that round to one float32 are one point.
+        same = (lambda v: np.float32(v).item()) if cfg_cls.field_info()[name].metadata["kind"] == SWEEPABLE else repr
+        if len(set(map(same, vals))) != len(vals):
+            raise ConfigError(name, values, "grid values must be distinct" + (
+                " (as float32, the precision they are trained at)" if same is not repr else ""))
         parsed[name] = vals
+    n_runs = math.prod(len(v) for v in parsed.values()) * int(seeds)
+    if n_runs > MAX_RUNS:
+        raise ConfigError("seeds" if not parsed else "grid", int(seeds) if not parsed else f"{n_runs} runs",
+                          f"a sweep holds at most {MAX_RUNS} runs (grid points × seeds); split it into several sweeps")
+    last_seed = max(parsed.get("seed", [base_cfg.seed])) + int(seeds) - 1
+    if last_seed > MAX_SEED:
+        raise ConfigError("seeds", int(seeds), f"seed + seeds - 1 = {last_seed} must be at most {MAX_SEED} "
+                                               "(seeds are uint32)")
     points = [dict(zip(parsed, combo)) for combo in itertools.product(*parsed.values())] or [{}]
     configs = [base_cfg.replace(**p) for p in points]
     runs = [
@@ -111,7 +142,13 @@ def _chunks(family: Family, runs, configs, chunk_size) -> list[Chunk]:
 
 
 def _tree_bytes(tree) -> int:
-    return int(sum(np.prod(x.shape, dtype=np.int64) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
+    # Python integers: a product of huge sizes must not wrap around (as int64 would) to a small one.
+    return sum(math.prod(int(d) for d in x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+
+
+def _is_inexact(x) -> bool:
+    """A float array or its shape (eval_shape gives ShapeDtypeStructs, which eqx.is_inexact_array refuses)."""
+    return hasattr(x, "shape") and hasattr(x, "dtype") and np.issubdtype(np.dtype(x.dtype), np.inexact)
 
 
 def _human(n: float) -> str:
@@ -129,7 +166,7 @@ def _instance_bytes(family: Family, cfg) -> tuple[int, int]:
     hp = cfg.hparams()
     key = make_key(0, cfg.prng_impl)
     model = eqx.filter_eval_shape(family.init, cfg, hp, key)
-    params = eqx.filter(model, eqx.is_inexact_array)
+    params = eqx.filter(model, _is_inexact)
     opt = (family.optimizer or make_optimizer)(cfg, hp)
     state = _tree_bytes(params) * (2 + len(cfg.snapshot_steps)) + _tree_bytes(jax.eval_shape(opt.init, params))
     if family.working_bytes is not None:
@@ -283,6 +320,49 @@ def _train_chunk(trainer: Trainer, store: Store, chunk: Chunk, configs, mesh, pr
     return arrays
 
 
+def _results_bytes(family: Family, chunks: list[Chunk]) -> int:
+    """What the finished runs hold, from shapes alone: final params and snapshots of every
+    run, and its logged metrics (counted as four per logging interval)."""
+    total, seen = 0, {}
+    for chunk in chunks:
+        cfg = chunk.program
+        if chunk.group not in seen:
+            model = eqx.filter_eval_shape(family.init, cfg, cfg.hparams(), make_key(0, cfg.prng_impl))
+            params = _tree_bytes(eqx.filter(model, _is_inexact))
+            seen[chunk.group] = params * (1 + len(cfg.snapshot_steps)) + 16 * (cfg.steps // cfg.log_every)
+        total += seen[chunk.group] * len(chunk.members)
+    return total
+
+
+def check_results_fit(family: Family, chunks: list[Chunk], out, resume: bool):
+    """Refuse (ConfigError) a sweep whose results cannot be held: in this machine's memory
+    when they are kept in memory (``out`` None), on the disk of ``out`` otherwise."""
+    need = _results_bytes(family, chunks)
+    if out is None:
+        try:
+            limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            return
+        if need > limit:
+            raise ConfigError("out", None, f"the results (final parameters, snapshots and metrics of every run) need "
+                                           f"about {_human(need)}, more than this machine's {_human(limit)} of memory; "
+                                           f"give a results folder ({spelled('out=...', '--out DIR')}) or train fewer runs")
+        return
+    if resume:  # most of it may be written already
+        return
+    probe = Path(out)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return
+    if need > free:
+        raise ConfigError("out", str(out), f"the results (final parameters, snapshots and metrics of every run) need "
+                                           f"about {_human(need)}, more than the {_human(free)} free on its disk; "
+                                           "choose another folder or fewer runs")
+
+
 def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict | None = None, *,
               seeds: int = 1, out: str | Path | None = None, resume: bool = False,
               chunk_size: int = 4096, segments: int = 10, block_size: int | str | None = "auto",
@@ -294,10 +374,13 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
         base: field values shared by all points (dict, or a config of the family).
         grid: ``{field: [values]}``; the sweep is their Cartesian product.
         seeds: seeds per point; seed i of a point uses ``config.seed + i``.
-        out: results folder (None: a temporary folder, removed after loading).
-        resume: continue the sweep already in ``out``; finished chunks are kept (after
-            checking their checksums), a running chunk continues from its last checkpoint
-            exactly as if it had not stopped.
+        out: results folder, or None: train in memory and write nothing (no checkpoints:
+            there is nothing to resume). A folder is written as the sweep goes (a
+            checkpoint after every segment) so that it can be resumed. A folder that
+            already holds this same sweep, finished, is loaded: nothing is trained.
+        resume: continue the unfinished sweep already in ``out``; finished chunks are kept
+            (after checking their checksums), a running chunk continues from its last
+            checkpoint exactly as if it had not stopped.
         chunk_size: at most this many runs are trained at once (bounds memory).
         segments: each chunk trains in about this many compiled segments, with a progress
             update and a checkpoint after each; it never changes the numbers, so a sweep
@@ -310,12 +393,16 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
         quiet: no progress bar.
         progress: "auto" (tqdm: a notebook widget in Jupyter, a bar in a terminal), or "text".
 
+    Sizes are checked before anything is built or written: a run that cannot fit one
+    device's memory, a chunk that cannot (with the chunk size that would), results that
+    cannot fit memory (``out`` None) or the folder's disk, more than ``MAX_RUNS`` runs.
+
     Several processes (after :func:`init_distributed` / ``jax.distributed.initialize``)
     each call ``run_sweep`` with the same arguments; the runs are laid over every device of
     every process, process 0 alone writes ``out`` (a folder all processes can read), and
     every process returns the full Results.
     """
-    family = get_family(family)
+    family = family_arg(family)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ConfigError("chunk_size", chunk_size, "must be a positive integer")
     if isinstance(segments, bool) or not isinstance(segments, (int, np.integer)) or segments < 1:
@@ -323,12 +410,22 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
     if block_size != "auto" and block_size is not None and (
             isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1):
         raise ConfigError("block_size", block_size, 'must be a positive integer, "auto" or None')
+    if out is not None and (isinstance(out, bool) or not isinstance(out, (str, os.PathLike)) or not str(out)):
+        raise ConfigError("out", out, "must be the path of a results folder (a str or Path), or None (in memory)")
+    for name, flag in (("resume", resume), ("quiet", quiet)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ConfigError(name, flag, "must be True or False")
+    if progress not in ("auto", "text"):
+        raise ConfigError("progress", progress, 'must be "auto" or "text"')
+    if out is None and resume:
+        raise ConfigError("resume", True, "needs the results folder to resume (out=...)")
     if out is None and jax.process_count() > 1:
         raise ConfigError("out", None, "a sweep over several processes needs a results folder all of them can read")
     base_cfg, grid_vals, points, configs, runs = expand_grid(family, base, grid, seeds)
     chunks = _chunks(family, runs, configs, chunk_size)
     mesh = sweep_mesh()
     check_fits(family, chunks, configs, mesh.devices.size, block_size)
+    check_results_fit(family, chunks, out, resume)
     import toylab  # the version, for the manifest
 
     manifest = {
@@ -346,14 +443,8 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **device_summary(),
     }
-    temporary = out is None
-    root = Path(tempfile.mkdtemp(prefix="toylab-")) if temporary else Path(out)
-    try:
-        store = _open_everywhere(root, manifest, resume)
-    except BaseException:
-        if temporary:
-            shutil.rmtree(root, ignore_errors=True)
-        raise
+    in_memory = out is None
+    store = MemoryStore(manifest) if in_memory else _open_everywhere(Path(out), manifest, resume)
     try:
         enable_compilation_cache()
         rows: dict = {}
@@ -377,17 +468,22 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
                 if jax.process_count() > 1:  # every process must compile the same program
                     trainer.use_block_size(broadcast_json(trainer.block_size))
             rows[chunk.id] = _train_chunk(trainer, store, chunk, configs, mesh, bar, segments, block_size,
-                                          resumable=not temporary, work=work)
-            store.write_summary(_summary_rows(store.manifest, rows, configs, grid_vals))
+                                          resumable=not in_memory, work=work)
+            store.write_summary(summary_rows(store.manifest, rows, configs, grid_vals))
         bar.close()
-        store.write_summary(_summary_rows(store.manifest, rows, configs, grid_vals))
-        barrier("toylab: results written")
-        results = load_results(root, family=family, eager=temporary)
+        store.write_summary(summary_rows(store.manifest, rows, configs, grid_vals))
+        if in_memory:
+            results = results_from_store(store, family, configs)
+        else:
+            barrier("toylab: results written")
+            results = load_results(out, family=family)
         results.work = work
+    except Exception:
+        if store.created:  # a start that failed before training anything leaves no folder
+            store.discard_if_untrained()
+        raise
     finally:
         store.close()
-        if temporary:
-            shutil.rmtree(root, ignore_errors=True)
     return results
 
 
@@ -419,22 +515,3 @@ def _open_everywhere(root: Path, manifest: dict, resume: bool) -> Store:
 
     decided_by_writer(open_store)
     return opened[0] if opened else Store.open(root, manifest, resume=resume, writer=False)
-
-
-def _summary_rows(manifest, chunk_arrays: dict, configs, grid_vals) -> list[dict]:
-    runs = manifest["runs"]
-    rows = []
-    for arrays in chunk_arrays.values():
-        for j, idx in enumerate(arrays["run_index"]):
-            r = runs[int(idx)]
-            cfg = configs[r["point"]]
-            row = {"run": int(idx), "seed": r["seed"], **{k: getattr(cfg, k) for k in grid_vals}}
-            for k, v in arrays.items():
-                if k.startswith("metric/"):
-                    row[k[len("metric/"):]] = float(v[j, -1])
-                elif k.startswith("summary/"):
-                    row[k[len("summary/"):]] = float(v[j])
-            rows.append(row)
-    return sorted(rows, key=lambda row: row["run"])
-
-

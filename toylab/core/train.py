@@ -277,8 +277,15 @@ class Trainer:
         Returns:
             (final state, metrics: name -> (n, n_logs) float32 host arrays).
         """
-        if not 0 <= intervals_done <= self.n_logs:
-            raise ValueError(f"intervals_done={intervals_done}: must be in [0, {self.n_logs}]")
+        from .config import ConfigError
+
+        if (isinstance(intervals_done, bool) or not isinstance(intervals_done, (int, np.integer))
+                or not 0 <= intervals_done <= self.n_logs):
+            raise ConfigError("intervals_done", intervals_done, f"must be an integer in [0, {self.n_logs}]")
+        if isinstance(segments, bool) or not isinstance(segments, (int, np.integer)) or segments < 1:
+            raise ConfigError("segments", segments, "must be a positive integer")
+        if on_segment is not None and not callable(on_segment):
+            raise ConfigError("on_segment", on_segment, "must be a function (state, metrics, intervals_done), or None")
         from .devices import to_host
 
         if state is None:
@@ -327,8 +334,25 @@ def make_train(family: Family | str, config):
 
     ``hparams`` is a dict of the config's sweepable fields (``config.hparams()``), each a
     scalar that may be traced; ``key`` a PRNG key. ``jax.jit(jax.vmap(train))`` over stacked
-    hparams and keys trains an ensemble in one program.
+    hparams and keys trains an ensemble in one program. ``config`` is a config of the
+    family or a dict of its fields.
     """
+    from .config import ConfigError
+    from .family import family_names
+
+    if not isinstance(family, (str, Family)):
+        raise ConfigError("family", family, f"must be a family name ({', '.join(family_names())}) or a Family")
+    family = get_family(family)
+    cfg_cls = family.config
+    if isinstance(config, dict):
+        unknown = [k for k in config if k not in cfg_cls.field_info()]
+        if unknown:
+            raise ConfigError(unknown[0], config[unknown[0]], f"unknown field of family {family.name}; fields: "
+                                                              f"{', '.join(cfg_cls.field_info())}")
+        config = cfg_cls(**config)
+    elif not isinstance(config, cfg_cls):
+        raise ConfigError("config", type(config).__name__, f"must be a {cfg_cls.__name__} (family {family.name}) "
+                                                           "or a dict of its fields")
     return Trainer(family, config).train
 
 
@@ -359,11 +383,17 @@ def ensemble_map(fn, block_size: int | None = None, groups: int = 1, n_shared: i
     arguments are the same for every instance and are not mapped (vmap's ``in_axes=None``):
     work that depends on them alone is done once per block, not once per instance.
     """
+    from .config import ConfigError
+
+    if not callable(fn):
+        raise ConfigError("fn", fn, "must be a function")
     if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer))
                                    or block_size < 1):
-        raise ValueError(f"block_size: got {block_size!r}; must be a positive integer or None")
+        raise ConfigError("block_size", block_size, "must be a positive integer or None")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ConfigError("groups", groups, "must be a positive integer")
     if isinstance(n_shared, bool) or not isinstance(n_shared, (int, np.integer)) or n_shared < 0:
-        raise ValueError(f"n_shared: got {n_shared!r}; must be a non-negative integer")
+        raise ConfigError("n_shared", n_shared, "must be a non-negative integer")
 
     def vmapped(args, shared):
         return jax.vmap(lambda *a: fn(*a, *shared))(*args)
