@@ -28,3 +28,14 @@ def pytest_xdist_auto_num_workers(config):
     memory = _available_memory_bytes()
     by_memory = cores if memory is None else max(1, memory // WORKER_BYTES)
     return max(1, min(cores, by_memory))
+
+
+def pytest_collection_modifyitems(config, items):
+    """End-to-end runs are left out unless the marker expression names them
+    (`-m end_to_end`), so `-m "not slow"` is the fast subset without them."""
+    if "end_to_end" in (config.option.markexpr or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("end_to_end") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("end_to_end")])
+        items[:] = kept

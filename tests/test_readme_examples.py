@@ -1,6 +1,7 @@
-"""The README's "Testing a theoretical prediction" examples, run as they are written there:
-each python block of that section is executed and every test function it defines is called
-(hypothesis runs each under the active profile)."""
+"""The README's examples, run as they are written there: the first sweep, and each python
+block of "Testing a theoretical prediction" (every test function it defines is called;
+hypothesis runs each under the active profile). And the README's shape: what the lab is and
+its two commands first, links that resolve."""
 
 import re
 from pathlib import Path
@@ -11,10 +12,10 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 SECTION = "## Testing a theoretical prediction"
 
 
-def _blocks() -> list[str]:
+def _blocks(section: str = SECTION) -> list[str]:
     text = README.read_text(encoding="utf-8")
-    start = text.index(SECTION)
-    end = text.find("\n## ", start + len(SECTION))
+    start = text.index(section)
+    end = text.find("\n## ", start + len(section))
     return re.findall(r"```python\n(.*?)```", text[start:end if end >= 0 else None], flags=re.S)
 
 
@@ -47,3 +48,37 @@ def test_ci_runs_the_readme_test_command_in_a_fresh_environment():
     body = "\n".join(script)
     assert "python3 -m venv" in body and 'source "$venv/bin/activate"' in body
     assert body.index("python3 -m venv") < body.index(test_command)
+
+
+def test_the_first_sweep_runs_as_written():
+    (block,) = _blocks("## A first sweep")
+    namespace: dict = {"__name__": "readme_first_sweep"}
+    exec(compile(block, "README.md first sweep", "exec"), namespace)
+    res, stack = namespace["res"], namespace["stack"]
+    assert len(res) == 8 and stack.model.W.shape == (4, 5, 20)  # 4 seeds of W (m, n)
+    assert namespace["result"].model.W.shape == (5, 20)
+
+
+def test_the_readme_opens_with_what_the_lab_is_and_its_two_commands():
+    head = README.read_text(encoding="utf-8").splitlines()[:15]
+    text = "\n".join(head)
+    assert "toylab is a JAX laboratory" in text
+    assert 'python3 -m pip install -e ".[images]" && toylab reproduce --quick' in head
+    assert 'python3 -m pip install -e ".[test,flax,images]" && python3 -m pytest' in head
+
+
+@pytest.mark.parametrize("doc", ["README.md", "experiments/reproductions/README.md", "experiments/benchmarks/README.md"])
+def test_relative_links_resolve(doc):
+    repo = README.parent
+    path = repo / doc
+    text = path.read_text(encoding="utf-8")
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+               for h in re.findall(r"^#+ (.*)$", text, flags=re.M)}
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if target.startswith(("http://", "https://")):
+            continue
+        file, _, anchor = target.partition("#")
+        if file:
+            assert (path.parent / file).exists(), (doc, target)
+        elif anchor:
+            assert anchor in anchors, (doc, target)
