@@ -970,6 +970,7 @@ def family_llc_inputs(run, *, family=None, config=None, n_batches: int = 8):
     ``nbeta`` = n/log n, and ``batch_size`` (None — the whole training set every step — for a
     full-batch family; 1, one stored batch per step, otherwise)."""
     from ..core.family import get_family
+    from ..models import merge_state, split_state
 
     if hasattr(run, "config") and hasattr(run, "model") and hasattr(run, "_results"):
         model, config, family = run.model, run.config, run._results.family
@@ -980,7 +981,11 @@ def family_llc_inputs(run, *, family=None, config=None, n_batches: int = 8):
         family = get_family(family)
     n_batches = positive("n_batches", n_batches, integer=True)
     hp = config.hparams()
-    params, static = eqx.partition(model, eqx.is_inexact_array)
+    # A model's non-trainable state (toylab.models.split_state) is held where it is, in
+    # `static`: no chain moves it and no Hessian counts it as a direction.
+    trained, model_state = split_state(model)
+    params, static = eqx.partition(trained, eqx.is_inexact_array)
+    static = merge_state(static, model_state)
     keys = jax.random.split(jax.random.key(2**31 - 7), max(n_batches, 2))  # fixed: the data do not depend on `key`
     first, second = family.batch(config, hp, keys[0]), family.batch(config, hp, keys[1])
     full_batch = all(np.array_equal(np.asarray(a), np.asarray(b))
@@ -1092,7 +1097,9 @@ def family_learning_coefficient(run, key, *, at=None, family=None, config=None, 
     if isinstance(at, str):
         if at != "snapshots" or not hasattr(run, "snapshots") or run.snapshots is None:
             raise ConfigError("at", at, "must be None, 'snapshots' (of a run that stored them) or a stack of params")
-        params = eqx.filter(run.snapshots, eqx.is_inexact_array)
+        from ..models import split_state
+
+        params = eqx.filter(split_state(run.snapshots)[0], eqx.is_inexact_array)
         if fine_tune == "auto":
             fine_tune = False  # the LLC over training is measured where training was
     elif at is not None:
