@@ -246,7 +246,7 @@ def test_bench_llc_plumbing(tmp_path, capsys):
                        "--n", "1000", "--json", str(out)]) in (0, 1)
     data = json.loads(out.read_text())
     assert [r["case"] for r in data["validation"]] == ["sum of 1 powers w^4", "sum of 2 powers w^2"]
-    assert all(r["sgld"]["seconds"] > 0 and r["hmc"]["draws"] == 50 for r in data["validation"])
+    assert all(r["hmc"]["draws"] == 50 for r in data["validation"])
     assert all(c["chains_s"] > 0 and c["draws"] == 100 for c in data["costs"]) and len(data["rrr"]["examples"]) == 1
     assert "diagnostics" in capsys.readouterr().out
     with pytest.raises(SystemExit) as bad:
