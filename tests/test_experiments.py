@@ -155,3 +155,21 @@ def test_a_user_experiments_package_does_not_shadow_ours(tmp_path):
             "assert 'grokking' in ours.REPRODUCTIONS and 'llc' in ours.BENCHMARKS; print('ok')")
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+
+
+def test_claims_are_checked_on_the_numbers_and_can_fail():
+    """A claims piece is pure: handed numbers where the paper's statement does not hold, it fails."""
+    from toylab.experiments.reproductions import superposition as sup
+
+    holds = {("linear", p): 5 for p in sup.A_DENSITIES} | {("relu_output", p): 5 for p in sup.A_DENSITIES}
+    holds["relu_output", 0.001] = 12
+    dstar = {key: 1.0 for key in holds}
+    assert all(c.passed for c in sup.claims_a({"represented": holds, "dstar": dstar}, quick=True))
+    no_superposition = dict(holds)
+    no_superposition["relu_output", 0.001] = 5  # the ReLU model stays at m features when sparse
+    verdicts = [c.passed for c in sup.claims_a({"represented": no_superposition, "dstar": dstar}, quick=True)]
+    assert verdicts == [True, False]
+    verdicts = [c.passed for c in sup.claims_f({"n_computed": [3.0, 7.5], "errors": []}, quick=True)]
+    assert verdicts == [True, True]
+    verdicts = [c.passed for c in sup.claims_f({"n_computed": [6.0, 4.0], "errors": []}, quick=True)]
+    assert verdicts == [False, False]

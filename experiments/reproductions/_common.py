@@ -1,13 +1,42 @@
-"""The one shape of a reproduction: figure functions keyed by letter, run by
-:func:`run_figures` (an optional shared sweep prepared once), figures saved by
-:func:`save_figure`, and the ``python -m toylab.experiments.reproductions.NAME`` entry point."""
+"""The one shape of a reproduction: figure sets keyed by letter, each in four pieces
+(:class:`FigureSet`: train, analyse, draw, claims), run by :func:`run_figures` (an optional
+shared sweep prepared once), figures saved by :func:`save_figure`, and the
+``python -m toylab.experiments.reproductions.NAME`` entry point."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+from typing import Any, Callable
 
-__all__ = ["save_figure", "run_figures", "check_only", "script_main"]
+__all__ = ["FigureSet", "save_figure", "run_figures", "check_only", "script_main"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureSet:
+    """One figure set of a reproduction, as four pieces with one job each:
+
+    - ``train(quick, quiet, work, shared) -> trained``: the sweeps (the only piece that trains);
+    - ``analyse(trained, quick) -> measured``: a dict of the numbers and arrays the figures and
+      claims need (no training, no drawing);
+    - ``draw(measured, out, quick)``: writes the figures into ``out``;
+    - ``claims(measured, quick) -> [Claim]``: the papers' statements checked on the numbers
+      (pure: a test can hand it numbers and see a claim fail).
+
+    Called as ``figure_set(out, quick, quiet, work, shared)``, it runs the four in order and
+    returns the claims.
+    """
+
+    train: Callable[..., Any]
+    analyse: Callable[..., dict]
+    draw: Callable[..., None]
+    claims: Callable[..., list]
+
+    def __call__(self, out, quick: bool, quiet: bool, work=None, shared=None) -> list:
+        measured = self.analyse(self.train(quick, quiet, work, shared), quick)
+        self.draw(measured, Path(out), quick)
+        return self.claims(measured, quick)
 
 
 def save_figure(fig, out: Path, name: str) -> Path:
