@@ -82,8 +82,10 @@ class Results:
     ``results.select(feature_probability=0.01)`` → matching runs; ``results.one(...)`` → the
     single match; ``results.stacked(...)`` → the matching runs' models on one leading axis;
     ``results.values("lr")`` → the values a field takes; ``results.final("loss",
-    model="linear")`` → final values over matching runs; ``results.summary`` → the rows of
-    summary.json; ``to_pandas()`` / ``to_xarray()`` → tables for the usual tools.
+    model="linear")`` → final values over matching runs; ``results.summary`` → one row per
+    run of final values (what summary.json holds); ``results.missing`` → indices of the runs
+    not finished; ``to_pandas()`` / ``to_xarray()`` → tables for the usual tools.
+    ``results.root`` is the folder, or None for a sweep trained in memory.
     """
 
     def __init__(self, root: Path | None, family: Family, manifest: dict, runs: list[RunResult], summary: list[dict],

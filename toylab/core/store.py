@@ -7,12 +7,14 @@ Layout of a results folder::
     chunks/<id>.params.eqx final params of a chunk of runs (equinox serialisation, leading axis)
     chunks/<id>.snapshots.eqx
     chunks/<id>.npz        metrics (runs, n_logs), summary measures, run indices
-    chunks/<id>.done.json  the chunk's completion record: its id, its runs and the sha256 of
-                           each of its files — written last, so its presence marks the chunk
-                           complete, and a changed, swapped or truncated file is detected
+    chunks/<id>.done.json  the chunk's completion record: its id, its runs, the sha256 of each
+                           of its files and of the manifest's identity (config, grid, runs) —
+                           written last, so its presence marks the chunk complete, and a
+                           changed, swapped or truncated file, or an edited manifest, is detected
     checkpoints/<id>.ckpt  a running chunk's state after its last finished segment: one JSON
                            header line (steps done, segment length, block size, devices,
-                           sha256 of the payload) and the equinox payload
+                           sha256 of the payload and of the manifest's identity) and the
+                           equinox payload
     .lock                  held (flock) by the one process writing the folder
 
 Every file is written to a temporary name in the same folder, flushed, fsynced and renamed

@@ -124,8 +124,9 @@ class Chunk:
 def _chunks(family: Family, runs, configs, chunk_size) -> list[Chunk]:
     """Group runs by the static key of their config, then cut each group into chunks."""
     groups: dict[tuple, list[dict]] = {}
+    keys = [c.static_key() for c in configs]  # once per point, not per run
     for r in runs:
-        groups.setdefault(configs[r["point"]].static_key(), []).append(r)
+        groups.setdefault(keys[r["point"]], []).append(r)
     out = []
     for gi, members in enumerate(groups.values()):
         group_configs = list({r["point"]: configs[r["point"]] for r in members}.values())

@@ -236,7 +236,7 @@ def _dictionaries(pick: _Picker, size: int) -> dict:
         k_aux=pick("k_aux", st.integers(0, size)), eval_size=pick("eval_size", st.integers(2, 8 * size)),
         n_features=n, dim=pick("dim", st.integers(1, size)), n_parents=parents, children_per_parent=children,
         correlation_rank=rank, feature_seed=pick("feature_seed", st.integers(0, 2**31 - 1)),
-        sparsity=pick("sparsity", _unit(0.0, 10.0)), k=pick("k", _unit(0.5, float(latents))),
+        sparsity=pick("sparsity", _unit(0.0, 10.0)), k=pick("k", st.integers(1, latents).map(float)),
         aux_coefficient=pick("aux_coefficient", _unit()), bandwidth=pick("bandwidth", _unit(1e-3, 1.0)),
         threshold_init=pick("threshold_init", _unit(1e-3, 1.0)), mean_active=pick("mean_active", _unit(0.1, float(n))),
         zipf_exponent=pick("zipf_exponent", _unit(0.0, 3.0)), child_probability=pick("child_probability", _unit()),
