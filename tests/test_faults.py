@@ -314,8 +314,8 @@ def test_a_failed_start_leaves_no_folder_and_a_manifest_alone_blocks_no_retry(tm
     res = run_sweep("superposition", {**TINY, "n_hidden": 3}, seeds=1, out=out, quiet=True)
     assert len(res) == 1 and res[0].model.W.shape == (3, 4)
     assert json.loads((out / "manifest.json").read_text())["base"]["n_hidden"] == 3
-    # A folder with trained chunks is still refused as a different sweep.
-    with pytest.raises(ConfigError, match="different sweep"):
+    # A folder with trained chunks is still refused as a different sweep, naming the field.
+    with pytest.raises(ConfigError, match=r"different sweep \(in its base, n_hidden is 3 there, 2 here\)"):
         run_sweep("superposition", TINY, seeds=1, out=out, quiet=True)
 
 

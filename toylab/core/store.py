@@ -418,7 +418,13 @@ def identity_digest(manifest: dict) -> str:
 
 
 def _describe_diff(old, new, key):
-    return f"its {key} is {_canon(old.get(key))}, this command's is {_canon(new.get(key))}"
+    a, b = old.get(key), new.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):  # name the fields that differ, not the whole config
+        fields = [k for k in sorted(set(a) | set(b)) if _canon(a.get(k)) != _canon(b.get(k))]
+        shown = "; ".join(f"{k} is {_canon(a.get(k))} there, {_canon(b.get(k))} here" for k in fields[:3])
+        more = f"; and {len(fields) - 3} more fields differ" if len(fields) > 3 else ""
+        return f"in its {key}, {shown}{more}"
+    return f"its {key} is {_canon(a)}, this command's is {_canon(b)}"
 
 
 class MemoryStore:
