@@ -136,10 +136,17 @@ TWO_LAYER = Family(name="test-two-layer", config=TwoLayerConfig, init=_init, bat
 
 @pytest.fixture(scope="module")
 def own_run(tmp_path_factory):
+    # Registered while these tests run (loading a source looks its family up by name), then
+    # taken out again so that other tests see the lab's families alone.
+    from toylab.core import family as registry
+
     register_family(TWO_LAYER)
-    out = tmp_path_factory.mktemp("own") / "run"
-    toylab.run_sweep(TWO_LAYER, {"steps": 20, "log_every": 10}, seeds=1, out=out, quiet=True)
-    return out
+    try:
+        out = tmp_path_factory.mktemp("own") / "run"
+        toylab.run_sweep(TWO_LAYER, {"steps": 20, "log_every": 10}, seeds=1, out=out, quiet=True)
+        yield out
+    finally:
+        registry._REGISTRY.pop(TWO_LAYER.name, None)
 
 
 def test_a_model_of_ones_own_is_a_dictionary_source(own_run):

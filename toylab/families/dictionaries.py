@@ -10,14 +10,16 @@ Sources (``source``):
   low-rank correlation, folded-normal magnitudes and Gaussian noise. The true features are
   the generator's directions and activations.
 - the path of a toylab results folder (a run or sweep of any family; ``source_index`` picks
-  the run): the trained model is read at layer ``node`` (names from
-  :func:`readable_layers`: the node layers of the interaction analysis, and a transformer's
-  MLP neurons ``mlp_post.i`` and output ``mlp_out.i``) and its activations there are streamed,
-  fresh every step, from the source family's own data. A superposition toy at ``hidden``
-  has known features: column i of W, active by x_i. With ``target_node`` the dictionary is a
-  transcoder: it reads ``node`` and predicts ``target_node`` (the model's true computation
-  between them); on the superposition toy from ``hidden`` to ``output`` the true output
-  features are the unit vectors, active by x_i.
+  the run), read by :mod:`toylab.tasks.activations`: the trained model is read at layer
+  ``node`` (names from :func:`readable_layers`: the layers the model declares, e.g. a
+  transformer's residual stream, MLP neurons ``mlp_post.i`` and MLP output ``mlp_out.i``) and
+  its activations there are streamed, fresh every step, from the source family's own data.
+  The folder is resolved once, when the config is built (absolute path, sizes, fingerprint);
+  a results folder of dictionaries loads without it. A model that knows its features at a
+  layer says so (a superposition toy at ``hidden``: column i of W, active by x_i). With
+  ``target_node`` the dictionary is a transcoder: it reads ``node`` and predicts
+  ``target_node`` (the model's true computation between them); on the superposition toy from
+  ``hidden`` to ``output`` the true output features are the unit vectors, active by x_i.
 
 The sparsity coefficient, k, the AuxK weight, JumpReLU's bandwidth and the generator's numbers
 (density, exponent, magnitudes, noise, correlation) are sweepable: a grid over them × seeds
@@ -32,25 +34,31 @@ import jax
 import jax.numpy as jnp
 
 from ..analysis import dictionaries as metrics
-from ..core.config import (ConfigError, TrainConfig, in_interval, nonnegative, nonnegative_int, one_of, positive,
+from ..core.config import (ConfigError, TrainConfig, nonnegative, nonnegative_int, one_of, positive,
                            positive_int, static, sweepable)
 from ..core.family import Family, register_family
 from ..models.dictionaries import DICTIONARY_KINDS, dictionary_loss, init_dictionary
 from ..tasks import synthetic_features as synth
 # The source reader lives with the data (tasks/activations.py); its public names stay here too.
-from ..tasks.activations import (layer_activations, readable_layers, resolve_source,  # noqa: F401
-                                 source_activations, source_fingerprint, source_model, source_sizes)
+from ..tasks.activations import (NO_SOURCE, ActivationSourceFields, layer_activations, readable_layers,  # noqa: F401
+                                 source_fingerprint, source_model)
+from ..tasks.synthetic_features import SyntheticFeatureFields
 
 __all__ = ["DictionaryConfig", "DICTIONARIES", "source_data", "known_features", "source_model", "readable_layers",
            "layer_activations", "synthetic_generator", "source_fingerprint"]
 
-SYNTHETIC = "synthetic"
+SYNTHETIC = NO_SOURCE
 
 
 @dataclasses.dataclass(frozen=True)
-class DictionaryConfig(TrainConfig):
+class DictionaryConfig(SyntheticFeatureFields, ActivationSourceFields, TrainConfig):
     """A sparse dictionary. Defaults: a ReLU SAE of 64 latents on 32 planted features in 16
-    dimensions (3 active per example), Adam lr 1e-3, batch 1024, 5 000 steps."""
+    dimensions (3 active per example), Adam lr 1e-3, batch 1024, 5 000 steps.
+
+    Its data come from one of two sources, each with its own fields: planted features
+    (:class:`~toylab.tasks.synthetic_features.SyntheticFeatureFields`, ``source=synthetic``)
+    or a trained run's activations
+    (:class:`~toylab.tasks.activations.ActivationSourceFields`, ``source=PATH``)."""
 
     kind: str = static("relu", check=one_of(*DICTIONARY_KINDS), help="dictionary kind")
     n_latents: int = static(64, check=positive_int, help="dictionary width L")
@@ -59,20 +67,6 @@ class DictionaryConfig(TrainConfig):
     dead_steps: int = static(500, check=positive_int, help="steps without firing after which a latent is dead (AuxK)")
     k_aux: int = static(0, check=nonnegative_int, help="AuxK: dead latents that reconstruct the residual (0: D_in // 2)")
     eval_size: int = static(4096, check=positive_int, help="held-out activation vectors the final scores use")
-    source: str = static(SYNTHETIC, help="'synthetic', or the path of a toylab results folder to read activations from")
-    source_index: int = static(0, check=nonnegative_int, help="the run of the source folder (its index)")
-    source_fingerprint: str = static("", help="source run: what it holds (a hash of its family, config and trained "
-                                     "arrays); found when the config is built; a given one must match")
-    source_overrides: str = static("", help="source run: its config fields changed for the data streamed, "
-                                   "'name=value,...' (e.g. 'feature_probability=0.1': denser inputs)")
-    node: str = static("hidden", help="source run: the node layer the dictionary reads")
-    target_node: str = static("", help="source run: a later node layer to predict (a transcoder); empty: an autoencoder")
-    n_features: int = static(32, check=positive_int, help="synthetic: planted features N")
-    dim: int = static(16, check=positive_int, help="synthetic: dimensions D")
-    n_parents: int = static(0, check=nonnegative_int, help="synthetic: parent features (the first ones)")
-    children_per_parent: int = static(0, check=nonnegative_int, help="synthetic: mutually exclusive children per parent")
-    correlation_rank: int = static(0, check=nonnegative_int, help="synthetic: rank of the presence correlations")
-    feature_seed: int = static(0, check=nonnegative_int, help="synthetic: seed of the feature directions and correlations")
     sparsity: float = sweepable(1.0, check=nonnegative, help="λ: norm-weighted L1 (relu) or L0 (jumprelu) coefficient")
     k: float = sweepable(4.0, check=positive, whole=True, help="active latents per example (topk, batchtopk, matryoshka)")
     aux_coefficient: float = sweepable(1 / 32, check=nonnegative, help="AuxK loss weight (Gao et al.: 1/32)")
@@ -82,19 +76,7 @@ class DictionaryConfig(TrainConfig):
     # defaults here start θ at 0.1 with a 0.05 window.
     bandwidth: float = sweepable(0.05, check=positive, help="jumprelu: straight-through kernel bandwidth ε")
     threshold_init: float = sweepable(0.1, check=positive, help="jumprelu: initial threshold θ of every latent")
-    mean_active: float = sweepable(3.0, check=positive, help="synthetic: expected active features per example")
-    zipf_exponent: float = sweepable(0.5, check=nonnegative, help="synthetic: firing probability ∝ rank^-exponent")
-    child_probability: float = sweepable(0.5, check=in_interval(0, 1), help="synthetic: a child fires given its parent")
-    correlation_strength: float = sweepable(0.0, check=in_interval(0, 1, hi_open=True),
-                                            help="synthetic: share of presence variance from the low-rank factors")
-    magnitude_mean: float = sweepable(1.0, check=positive, help="synthetic: mean magnitude of a present feature")
-    magnitude_std: float = sweepable(0.0, check=nonnegative, help="synthetic: magnitude std (folded normal)")
-    noise_std: float = sweepable(0.0, check=nonnegative, help="synthetic: Gaussian noise std per dimension")
     steps: int = static(5000, check=positive_int, help="optimizer steps")
-
-    @property
-    def synthetic(self) -> bool:
-        return self.source == SYNTHETIC
 
     def validate(self):
         super().validate()
@@ -112,28 +94,11 @@ class DictionaryConfig(TrainConfig):
             raise ConfigError("k", self.k, f"must be at most n_latents={self.n_latents}")
 
     def check_data(self) -> dict:
-        """A source run, resolved once, here: its path made absolute, the run loaded (cached)
-        so a missing folder, a bad index or a node the model does not have is refused before
-        anything is written, its fingerprint taken (a given one must match) and its sizes
-        recorded. A config rebuilt from a results manifest skips this and reads no folder."""
+        """A source run is resolved here, once (:meth:`check_source`); a config rebuilt from
+        a results manifest skips this and reads no folder."""
         if self.synthetic:
             return {"d_in": self.dim, "d_out": self.dim}
-        object.__setattr__(self, "source", resolve_source(self.source))
-        _, family_name = source_model(self.source, self.source_index)
-        fingerprint = source_fingerprint(self.source, self.source_index)
-        if self.source_fingerprint and self.source_fingerprint != fingerprint:
-            raise ConfigError("source_fingerprint", self.source_fingerprint,
-                              f"must be what {self.source} run {self.source_index} holds now ({fingerprint}): the "
-                              "folder was trained again or replaced since")
-        object.__setattr__(self, "source_fingerprint", fingerprint)
-        return {**source_sizes(self.source, self.source_index, self.node, self.target_node, self.source_overrides),
-                "source_family": family_name, "source_fingerprint": fingerprint}
-
-    def replace(self, **changes):
-        # Another source (or run of it) is another fingerprint: found again, not carried over.
-        if ({"source", "source_index"} & set(changes)) and "source_fingerprint" not in changes:
-            changes["source_fingerprint"] = ""
-        return super().replace(**changes)
+        return self.check_source()
 
 
 # ----------------------------------------------------------------------------- sources
@@ -146,8 +111,7 @@ def source_data(cfg: DictionaryConfig, hparams, key, n: int):
         generator = synthetic_generator(cfg, hparams)
         x, c = generator.sample(key, n)
         return x, x, (generator.directions(), c)
-    return source_activations(cfg.source, cfg.source_index, cfg.node, cfg.target_node, cfg.source_overrides, key,
-                              n, fingerprint=cfg.derived.get("source_fingerprint", ""))
+    return cfg.read_source(key, n)
 
 
 def known_features(cfg: DictionaryConfig, model, inputs):
@@ -163,15 +127,7 @@ def known_features(cfg: DictionaryConfig, model, inputs):
 def synthetic_generator(cfg: DictionaryConfig, hparams=None) -> synth.SyntheticFeatures:
     """The planted-feature generator of a synthetic config; its numbers from ``hparams``
     (traced inside a sweep) or, without them, the config's own values."""
-    h = cfg.hparams() if hparams is None else hparams
-    return synth.SyntheticFeatures(
-        n_features=cfg.n_features, dim=cfg.dim, n_parents=cfg.n_parents, children_per_parent=cfg.children_per_parent,
-        correlation_rank=cfg.correlation_rank, seed=cfg.feature_seed,
-        **{name: h[name] for name in _GENERATOR_NUMBERS})
-
-
-_GENERATOR_NUMBERS = ("mean_active", "zipf_exponent", "child_probability", "correlation_strength", "magnitude_mean",
-                      "magnitude_std", "noise_std")
+    return cfg.synthetic_generator(hparams)
 
 
 # ----------------------------------------------------------------------------- the family

@@ -22,11 +22,13 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from ..core.config import ConfigError, described
+from ..core.config import ConfigError, described, nonnegative_int, static
 from ..models import layer_maps
 
 __all__ = ["source_model", "source_fingerprint", "readable_layers", "layer_activations", "source_sizes",
-           "source_activations", "resolve_source"]
+           "source_activations", "resolve_source", "ActivationSourceFields", "NO_SOURCE"]
+
+NO_SOURCE = "synthetic"  # the ``source`` value that reads no folder (the family makes its own data)
 
 
 _SOURCES: dict = {}  # (path, index) -> (folder stamp, (model, config, family), fingerprint); the 8 latest
@@ -268,3 +270,56 @@ def source_activations(path: str, index: int, node: str, target_node: str, overr
     target = x if read_target is None else read_target(model, inputs)
     known = getattr(model, "known_features", None)
     return x, target, (known(node, target_node, inputs) if callable(known) else None)
+
+
+# ----------------------------------------------------------------------------- as config fields
+
+
+@dataclasses.dataclass(frozen=True)
+class ActivationSourceFields:
+    """A source run as fields of a family's config (mixed into it). :meth:`check_source`,
+    called from the config's ``check_data``, resolves it once: the path made absolute, the
+    run loaded and its layers checked, its fingerprint taken (a given one must match) and
+    its sizes returned for the manifest. A config rebuilt from a manifest skips it, so
+    loading reads no other folder."""
+
+    source: str = static(NO_SOURCE, help=f"'{NO_SOURCE}', or the path of a toylab results folder to read "
+                                         "activations from")
+    source_index: int = static(0, check=nonnegative_int, help="the run of the source folder (its index)")
+    source_fingerprint: str = static("", help="source run: what it holds (a hash of its family, config and trained "
+                                     "arrays); found when the config is built; a given one must match")
+    source_overrides: str = static("", help="source run: its config fields changed for the data streamed, "
+                                   "'name=value,...' (e.g. 'feature_probability=0.1': denser inputs)")
+    node: str = static("hidden", help="source run: the node layer the dictionary reads")
+    target_node: str = static("", help="source run: a later node layer to predict (a transcoder); empty: an autoencoder")
+
+    @property
+    def synthetic(self) -> bool:
+        """True when no folder is read."""
+        return self.source == NO_SOURCE
+
+    def check_source(self) -> dict:
+        """Resolve the source run (see the class docstring); returns {"d_in", "d_out",
+        "source_family", "source_fingerprint"}."""
+        object.__setattr__(self, "source", resolve_source(self.source))
+        _, family_name = source_model(self.source, self.source_index)
+        fingerprint = source_fingerprint(self.source, self.source_index)
+        if self.source_fingerprint and self.source_fingerprint != fingerprint:
+            raise ConfigError("source_fingerprint", self.source_fingerprint,
+                              f"must be what {self.source} run {self.source_index} holds now ({fingerprint}): the "
+                              "folder was trained again or replaced since")
+        object.__setattr__(self, "source_fingerprint", fingerprint)
+        return {**source_sizes(self.source, self.source_index, self.node, self.target_node, self.source_overrides),
+                "source_family": family_name, "source_fingerprint": fingerprint}
+
+    def read_source(self, key, n: int):
+        """:func:`source_activations` of this source, refused if it no longer holds what it
+        held when the config was built."""
+        return source_activations(self.source, self.source_index, self.node, self.target_node, self.source_overrides,
+                                  key, n, fingerprint=self.derived.get("source_fingerprint", ""))
+
+    def replace(self, **changes):
+        # Another source (or run of it) is another fingerprint: found again, not carried over.
+        if ({"source", "source_index"} & set(changes)) and "source_fingerprint" not in changes:
+            changes["source_fingerprint"] = ""
+        return super().replace(**changes)

@@ -34,7 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtri
 
-from ..core.config import ConfigError, described
+from ..core.config import (ConfigError, described, in_interval, nonnegative, nonnegative_int, positive, positive_int,
+                           static, sweepable)
 from .sparse_features import uniform01
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "sample_features",
     "synthetic_activations",
     "SyntheticFeatures",
+    "SyntheticFeatureFields",
 ]
 
 
@@ -495,3 +497,37 @@ class SyntheticFeatures:
                             magnitude_mean=self.magnitude_mean, magnitude_std=self.magnitude_std)
         x = synthetic_activations(k_noise, self.directions(), c, noise_std=self.noise_std)
         return x, c
+
+
+# ----------------------------------------------------------------------------- as config fields
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticFeatureFields:
+    """The generator's settings as fields of a family's config (mixed into it, so they are
+    plain ``name=value`` fields on the command line): the sizes and seed are static, the
+    numbers sweepable. :meth:`synthetic_generator` builds the :class:`SyntheticFeatures`."""
+
+    n_features: int = static(32, check=positive_int, help="synthetic: planted features N")
+    dim: int = static(16, check=positive_int, help="synthetic: dimensions D")
+    n_parents: int = static(0, check=nonnegative_int, help="synthetic: parent features (the first ones)")
+    children_per_parent: int = static(0, check=nonnegative_int, help="synthetic: mutually exclusive children per parent")
+    correlation_rank: int = static(0, check=nonnegative_int, help="synthetic: rank of the presence correlations")
+    feature_seed: int = static(0, check=nonnegative_int, help="synthetic: seed of the feature directions and correlations")
+    mean_active: float = sweepable(3.0, check=positive, help="synthetic: expected active features per example")
+    zipf_exponent: float = sweepable(0.5, check=nonnegative, help="synthetic: firing probability ∝ rank^-exponent")
+    child_probability: float = sweepable(0.5, check=in_interval(0, 1), help="synthetic: a child fires given its parent")
+    correlation_strength: float = sweepable(0.0, check=in_interval(0, 1, hi_open=True),
+                                            help="synthetic: share of presence variance from the low-rank factors")
+    magnitude_mean: float = sweepable(1.0, check=positive, help="synthetic: mean magnitude of a present feature")
+    magnitude_std: float = sweepable(0.0, check=nonnegative, help="synthetic: magnitude std (folded normal)")
+    noise_std: float = sweepable(0.0, check=nonnegative, help="synthetic: Gaussian noise std per dimension")
+
+    def synthetic_generator(self, hparams=None) -> SyntheticFeatures:
+        """The generator; its numbers from ``hparams`` (traced inside a sweep) or, without
+        them, the config's own values. Refuses settings the generator cannot meet."""
+        h = self.hparams() if hparams is None else hparams
+        return SyntheticFeatures(
+            n_features=self.n_features, dim=self.dim, n_parents=self.n_parents,
+            children_per_parent=self.children_per_parent, correlation_rank=self.correlation_rank,
+            seed=self.feature_seed, **{name: h[name] for name in _SWEEPABLE_FIELDS})
