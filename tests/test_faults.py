@@ -404,3 +404,32 @@ def test_a_count_given_a_fraction_is_refused():
     with pytest.raises(ConfigError, match=r"k=2.5: must be a whole number"):
         DictionaryConfig.parse_field("k", "2.5")
     assert DictionaryConfig(kind="topk", k=2).k == 2.0
+
+
+def test_an_edited_manifest_under_a_checkpoint_is_refused(tmp_path, monkeypatch):
+    out, ckpt = _checkpointed(tmp_path, monkeypatch)
+    path = out / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["base"]["lr"] = 0.5
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match=r"manifest.json was changed after checkpoints/g000-c0000.ckpt was trained"):
+        run_sweep("superposition", {**TINY, "lr": 0.5}, seeds=2, out=out, segments=3, resume=True, quiet=True)
+    assert ckpt.exists()
+
+
+def test_results_that_cannot_be_held_are_refused_before_anything(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from toylab.core import sweep
+
+    out = tmp_path / "small-disk"
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 100, 100))
+    with pytest.raises(ConfigError, match=r"out=.*small-disk.*need about .* more than the 100 B free on its disk"):
+        run_sweep("superposition", TINY, seeds=4, out=out, quiet=True)
+    assert not out.exists()
+    monkeypatch.setattr(sweep, "_host_memory_bytes", lambda: 100)
+    with pytest.raises(ConfigError, match=r"out=None: the results .* more than this machine's 100 B of memory; "
+                                          r"give a results folder \(out=\.\.\.\)"):
+        run_sweep("superposition", TINY, seeds=4, quiet=True)

@@ -213,3 +213,9 @@ def test_trainer_run_refuses_bad_arguments_by_name():
         with pytest.raises(ConfigError) as e:
             trainer.run(hp, seeds, **kwargs)
         assert e.value.field == field
+    with pytest.raises(ConfigError, match=r"hparams=\['lr'\]: must be a dict of the sweepable fields"):
+        trainer.run({"lr": hp["lr"]}, seeds)
+    with pytest.raises(ConfigError, match=r"seeds has shape \(3,\): must be one seed per instance"):
+        trainer.run(hp, np.arange(3, dtype=np.uint32))
+    state, metrics = trainer.run(hp, seeds)  # and good arguments train
+    assert metrics["loss"].shape == (2, 3) and np.all(np.isfinite(metrics["loss"]))

@@ -335,16 +335,21 @@ def _results_bytes(family: Family, chunks: list[Chunk]) -> int:
     return total
 
 
+def _host_memory_bytes() -> int | None:
+    """This machine's physical memory (None where it cannot be asked)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def check_results_fit(family: Family, chunks: list[Chunk], out, resume: bool):
     """Refuse (ConfigError) a sweep whose results cannot be held: in this machine's memory
     when they are kept in memory (``out`` None), on the disk of ``out`` otherwise."""
     need = _results_bytes(family, chunks)
     if out is None:
-        try:
-            limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError, AttributeError):
-            return
-        if need > limit:
+        limit = _host_memory_bytes()
+        if limit is not None and need > limit:
             raise ConfigError("out", None, f"the results (final parameters, snapshots and metrics of every run) need "
                                            f"about {_human(need)}, more than this machine's {_human(limit)} of memory; "
                                            f"give a results folder ({spelled('out=...', '--out DIR')}) or train fewer runs")

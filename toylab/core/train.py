@@ -277,7 +277,7 @@ class Trainer:
         Returns:
             (final state, metrics: name -> (n, n_logs) float32 host arrays).
         """
-        from .config import ConfigError
+        from .config import ConfigError, described
 
         if (isinstance(intervals_done, bool) or not isinstance(intervals_done, (int, np.integer))
                 or not 0 <= intervals_done <= self.n_logs):
@@ -286,6 +286,14 @@ class Trainer:
             raise ConfigError("segments", segments, "must be a positive integer")
         if on_segment is not None and not callable(on_segment):
             raise ConfigError("on_segment", on_segment, "must be a function (state, metrics, intervals_done), or None")
+        names = sorted(self.config.hparams())
+        if not isinstance(hparams, dict) or sorted(hparams) != names:
+            raise ConfigError("hparams", sorted(hparams) if isinstance(hparams, dict) else type(hparams).__name__,
+                              f"must be a dict of the sweepable fields {names}, each stacked to shape (n,)")
+        n = getattr(seeds, "shape", np.shape(seeds))
+        if len(n) != 1 or any(getattr(v, "shape", np.shape(v)) != tuple(n) for v in hparams.values()):
+            raise ConfigError("seeds", described(f"shape {tuple(n)}"), "must be one seed per instance, shape (n,), "
+                                                                       "with every hparams entry of shape (n,) too")
         from .devices import to_host
 
         if state is None:
