@@ -313,7 +313,8 @@ def _parser():
         r.add_argument("--grid", action="append", metavar="FIELD=V1,V2,...", help="sweep a field over values (repeatable)")
         r.add_argument("--seeds", type=_positive_int("--seeds"), default=1, metavar="N", help="seeds per grid point (default 1)")
         r.add_argument("--out", metavar="DIR", help="results folder (default runs/FAMILY-TIMESTAMP)")
-        r.add_argument("--resume", action="store_true", help="finish the sweep already in --out")
+        r.add_argument("--resume", action="store_true", help="finish the unfinished sweep already in --out (the same "
+                                                              "command into a finished one shows it, training nothing)")
         r.add_argument("--chunk-size", type=_positive_int("--chunk-size"), default=4096, metavar="N",
                        help="runs trained at once, to bound memory (default 4096)")
         r.add_argument("--segments", type=_positive_int("--segments"), default=10, metavar="N",

@@ -354,7 +354,7 @@ def check_results_fit(family: Family, chunks: list[Chunk], out, resume: bool):
                                            f"about {_human(need)}, more than this machine's {_human(limit)} of memory; "
                                            f"give a results folder ({spelled('out=...', '--out DIR')}) or train fewer runs")
         return
-    if resume:  # most of it may be written already
+    if resume or (Path(out) / "manifest.json").exists():  # written already (or loaded), in part or whole
         return
     probe = Path(out)
     while not probe.exists() and probe != probe.parent:
