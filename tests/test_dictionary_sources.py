@@ -110,3 +110,23 @@ def test_a_given_fingerprint_must_match(tmp_path):
 def test_the_same_training_repeated_has_the_same_fingerprint(tmp_path):
     a, b = _toy(tmp_path / "a"), _toy(tmp_path / "b")
     assert source_fingerprint(a) == source_fingerprint(b)
+
+
+def test_bad_source_arguments_are_refused_by_name(tmp_path):
+    from toylab.core.train import Trainer
+    from toylab.tasks.activations import source_activations
+
+    src = _toy(tmp_path / "toy")
+    for index in (-1, 1.5, True):
+        with pytest.raises(ConfigError) as err:
+            source_fingerprint(src, index)
+        assert err.value.field == "source_index"
+    with pytest.raises(ConfigError) as err:
+        source_activations(src, 0, "hidden", "", "", jax.random.key(0), 0)
+    assert err.value.field == "n"
+    with pytest.raises(ConfigError) as err:
+        source_fingerprint(tmp_path / "nothing-here")
+    assert err.value.field == "source"
+    with pytest.raises(ConfigError) as err:
+        Trainer("dictionaries", DictionaryConfig(**{**DICT, "node": "input"})).stored_shapes(0)
+    assert err.value.field == "n"

@@ -182,3 +182,23 @@ def test_readers_of_models_import_no_model_class(path):
             parts = node.module.split(".")
             assert not (len(parts) >= 2 and parts[-2] == "models" and parts[-1] in _MODEL_MODULES), \
                 f"{path} imports {node.module}"
+
+
+def test_bad_arguments_of_the_protocol_helpers_are_refused_by_name():
+    from toylab.models import merge_state
+    from toylab.models.mlp import init_embed_mlp
+
+    f = lambda m, x: x  # noqa: E731
+    for kwargs, name in ((dict(read=None, weight=f, bias=f, head=f), "read"),
+                         (dict(read=f, weight=f, bias=f, head=f, activation=3), "activation")):
+        with pytest.raises(ConfigError) as err:
+            DenseLayer(**kwargs)
+        assert err.value.field == name
+    with pytest.raises(ConfigError, match="^state"):
+        merge_state(_model(), {"W1": jnp.zeros((6, 4))})  # a trained field, not state
+    with pytest.raises(ConfigError, match="^state"):
+        merge_state(_model(), [1])
+    # Tokens out of range would be clamped by a gather: the model's own input check refuses them.
+    mlp = init_embed_mlp(jax.random.key(0), n_in=5, n_out=5, d_hidden=8)
+    with pytest.raises(ConfigError, match=r"^tokens.*0\.\.4"):
+        dg.mlp_degeneracy(mlp, jnp.asarray([[0, 7, 5]]))

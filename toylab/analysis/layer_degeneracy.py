@@ -135,6 +135,11 @@ def mlp_degeneracy(model, tokens, tol: float | None = None) -> dict:
         raise ConfigError("model", described(f"a {layer.activation} MLP"), "the synchronised-firing count needs ReLU neurons")
     tokens = jnp.asarray(tokens)
     finite_tree("tokens", tokens)
+    maps = getattr(model, "layer_maps", None)
+    check = maps().check_inputs if callable(maps) else None
+    problem = check(tokens) if check is not None else None
+    if problem:  # e.g. tokens out of range, which a gather would clamp silently
+        raise ConfigError("tokens", described(f"shape {tokens.shape}"), problem)
     W, bias = layer.weight(model), layer.bias(model)
     x = jax.vmap(lambda t: layer.read(model, t))(tokens)
     if x.ndim != 2 or x.shape[1] != W.shape[1]:

@@ -116,6 +116,10 @@ class Trainer:
     def stored_shapes(self, n: int) -> dict:
         """{"params.eqx": ..., "snapshots.eqx": ... or None}: the shapes of what a chunk of
         ``n`` runs stores, from the family's skeleton (no data is read)."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            from .config import ConfigError
+
+            raise ConfigError("n", n, "must be a positive integer (runs in the chunk)")
         arrays = eqx.filter(self._shape, lambda x: isinstance(x, jax.ShapeDtypeStruct)
                             and jnp.issubdtype(x.dtype, jnp.inexact))
         lead = lambda extra: jax.tree.map(  # noqa: E731

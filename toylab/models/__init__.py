@@ -109,6 +109,15 @@ class DenseLayer:
     head: Callable
     activation: str = "relu"
 
+    def __post_init__(self):
+        from ..core.config import ConfigError
+
+        for name in ("read", "weight", "bias", "head"):
+            if not callable(getattr(self, name)):
+                raise ConfigError(name, getattr(self, name), "must be a function of the model (see DenseLayer)")
+        if not isinstance(self.activation, str):
+            raise ConfigError("activation", self.activation, "must be the nonlinearity's name, e.g. 'relu'")
+
 
 @runtime_checkable
 class LayeredModel(Protocol):
@@ -163,6 +172,15 @@ def split_state(model):
 
 def merge_state(model, state: dict):
     """The model with its state fields set from ``state`` (the inverse of :func:`split_state`)."""
+    from ..core.config import ConfigError, described
+
+    if not isinstance(state, dict):
+        raise ConfigError("state", described(type(state).__name__), "must be a dict {state field: value}")
     if not state:
         return model
+    unknown = sorted(set(state) - set(state_fields(model)))
+    if unknown:
+        raise ConfigError("state", described(f"fields {sorted(state)}"),
+                          f"must name state fields of a {type(model).__name__} "
+                          f"({', '.join(state_fields(model)) or 'it has none'})")
     return _set_fields(model, dict(state))

@@ -107,9 +107,15 @@ def _fingerprint(model, config, family) -> str:
     return h.hexdigest()[:16]
 
 
+def _index(index) -> int:
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+        raise ConfigError("source_index", index, "must be a non-negative integer (a run's index)")
+    return int(index)
+
+
 def source_model(path: str, index: int = 0):
     """(model, family name) of run ``index`` of the results folder ``path``."""
-    (model, _, family), _ = _load_source(resolve_source(path), int(index))
+    (model, _, family), _ = _load_source(resolve_source(path), _index(index))
     return model, family.name
 
 
@@ -117,7 +123,7 @@ def source_fingerprint(path: str, index: int = 0) -> str:
     """What run ``index`` of the results folder ``path`` holds, as 16 hex digits: a hash of
     its family, its config and its trained arrays. A folder trained again with other data or
     another seed gets another fingerprint; the same training repeated, the same one."""
-    return _load_source(resolve_source(path), int(index))[1]
+    return _load_source(resolve_source(path), _index(index))[1]
 
 
 def readable_layers(model) -> tuple:
@@ -255,6 +261,8 @@ def source_activations(path: str, index: int, node: str, target_node: str, overr
     ``known_features(node, target_node, inputs)``). With ``fingerprint``, a source that no
     longer holds what it held then is refused."""
     path = resolve_source(path)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ConfigError("n", n, "must be a positive integer (examples to draw)")
     now = source_fingerprint(path, index)
     if fingerprint and now != fingerprint:
         raise ConfigError("source", path, f"holds other data than this config was built on (fingerprint {now}, "
