@@ -15,7 +15,10 @@ SECTION = "## Testing a theoretical prediction"
 def _blocks(section: str = SECTION) -> list[str]:
     text = README.read_text(encoding="utf-8")
     start = text.index(section)
-    end = text.find("\n## ", start + len(section))
+    level = section.split(" ")[0]  # "##" or "###": the block ends at the next heading of that level or above
+    end = min((i for i in (text.find("\n## ", start + len(section)),
+                           text.find("\n### ", start + len(section)) if level == "###" else -1) if i >= 0),
+              default=-1)
     return re.findall(r"```python\n(.*?)```", text[start:end if end >= 0 else None], flags=re.S)
 
 
@@ -82,3 +85,21 @@ def test_relative_links_resolve(doc):
             assert (path.parent / file).exists(), (doc, target)
         elif anchor:
             assert anchor in anchors, (doc, target)
+
+
+def test_a_family_of_ones_own_runs_as_written():
+    import numpy as np
+
+    from toylab.core import family as family_registry
+
+    (block,) = _blocks("### A family of your own")
+    namespace: dict = {"__name__": "readme_family"}
+    try:
+        exec(compile(block, "README.md family of your own", "exec"), namespace)
+        res = namespace["res"]
+        assert len(res) == 4
+        clean = res.one(noise=0.0, seed=0)
+        np.testing.assert_allclose(np.asarray(clean.model.w), np.arange(8), atol=0.05)  # the teacher, learned
+        assert clean.metrics["mse"][-1] < 1e-2 < res.one(noise=1.0, seed=0).metrics["mse"][-1]
+    finally:
+        family_registry._REGISTRY.pop("teacher", None)  # leave the registry as it was
