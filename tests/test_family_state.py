@@ -130,3 +130,29 @@ def test_dictionary_state_is_not_trained():
     result = trainer.train(cfg.hparams(), make_key(0))
     assert float(result.model.k) == 2.0 and float(result.model.threshold) > 0
     assert np.all(np.asarray(result.model.since_fired) >= 0)
+
+
+def test_a_stopped_dictionary_sweep_resumes_with_its_state_exactly(tmp_path, monkeypatch):
+    from toylab.core.store import Store
+
+    class Stop(Exception):
+        pass
+
+    cfg = {"kind": "batchtopk", "n_features": 8, "dim": 8, "n_latents": 8, "k": 2, "batch_size": 64, "steps": 60,
+           "log_every": 10, "eval_size": 64, "dead_steps": 5}
+    reference = toylab.run_sweep("dictionaries", cfg, seeds=2, segments=6, quiet=True)
+    real = Store.save_checkpoint
+
+    def save(self, chunk_id, tree, header):
+        real(self, chunk_id, tree, header)
+        raise Stop  # as a kill right after the first checkpoint would
+    out = tmp_path / "sae"
+    with monkeypatch.context() as m:
+        m.setattr(Store, "save_checkpoint", save)
+        with pytest.raises(Stop):
+            toylab.run_sweep("dictionaries", cfg, seeds=2, out=out, segments=6, quiet=True)
+    resumed = toylab.run_sweep("dictionaries", cfg, seeds=2, out=out, segments=6, resume=True, quiet=True)
+    for a, b in zip(resumed, reference):
+        for name in ("W_dec", "since_fired", "threshold", "k"):
+            np.testing.assert_array_equal(np.asarray(getattr(a.model, name)), np.asarray(getattr(b.model, name)))
+        np.testing.assert_array_equal(a.metrics["dead_fraction"], b.metrics["dead_fraction"])
