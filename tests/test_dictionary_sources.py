@@ -130,3 +130,32 @@ def test_bad_source_arguments_are_refused_by_name(tmp_path):
     with pytest.raises(ConfigError) as err:
         Trainer("dictionaries", DictionaryConfig(**{**DICT, "node": "input"})).stored_shapes(0)
     assert err.value.field == "n"
+
+
+def test_source_overrides_change_the_data_or_are_refused_by_name(tmp_path):
+    src = _toy(tmp_path / "toy")
+    dense = DictionaryConfig(source=str(src), source_overrides="feature_probability=0.9", **DICT)
+    sparse = DictionaryConfig(source=str(src), **DICT)
+    x_dense, _, (_, c_dense) = source_data(dense, dense.hparams(), jax.random.key(0), 256)
+    x_sparse, _, (_, c_sparse) = source_data(sparse, sparse.hparams(), jax.random.key(0), 256)
+    assert float((c_dense > 0).mean()) > 0.7 > 0.35 > float((c_sparse > 0).mean())
+    for overrides in ("n_features=7", "no_such_field=1", "feature_probability"):
+        with pytest.raises(ConfigError) as err:
+            DictionaryConfig(source=str(src), source_overrides=overrides, **DICT)
+        assert err.value.field == "source_overrides", str(err.value)
+
+
+def test_layer_maps_read_named_layers_up_to_the_last_asked_for():
+    from toylab.models.transformer import init_transformer
+
+    tr = init_transformer(jax.random.key(1), d_vocab=6, d_vocab_out=5, d_model=8, n_heads=2, d_mlp=12)
+    tokens = jax.random.randint(jax.random.key(2), (4, 3), 0, 6)
+    acts = tr.layer_maps().activations(tr, tokens, ["resid_mid.0", "mlp_post.0"])
+    _, cache = jax.vmap(lambda t: tr(t, return_activations=True))(tokens)
+    np.testing.assert_allclose(np.asarray(acts["mlp_post.0"]), np.asarray(cache[0]["mlp_post"]).reshape(4, -1),
+                               rtol=1e-5, atol=1e-6)
+    assert acts["resid_mid.0"].shape == (4, 8)
+    with pytest.raises(ConfigError, match="^names"):
+        tr.layer_maps().activations(tr, tokens, ["mlp_post.3"])
+    with pytest.raises(ConfigError, match=r"^inputs.*0\.\.5"):
+        tr.layer_maps().activations(tr, tokens + 6, ["logits"])

@@ -95,6 +95,34 @@ class LayerMaps:
             out.extend(e[0] for e in self.extras if e[1] == name)
         return tuple(out)
 
+    def activations(self, model, inputs, names=None) -> dict:
+        """{name: (n, d) activations} of ``model`` on the examples ``inputs`` (n, ...) at the
+        layers ``names`` (from :meth:`readable`; None: all), the model run only as far as the
+        last of them. Inputs are checked by ``check_inputs`` where the values are known."""
+        from ..core.config import ConfigError, described
+
+        readable = self.readable()
+        names = readable if names is None else ((names,) if isinstance(names, str) else tuple(names))
+        unknown = [n for n in names if n not in readable]
+        if unknown or not names:
+            raise ConfigError("names", names, f"must be layers of the model: {', '.join(readable)}")
+        problem = self.check_inputs(inputs) if self.check_inputs is not None else None
+        if problem:
+            raise ConfigError("inputs", described(f"shape {getattr(inputs, 'shape', None)}"), problem)
+        extras = {e[0]: e for e in self.extras}
+        node = lambda n: self.names.index(extras[n][1] if n in extras else n)  # noqa: E731
+        last = max(node(n) for n in names)
+
+        def one(x):
+            acts = [self.embed(model, x)]
+            for step in self.steps[:last]:
+                acts.append(step(model, acts[-1]))
+            return acts
+        import jax
+
+        acts = jax.vmap(one)(inputs)
+        return {n: extras[n][2](model, acts[node(n)]) if n in extras else acts[node(n)] for n in names}
+
 
 @dataclasses.dataclass(frozen=True)
 class DenseLayer:
