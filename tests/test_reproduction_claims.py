@@ -49,3 +49,63 @@ def test_bilinear_claims_follow_the_numbers():
     assert _verdicts(rep.claims_f({"shift_eig": shift, "acc_rand": drops, "n_classes": 10}, True)) == [False]
     never = rep.claims_f({"shift_eig": np.full(n, 0.2), "acc_rand": keeps, "n_classes": 10}, True)
     assert _verdicts(never) == [False] and "at most 20%" in never[0].measured
+
+
+# ----------------------------------------------------------------------------- grokking
+
+
+def _grokking_abc(**changes):
+    p = 31
+    key = np.zeros(p // 2 + 1, bool)
+    key[[4, 9, 13]] = True
+    measures = {"restricted_loss": np.array([3.0, 1.0, 0.01]), "excluded_loss": np.array([3.0, 5.0, 8.0]),
+                "train_loss": np.array([3.0, 0.01, 0.001]), "gini_W_E": np.array([0.2, 0.4, 0.7]),
+                "gini_W_L": np.array([0.2, 0.5, 0.8]), "weight_norm": np.array([40.0, 60.0, 30.0])}
+    m = {"p": p, "seeds": 3, "t_fit": [400, 440, 480], "t_grok": [2400, 2800, 3000],
+         "final_test": np.array([1.0, 1.0, 0.995]), "bounds": (800, 2000, 3200), "measures": measures,
+         "key": key, "key_share": 0.9, "cluster_frac": np.full(100, 0.95), "cluster_freq": np.full(100, 9),
+         "key_logit_share": 0.8, "full_loss": 1e-3,
+         "ablations": {"embedding: keep key": 2e-3, "embedding: remove key": 4.0,
+                       "neurons: keep key": 2e-3, "neurons: remove key": 4.0}}
+    return m | changes
+
+
+def test_grokking_claims_follow_the_numbers():
+    from toylab.experiments.reproductions import grokking as rep
+
+    assert _verdicts(rep.claims_abc(_grokking_abc(), True)) == [True] * 9
+    # train and test fitted together (no delay), and one seed never generalises
+    no_grok = _grokking_abc(t_grok=[420, 460, None], final_test=np.array([1.0, 0.6, 0.3]))
+    assert _verdicts(rep.claims_abc(no_grok, True))[:2] == [False, False]
+    # no cleanup reached; a dense spectrum; neurons not in key clusters; ablating the key frequencies harmless
+    broken = _grokking_abc(bounds=(800, None, None), key=np.ones(16, bool), key_share=0.3,
+                           cluster_freq=np.full(100, 2), key_logit_share=0.1,
+                           ablations={"embedding: keep key": 2.0, "embedding: remove key": 1e-3,
+                                      "neurons: keep key": 2.0, "neurons: remove key": 1e-3})
+    broken["key"][[4, 9, 13]] = True
+    broken["key"][2] = False
+    assert _verdicts(rep.claims_abc(broken, True)) == [True, True, False, True, True, False, False, False, False]
+
+
+def _grokking_d(**changes):
+    p, fractions, noises = 31, [0.4, 0.6, 0.8], [0.0, 0.1, 0.2, 0.3]
+    expected = np.asarray([[1 - x + x / p for x in noises] for _ in fractions])
+    acc = lambda corrupted, test: {"corrupted": corrupted, "test": test, "clean_train": 1.0, "train": 0.9}  # noqa: E731
+    m = {"fractions": fractions, "noises": noises, "expected": expected, "test_wd": np.full((3, 4), 0.99),
+         "train_wd": expected + 0.005, "test_0": np.array([0.8, 0.7, 0.6]), "train_0": np.array([1.0, 1.0, 1.0]),
+         "shares": np.linspace(0, 0.9, 10), "pruning": [acc(1.0, 0.8)] + [acc(0.2, 0.9)] * 9,
+         "ipr": np.array([0.1, 0.2, 0.3, 0.1]), "size": np.ones(4),
+         "ipr_reg": np.array([0.6, 0.7, 0.8, 0.9]), "size_reg": np.ones(4)}
+    return m | changes
+
+
+def test_grokking_label_noise_claims_follow_the_numbers():
+    from toylab.experiments.reproductions import grokking as rep
+
+    assert _verdicts(rep.claims_d(_grokking_d(), True)) == [True] * 4
+    # the regularised net fits the corrupted labels too (train accuracy 1, not 1−ξ+ξ/p); the
+    # unregularised one does not memorise; pruning changes nothing; the IPRs are alike
+    fails = _grokking_d(train_wd=np.ones((3, 4)), train_0=np.array([0.9, 0.85, 0.8]),
+                        pruning=[{"corrupted": 1.0, "test": 0.8, "clean_train": 1.0, "train": 1.0}] * 10,
+                        ipr_reg=np.array([0.1, 0.2, 0.3, 0.1]))
+    assert _verdicts(rep.claims_d(fails, True)) == [False] * 4

@@ -12,6 +12,11 @@
         without it, it memorises them with low-IPR neurons, and pruning those neurons
         removes the memorisation; a small phase diagram over train fraction × ξ
 
+Each figure set is four pieces (:class:`~toylab.experiments.reproductions._common.FigureSet`):
+``train_abc`` runs the transformer's sweep and ``train_d`` the MLP's two (with and without
+weight decay), ``analyse_X`` measures them (for (a)-(c), the run that grokked first in detail),
+``draw_X`` writes the PNGs, ``claims_X`` checks the papers' statements on the measured numbers.
+
 ``--quick`` trains a small prime that groks within minutes on a laptop CPU (found by
 measurement: p = 31 with half the pairs in training); the full mode uses p = 113 and 30% of
 the pairs, as the paper, with more seeds (a GPU job).
@@ -27,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from toylab.experiments.reproductions._common import run_figures, save_figure, script_main
+from toylab.experiments.reproductions._common import FigureSet, run_figures, save_figure, script_main
 from toylab.analysis import fourier as fa
 from toylab.experiments.reproductions._claims import Claim
 from toylab.core.sweep import run_sweep
@@ -77,11 +82,20 @@ def _sweep_dir(work, name):
     return None if work is None else Path(work) / name
 
 
-def figures_abc(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> list[Claim]:
+def train_abc(quick: bool, quiet: bool, work=None, shared=None):
+    """The transformer's sweep: seeds of one (p, train fraction) with snapshots."""
+    base, seeds = grokking_setup(quick)
+    folder = _sweep_dir(work, f"grokking-{'quick' if quick else 'full'}")
+    return run_sweep(NAME, base, seeds=seeds, quiet=quiet, out=folder, resume=folder is not None and folder.exists())
+
+
+def analyse_abc(res, quick: bool) -> dict:
+    """Every seed's curves and the steps where it fits and generalises; the run that grokked
+    first (or, if none did, the lowest final test loss) read in detail: its embedding's
+    Fourier spectrum and key frequencies, neurons clustered by frequency, the logits' key
+    share, progress measures over its snapshots, phase boundaries and Fourier ablations."""
     base, seeds = grokking_setup(quick)
     p = base["p"]
-    folder = _sweep_dir(work, f"grokking-{'quick' if quick else 'full'}")
-    res = run_sweep(NAME, base, seeds=seeds, quiet=quiet, out=folder, resume=folder is not None and folder.exists())
     cfg = res[0].config
     steps = res[0].steps
     train_loss = np.stack([r.metrics["train_loss"] for r in res])
@@ -92,9 +106,6 @@ def figures_abc(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> 
     t_grok = [_first(steps, a >= 0.95) for a in test_acc]
     grokked = [i for i, t in enumerate(t_grok) if t is not None]
     chosen = min(grokked, key=lambda i: t_grok[i]) if grokked else int(np.argmin(test_loss[:, -1]))
-    tag = f"p={p}, {base['train_fraction']:.0%} train, {seeds} seeds"
-    save_figure(plots.loss_curves(steps, train_loss, test_loss, chosen,
-                            f"(a) grokking (a+b) mod {p}: {tag}; seed {res[chosen].seed} bold"), out, "grokking_a_loss.png")
 
     # ---- the chosen run's mechanism, from its final model
     run = res[chosen]
@@ -110,28 +121,17 @@ def figures_abc(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> 
     logits = fa.grid_logits(model, p, hp["alpha"])
     _, logit_share = (np.asarray(x) for x in fa.logit_frequency_components(logits, p))
     key_logit_share = float(logit_share[key].sum())
-    in_key_cluster = np.isin(cl_freq[active], np.flatnonzero(key))
-    save_figure(plots.fourier_structure_plot(embed_norms, fa.basis_names(p), fa.basis_frequency(p), key,
-                                       cl_freq[active], cl_frac[active],
-                                       logit_share, f"(c) the Fourier mechanism, p={p}, seed {run.seed}: "
-                                       f"key frequencies {_ints(np.flatnonzero(key))}"), out, "grokking_c_fourier.png")
 
     # ---- progress measures over the run's snapshots (key frequencies of the final model)
     train_grid = grid_train_mask(cfg)
     snaps = run.snapshots
     measures = jax.jit(jax.vmap(lambda m: fa.progress_measures(m, p, key, train_grid, hp["alpha"])))(snaps)
     measures = {k: np.asarray(v) for k, v in measures.items()}
-    snap_steps = np.asarray(cfg.snapshot_steps)
     family = res.family
     at_snaps = jax.jit(jax.vmap(lambda m: family.evaluate(m, cfg, hp)))(snaps)  # losses at the snapshot steps
     measures["train_loss"] = np.asarray(at_snaps["train_loss"])
     measures["test_loss"] = np.asarray(at_snaps["test_loss"])
     bounds = locate_phases(steps, run.metrics["train_accuracy"], run.metrics["test_loss"])
-    shown = tuple(b if b is not None else int(steps[-1]) for b in bounds)
-    save_figure(plots.progress_measures_plot(snap_steps, measures, shown,
-                                       f"(b) progress measures, p={p}, seed {run.seed}; phases located from the curves: "
-                                       f"memorization to {bounds[0]}, circuit formation to {bounds[1]}, cleanup to {bounds[2]}"),
-          out, "grokking_b_progress.png")
 
     # ---- Fourier-space ablations
     full = float(fa.cross_entropy(logits.reshape(p * p, -1), fa.sum_labels(p).ravel()))
@@ -141,13 +141,46 @@ def figures_abc(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> 
         "neurons: keep key": float(fa.neuron_ablation_loss(model, p, key, True, hp["alpha"])),
         "neurons: remove key": float(fa.neuron_ablation_loss(model, p, key, False, hp["alpha"])),
     }
-    save_figure(plots.ablation_plot(list(abl), list(abl.values()),
-                              [("unablated", full, "tab:green"), ("chance, log p", math.log(p), "tab:red")],
-                              f"(c) Fourier-space ablations, p={p}, seed {run.seed}"), out, "grokking_c_ablations.png")
+    return {"p": p, "train_fraction": base["train_fraction"], "seeds": seeds, "steps": steps,
+            "train_loss": train_loss, "test_loss": test_loss, "final_test": test_acc[:, -1],
+            "t_fit": t_fit, "t_grok": t_grok, "chosen": chosen, "seed": run.seed,
+            "embed_norms": embed_norms, "key": key, "key_share": key_share,
+            "cluster_freq": cl_freq[active], "cluster_frac": cl_frac[active],
+            "logit_share": logit_share, "key_logit_share": key_logit_share,
+            "snap_steps": np.asarray(cfg.snapshot_steps), "measures": measures, "bounds": bounds,
+            "full_loss": full, "ablations": abl}
 
-    # ---- claims
-    ratios = [tg / tf for tf, tg in zip(t_fit, t_grok) if tf and tg]
-    final_test = test_acc[:, -1]
+
+def draw_abc(m, out, quick):
+    p, seed, steps = m["p"], m["seed"], m["steps"]
+    tag = f"p={p}, {m['train_fraction']:.0%} train, {m['seeds']} seeds"
+    save_figure(plots.loss_curves(steps, m["train_loss"], m["test_loss"], m["chosen"],
+                            f"(a) grokking (a+b) mod {p}: {tag}; seed {seed} bold"), out, "grokking_a_loss.png")
+    key = m["key"]
+    save_figure(plots.fourier_structure_plot(m["embed_norms"], fa.basis_names(p), fa.basis_frequency(p), key,
+                                       m["cluster_freq"], m["cluster_frac"],
+                                       m["logit_share"], f"(c) the Fourier mechanism, p={p}, seed {seed}: "
+                                       f"key frequencies {_ints(np.flatnonzero(key))}"), out, "grokking_c_fourier.png")
+    bounds = m["bounds"]
+    shown = tuple(b if b is not None else int(steps[-1]) for b in bounds)
+    save_figure(plots.progress_measures_plot(m["snap_steps"], m["measures"], shown,
+                                       f"(b) progress measures, p={p}, seed {seed}; phases located from the curves: "
+                                       f"memorization to {bounds[0]}, circuit formation to {bounds[1]}, cleanup to {bounds[2]}"),
+          out, "grokking_b_progress.png")
+    abl = m["ablations"]
+    save_figure(plots.ablation_plot(list(abl), list(abl.values()),
+                              [("unablated", m["full_loss"], "tab:green"), ("chance, log p", math.log(p), "tab:red")],
+                              f"(c) Fourier-space ablations, p={p}, seed {seed}"), out, "grokking_c_ablations.png")
+
+
+def claims_abc(m, quick) -> list[Claim]:
+    p, seeds, key, measures, bounds = m["p"], m["seeds"], m["key"], m["measures"], m["bounds"]
+    full, abl = m["full_loss"], m["ablations"]
+    cl_frac = m["cluster_frac"]  # of the active neurons
+    in_key_cluster = np.isin(m["cluster_freq"], np.flatnonzero(key))
+    key_logit_share = m["key_logit_share"]
+    ratios = [tg / tf for tf, tg in zip(m["t_fit"], m["t_grok"]) if tf and tg]
+    final_test = m["final_test"]
     fin = {k: v[-1] for k, v in measures.items()}
     first = {k: v[0] for k, v in measures.items()}
     t_mem, t_clean, t_end = bounds
@@ -179,13 +212,13 @@ def figures_abc(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> 
               and fin["weight_norm"] < measures["weight_norm"].max()),
         Claim("grokking (c)", "the embedding has a sparse Fourier spectrum",
               "a handful (≈4–6 at p=113) of key frequencies",
-              f"{n_key} key frequencies {_ints(np.flatnonzero(key))} of {p // 2} carry {key_share:.0%} of W_E's power",
-              1 <= n_key <= 8 and key_share >= 0.6),
+              f"{n_key} key frequencies {_ints(np.flatnonzero(key))} of {p // 2} carry {m['key_share']:.0%} of W_E's power",
+              1 <= n_key <= 8 and m["key_share"] >= 0.6),
         Claim("grokking (c)", "neurons cluster by frequency",
               "one frequency explains >85% of most neurons' variance",
-              f"{np.mean(cl_frac[active] > 0.85):.0%} of {int(active.sum())} active neurons above 85%; "
+              f"{np.mean(cl_frac > 0.85):.0%} of {len(cl_frac)} active neurons above 85%; "
               f"{in_key_cluster.mean():.0%} in key-frequency clusters",
-              float(np.mean(cl_frac[active] > 0.85)) >= 0.5 and float(in_key_cluster.mean()) >= 0.8),
+              float(np.mean(cl_frac > 0.85)) >= 0.5 and float(in_key_cluster.mean()) >= 0.8),
         Claim("grokking (c)", "logits are a sum of cos(w(a+b−c)) over the key frequencies",
               "the key frequencies' cos(w(a+b−c)) terms explain most of the logits",
               f"they explain {key_logit_share:.0%} of the logit variance", key_logit_share >= 0.5),
@@ -249,9 +282,10 @@ def _neuron_sizes(model):
     return np.asarray(jnp.linalg.norm(model.W_out, axis=0) * jnp.linalg.norm(model.W_in, axis=1))
 
 
-def figure_d(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> list[Claim]:
+def train_d(quick: bool, quiet: bool, work=None, shared=None):
+    """The MLP's two sweeps: with weight decay over the (train fraction × ξ) grid, and without
+    it at the largest train fraction and every nonzero ξ."""
     base, grid = label_noise_setup(quick)
-    p = base["p"]
     mode = "quick" if quick else "full"
     fractions, noises = grid["train_fraction"], grid["label_noise"]
     folder = _sweep_dir(work, f"label-noise-{mode}")
@@ -262,6 +296,17 @@ def figure_d(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
     res0 = run_sweep(NAME, {**base, "weight_decay": 0.0, "train_fraction": fractions[-1]},
                      {"label_noise": [x for x in noises if x > 0]}, seeds=1, quiet=quiet, out=folder,
                      resume=folder is not None and folder.exists())
+    return res, res0
+
+
+def analyse_d(trained, quick: bool) -> dict:
+    """Final train and test accuracy over the grid (with and without weight decay) beside
+    1−ξ+ξ/p; one noisy run's curves (largest train fraction, ξ = 0.2); the unregularised net's
+    accuracies as its lowest-IPR neurons are pruned; the neurons' IPR and size either way."""
+    res, res0 = trained
+    base, grid = label_noise_setup(quick)
+    p = base["p"]
+    fractions, noises = grid["train_fraction"], grid["label_noise"]
     expected = np.asarray([[1 - x + x / p for x in noises] for _ in fractions])
 
     def final(metric):
@@ -271,20 +316,14 @@ def figure_d(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
     test_wd, train_wd = final("test_accuracy"), final("train_accuracy")
     test_0 = np.asarray([r.metrics["test_accuracy"][-1] for r in res0])
     train_0 = np.asarray([r.metrics["train_accuracy"][-1] for r in res0])
-    save_figure(plots.phase_diagram_plot(fractions, noises, test_wd, train_wd, expected,
-                                   f"(d) corrupted labels, quadratic MLP, p={p}, weight decay {WEIGHT_DECAY:g}"),
-          out, "grokking_d_phase_diagram.png")
 
     # One noisy run in detail: f largest, ξ = 0.2, with and without weight decay.
     f_main, xi_main = fractions[-1], 0.2
     reg = res.one(train_fraction=f_main, label_noise=xi_main)
     raw = res0.one(label_noise=xi_main)
-    save_figure(plots.label_noise_plot(reg.steps, {"train (corrupted labels)": reg.metrics["train_accuracy"],
-                                             "train, true labels": reg.metrics["train_clean_accuracy"],
-                                             "test": reg.metrics["test_accuracy"]},
-                                 1 - xi_main + xi_main / p,
-                                 f"(d) ξ={xi_main}, train fraction {f_main}, weight decay {WEIGHT_DECAY:g}"),
-          out, "grokking_d_label_noise.png")
+    curves = {"train (corrupted labels)": reg.metrics["train_accuracy"],
+              "train, true labels": reg.metrics["train_clean_accuracy"],
+              "test": reg.metrics["test_accuracy"]}
 
     # Pruning the low-IPR neurons of the unregularised net removes its memorisation.
     cfg = raw.config
@@ -299,13 +338,33 @@ def figure_d(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
         keep = np.ones_like(ipr, bool)
         keep[order[: int(round(share * len(ipr)))]] = False
         curve.append(_accuracies(fa.prune_neurons(model, keep), cfg, f_main, xi_main))
-    before = curve[0]
-    best = max(range(len(curve)), key=lambda i: curve[i]["test"] - curve[i]["corrupted"])
-    save_figure(plots.pruning_plot(shares, curve, ipr, size,
+    return {"p": p, "fractions": fractions, "noises": noises, "expected": expected,
+            "test_wd": test_wd, "train_wd": train_wd, "test_0": test_0, "train_0": train_0,
+            "f_main": f_main, "xi_main": xi_main, "steps": reg.steps, "curves": curves,
+            "shares": shares, "pruning": curve, "ipr": ipr, "size": size,
+            "ipr_reg": np.asarray(fa.neuron_ipr(reg.model, p)), "size_reg": _neuron_sizes(reg.model)}
+
+
+def draw_d(m, out, quick):
+    p, f_main, xi_main = m["p"], m["f_main"], m["xi_main"]
+    save_figure(plots.phase_diagram_plot(m["fractions"], m["noises"], m["test_wd"], m["train_wd"], m["expected"],
+                                   f"(d) corrupted labels, quadratic MLP, p={p}, weight decay {WEIGHT_DECAY:g}"),
+          out, "grokking_d_phase_diagram.png")
+    save_figure(plots.label_noise_plot(m["steps"], m["curves"], 1 - xi_main + xi_main / p,
+                                 f"(d) ξ={xi_main}, train fraction {f_main}, weight decay {WEIGHT_DECAY:g}"),
+          out, "grokking_d_label_noise.png")
+    save_figure(plots.pruning_plot(m["shares"], m["pruning"], m["ipr"], m["size"],
                              f"(d) pruning the lowest-IPR neurons, no weight decay, ξ={xi_main}, f={f_main}"),
           out, "grokking_d_pruning.png")
-    ipr_reg = np.asarray(fa.neuron_ipr(reg.model, p))
-    size_reg = _neuron_sizes(reg.model)
+
+
+def claims_d(m, quick) -> list[Claim]:
+    fractions, noises, expected = m["fractions"], m["noises"], m["expected"]
+    test_wd, train_wd, test_0, train_0 = m["test_wd"], m["train_wd"], m["test_0"], m["train_0"]
+    shares, curve = m["shares"], m["pruning"]
+    ipr, size, ipr_reg, size_reg = m["ipr"], m["size"], m["ipr_reg"], m["size_reg"]
+    before = curve[0]
+    best = max(range(len(curve)), key=lambda i: curve[i]["test"] - curve[i]["corrupted"])
     big = lambda s: s > 0.1 * s.max()  # noqa: E731
 
     i_top = len(fractions) - 1
@@ -339,7 +398,8 @@ def _fmts(xs, fmt=".3f"):
     return "[" + ", ".join(format(float(x), fmt) for x in np.ravel(xs)) + "]"
 
 
-FIGURES = {"a": figures_abc, "d": figure_d}
+FIGURES = {"a": FigureSet(train_abc, analyse_abc, draw_abc, claims_abc),
+           "d": FigureSet(train_d, analyse_d, draw_d, claims_d)}
 
 
 def reproduce(out, quick: bool = True, quiet: bool = False, only: str | None = None, work=None):
