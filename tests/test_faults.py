@@ -433,3 +433,52 @@ def test_results_that_cannot_be_held_are_refused_before_anything(tmp_path, monke
     with pytest.raises(ConfigError, match=r"out=None: the results .* more than this machine's 100 B of memory; "
                                           r"give a results folder \(out=\.\.\.\)"):
         run_sweep("superposition", TINY, seeds=4, quiet=True)
+
+
+def _unfinished(tmp_path):
+    """A finished folder with its second chunk's completion record removed."""
+    out = _finished(tmp_path)
+    (out / "chunks" / "g000-c0001.done.json").unlink()
+    return out
+
+
+def test_a_folder_from_before_a_new_config_field_resumes(tmp_path):
+    """A field a folder's lab version did not have was at its default there: the folder
+    resumes (an older folder records no manifest checksum with its chunks either)."""
+    out = _unfinished(tmp_path)
+    path = out / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["base"]["anticorrelated_sets"]  # as a manifest written before the field existed
+    path.write_text(json.dumps(manifest))
+    done = out / "chunks" / "g000-c0000.done.json"
+    record = json.loads(done.read_text())
+    record.pop("manifest_sha256")
+    done.write_text(json.dumps(record))
+    res = run_sweep("superposition", TINY, {"feature_probability": [0.5, 0.1]}, seeds=2, out=out, chunk_size=2,
+                    resume=True, quiet=True)
+    assert len(res) == 4 and res.missing == []
+    # a field that differs from its default is still a different sweep
+    out2 = _unfinished(tmp_path / "again")
+    manifest = json.loads((out2 / "manifest.json").read_text())
+    with pytest.raises(ConfigError, match=r"holds a different sweep \(in its base, anticorrelated_sets is 0 there, 1 here"):
+        run_sweep("superposition", {**TINY, "anticorrelated_sets": 1}, {"feature_probability": [0.5, 0.1]}, seeds=2,
+                  out=out2, chunk_size=2, resume=True, quiet=True)
+    assert json.loads((out2 / "manifest.json").read_text()) == manifest  # untouched
+
+
+def test_a_resume_whose_configs_read_other_data_is_refused(tmp_path, monkeypatch):
+    """What a config reads from outside (a data file's sizes, a source run's fingerprint) is
+    part of the sweep: a resume that reads something else is refused, the folder untouched."""
+    from toylab.families.superposition import SuperpositionConfig
+
+    monkeypatch.setattr(SuperpositionConfig, "check_data", lambda self: {"rows": 100})
+    out = _unfinished(tmp_path)
+    monkeypatch.setattr(SuperpositionConfig, "check_data", lambda self: {"rows": 90})
+    with pytest.raises(ConfigError, match=r"what its configs read from outside changed .*\{\"rows\": 100\} there, "
+                                          r"\{\"rows\": 90\} here"):
+        run_sweep("superposition", TINY, {"feature_probability": [0.5, 0.1]}, seeds=2, out=out, chunk_size=2,
+                  resume=True, quiet=True)
+    monkeypatch.setattr(SuperpositionConfig, "check_data", lambda self: {"rows": 100})
+    res = run_sweep("superposition", TINY, {"feature_probability": [0.5, 0.1]}, seeds=2, out=out, chunk_size=2,
+                    resume=True, quiet=True)
+    assert len(res) == 4

@@ -212,7 +212,10 @@ class Store:
                 self._replace_manifest = True  # nothing trained: a new start may take it over
                 return
             raise ConfigError("out", str(self.root), f"its manifest.json cannot be read ({e}); choose a new folder") from None
-        diff = [k for k in self.IDENTITY_KEYS if _canon(old.get(k)) != _canon(manifest.get(k))]
+        compared = _with_new_field_defaults(old, manifest)
+        diff = [k for k in self.IDENTITY_KEYS if _canon(compared.get(k)) != _canon(manifest.get(k))]
+        if not diff and "derived" in old and _canon(old["derived"]) != _canon(manifest.get("derived")):
+            diff = ["derived"]  # what the configs read from outside (a source's fingerprint) changed
         if diff and not self.holds_trained_work():
             self._replace_manifest = True  # a start that trained nothing: nothing to lose
             return
@@ -417,8 +420,36 @@ def identity_digest(manifest: dict) -> str:
     return hashlib.sha256(_canon({k: manifest.get(k) for k in keys}).encode()).hexdigest()
 
 
+def _with_new_field_defaults(old: dict, new: dict) -> dict:
+    """``old`` with the config fields it lacks filled in at their defaults, when ``new`` (the
+    same family's manifest, from a later version of the lab) has them: a field a folder's
+    version did not have was, in effect, at its default there."""
+    base, new_base = old.get("base"), new.get("base")
+    if not (isinstance(base, dict) and isinstance(new_base, dict)) or old.get("family") != new.get("family"):
+        return old
+    missing = [k for k in new_base if k not in base]
+    if not missing:
+        return old
+    try:
+        from .family import get_family
+
+        info = get_family(new["family"]).config.field_info()
+    except (ConfigError, KeyError):
+        return old
+    filled = dict(base)
+    for k in missing:
+        if k in info:
+            filled[k] = info[k].default
+    return {**old, "base": filled}
+
+
 def _describe_diff(old, new, key):
     a, b = old.get(key), new.get(key)
+    if key == "derived":
+        changed = [i for i, (x, y) in enumerate(zip(a or [], b or [])) if _canon(x) != _canon(y)]
+        first = changed[0] if changed else 0
+        return (f"what its configs read from outside changed (a data file's sizes or a source run's fingerprint): "
+                f"{_canon((a or [None])[first])} there, {_canon((b or [None])[first])} here, for point {first}")
     if isinstance(a, dict) and isinstance(b, dict):  # name the fields that differ, not the whole config
         fields = [k for k in sorted(set(a) | set(b)) if _canon(a.get(k)) != _canon(b.get(k))]
         shown = "; ".join(f"{k} is {_canon(a.get(k))} there, {_canon(b.get(k))} here" for k in fields[:3])
