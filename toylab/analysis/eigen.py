@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.config import ConfigError, described
-from ..models.bilinear import BilinearClassifier, BilinearLayer, augment
+from ..models.bilinear import BilinearLayer, augment
 from ..core.tracing import is_traced
 
 __all__ = [
@@ -54,11 +54,11 @@ _NORM_EPS = 1e-30
 
 
 def _as_layer(layer) -> BilinearLayer:
-    if isinstance(layer, BilinearClassifier):
-        return layer.as_layer()
+    if not isinstance(layer, BilinearLayer) and callable(getattr(layer, "as_layer", None)):
+        layer = layer.as_layer()  # a model that folds itself into one bilinear layer (BilinearClassifier)
     if not isinstance(layer, BilinearLayer):
         raise ConfigError("layer", described(f"a {type(layer).__name__}"), "must be a BilinearLayer "
-                          "(or a one-block BilinearClassifier)")
+                          "(or a model with as_layer(), e.g. a one-block BilinearClassifier)")
     return layer
 
 
