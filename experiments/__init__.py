@@ -15,7 +15,15 @@ that name; helpers start with ``_``.
 from .. import _discovery
 from . import benchmarks, reproductions
 
-REPRODUCTIONS = _discovery.public_modules(reproductions)
-"""``{name: module}`` of the reproductions (``toylab reproduce NAME``)."""
-BENCHMARKS = _discovery.public_modules(benchmarks)
-"""``{name: module}`` of the benchmarks (``toylab bench NAME``)."""
+__all__ = ["REPRODUCTIONS", "BENCHMARKS", "benchmarks", "reproductions"]
+
+
+def __getattr__(name):
+    # Read from the folders on each access: ``REPRODUCTIONS`` is ``{name: module}`` of the
+    # reproductions (``toylab reproduce NAME``), ``BENCHMARKS`` of the benchmarks (``toylab
+    # bench NAME``), whatever files the folders (their package paths) hold now.
+    if name == "REPRODUCTIONS":
+        return _discovery.public_modules(reproductions)
+    if name == "BENCHMARKS":
+        return _discovery.public_modules(benchmarks)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,14 +6,12 @@ import importlib
 import inspect
 import json
 import sys
-import types
 from pathlib import Path
 
 import pytest
 
 import toylab.experiments as experiments
 from toylab.experiments import benchmarks
-from toylab.experiments.reproductions._claims import Claim
 from toylab.cli import default_figures_dir, main
 
 
@@ -47,25 +45,42 @@ def test_timed_times_first_call_apart_and_takes_the_median():
     assert out["first_s"] is not None and out["min_s"] <= out["seconds"]
 
 
-def _fake_reproduction(monkeypatch, claims):
-    mod = types.ModuleType("fake_repro")
+FAKE_REPRODUCTION = '''"""A reproduction added as one file."""
+from pathlib import Path
 
-    def reproduce(out, quick=True, quiet=False, only=None, work=None):
-        Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "fake.png").write_bytes(b"png")
-        return claims
-    mod.reproduce = reproduce
-    monkeypatch.setitem(sys.modules, "fake_repro", mod)
-    monkeypatch.setitem(experiments.REPRODUCTIONS, "fake", "fake_repro")
+import numpy as np
+
+from toylab.experiments.reproductions._claims import Claim
+
+CLAIMS = [Claim("fake (a)", "one holds", "1", "1.0", np.bool_(True)),  # numpy bools, as reproductions compute them
+          Claim("fake (b)", "two fails", "2", "3.5", np.float64(3.5) < 3)]
+KEEP = {keep}
+
+
+def reproduce(out, quick=True, quiet=False, only=None, work=None):
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "fake.png").write_bytes(b"png")
+    return CLAIMS[:KEEP]
+'''
+
+
+def _fake_reproduction(tmp_path, monkeypatch, keep):
+    """A reproduction that is one file, in a folder added to the reproductions' package path:
+    nothing else is edited for `toylab reproduce fake` to find it."""
+    from toylab.experiments import reproductions
+
+    folder = tmp_path / f"more_reproductions_{keep}"
+    folder.mkdir()
+    (folder / "fake.py").write_text(FAKE_REPRODUCTION.format(keep=keep))
+    lab = [p for p in reproductions.__path__ if "more_reproductions_" not in p]  # not an earlier call's folder
+    monkeypatch.setattr(reproductions, "__path__", [*lab, str(folder)])
+    sys.modules.pop("toylab.experiments.reproductions.fake", None)
+    monkeypatch.setattr(reproductions, "fake", None, raising=False)
 
 
 def test_reproduce_writes_claims_json_and_names_failed_claims(tmp_path, monkeypatch, capsys):
-    import numpy as np
-
-    # passed as numpy bools, as reproductions compute them
-    claims = [Claim("fake (a)", "one holds", "1", "1.0", np.bool_(True)),
-              Claim("fake (b)", "two fails", "2", "3.5", np.float64(3.5) < 3)]
-    _fake_reproduction(monkeypatch, claims)
+    _fake_reproduction(tmp_path, monkeypatch, keep=2)
+    assert experiments.REPRODUCTIONS["fake"] == "toylab.experiments.reproductions.fake"
     monkeypatch.chdir(tmp_path)
     assert main(["reproduce", "fake", "--quick", "--quiet"]) == 1
     out_lines = capsys.readouterr().out.strip().splitlines()
@@ -77,7 +92,7 @@ def test_reproduce_writes_claims_json_and_names_failed_claims(tmp_path, monkeypa
     assert [(c["claim"], c["passed"], c["measured"]) for c in record["claims"]] == [
         ("one holds", True, "1.0"), ("two fails", False, "3.5")]
     # all pass: exit 0
-    _fake_reproduction(monkeypatch, claims[:1])
+    _fake_reproduction(tmp_path, monkeypatch, keep=1)
     assert main(["reproduce", "fake", "--out", str(tmp_path / "mine"), "--quiet"]) == 0
     assert json.loads((tmp_path / "mine" / "claims.json").read_text())["claims"][0]["passed"] is True
 
