@@ -109,3 +109,36 @@ def test_grokking_label_noise_claims_follow_the_numbers():
                         pruning=[{"corrupted": 1.0, "test": 0.8, "clean_train": 1.0, "train": 1.0}] * 10,
                         ipr_reg=np.array([0.1, 0.2, 0.3, 0.1]))
     assert _verdicts(rep.claims_d(fails, True)) == [False] * 4
+
+
+# ----------------------------------------------------------------------------- groups
+
+
+def test_groups_claims_follow_the_numbers():
+    from toylab.experiments.reproductions import groups as rep
+
+    grokked = {"S4": {"n_grokked": 7, "n_runs": 8, "delays": [3.0, 4.0, 6.0]}}
+    assert _verdicts(rep.claims_a({"groups": grokked}, True)) == [True]
+    late_few = {"S4": {"n_grokked": 3, "n_runs": 8, "delays": [3.0, 4.0, 6.0]}}
+    at_once = {"S4": {"n_grokked": 8, "n_runs": 8, "delays": [1.0, 1.2, 1.1]}}  # generalises as it fits
+    assert _verdicts(rep.claims_a({"groups": late_few | {"C26": at_once["S4"]}}, True)) == [False, False]
+
+    names = ["triv", "sign", "(4, 1)"]
+    varied = {"names": names, "key": np.array([[False, True, True], [False, True, False]]), "first": np.array([1, 2])}
+    same = {"names": names, "key": np.array([[False, True, True], [False, True, True]]), "first": np.array([1, 1])}
+    verdicts = _verdicts(rep.claims_b({"stats": {"D13": varied}, "faithful": {"D13": [True, True]}}, True))
+    assert verdicts == [True, True]
+    # a run whose key irreps do not single out a∘b; every seed learns the same irreps in the same order
+    verdicts = _verdicts(rep.claims_b({"stats": {"D13": same}, "faithful": {"D13": [True, False]}}, True))
+    assert verdicts == [False, False]
+    none = rep.claims_b({"stats": {"D13": varied}, "faithful": {"D13": []}}, True)
+    assert not none[0].passed and none[0].measured == "no run grokked"
+
+    run = {"restricted": 0.01, "test_loss": 0.02, "excluded": 5.0, "train_loss": 0.01, "embed_key_share": 0.8,
+           "unembed_key_share": 0.7, "explained": 0.9, "composed": 0.92}
+    groups = {"C26": {"group": "C26", "runs": [run] * 3, "n_irreps": 14, "key_counts": np.array([2, 3, 2])}}
+    assert _verdicts(rep.claims_c({"groups": groups}, True)) == [True, True, True]
+    # the logits are not the cubes; the loss survives removing the key irreps; the weights are elsewhere
+    off = run | {"explained": 0.3, "excluded": 0.02, "embed_key_share": 0.2, "unembed_key_share": 0.1}
+    groups["C26"]["runs"] = [off] * 3
+    assert _verdicts(rep.claims_c({"groups": groups}, True)) == [False, False, False]

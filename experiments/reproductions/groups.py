@@ -7,6 +7,12 @@
         training; the share of the embeddings, unembedding and hidden activations in each
         irrep's span; restricted and excluded loss with the key irreps
 
+Each figure set is four pieces (:class:`~toylab.experiments.reproductions._common.FigureSet`):
+the sets share one sweep per group, which :func:`prepare` trains once and :func:`analyse_group`
+measures (the train pieces hand it on: nothing more trains); ``analyse_X`` takes what the
+figure and claims need from it (for (c), the best run's shares per irrep), ``draw_X`` writes
+the PNG (and, for (b), the table), ``claims_X`` checks the paper's statements on the numbers.
+
 ``--quick`` trains S_4, D_13 and C_26 on a laptop CPU (the train fractions at which they grok
 within the step budget were found by measurement; C_26 has D_13's order, so the two show the
 cyclic and the dihedral case of the logit claim at one size and budget); the full mode trains
@@ -30,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from toylab.experiments.reproductions._common import run_figures, save_figure, script_main
+from toylab.experiments.reproductions._common import FigureSet, run_figures, save_figure, script_main
 from toylab.analysis import representations as ra
 from toylab.experiments.reproductions._claims import Claim
 from toylab.core.config import ConfigError, described
@@ -191,50 +197,92 @@ def reproduce(out, quick: bool = True, quiet: bool = False, only: str | None = N
     return run_figures(FIGURES, out, quick, quiet, only, work, prepare=prepare)
 
 
-def _grokking(out: Path, quick: bool, quiet: bool, work, analyses) -> list[Claim]:
-    mode = "quick" if quick else "full"
-    claims, curves = [], {}
+def train_shared(quick: bool, quiet: bool, work=None, shared=None):
+    """Every figure set reads the sweeps :func:`prepare` trained and analysed, one per group
+    (``shared``): nothing more to train."""
+    return shared
+
+
+# ----------------------------------------------------------------------------- (a)
+
+
+def analyse_a(analyses, quick) -> dict:
+    """Per group: every seed's loss curves, how many runs grokked, and each run's delay (the
+    step of test accuracy ≥ GROKKED over the step of 100% train accuracy)."""
+    groups = {}
     for name, a in analyses.items():
         res = a["res"]
-        curves[f"{name} (train {res[0].config.train_fraction:.0%})"] = (
-            a["steps"], np.stack([r.metrics["train_loss"] for r in res]), np.stack([r.metrics["test_loss"] for r in res]))
-        n_grok = int(a["grokked"].sum())
         delays = []
         for tr, te in zip(a["train_acc"], a["test_acc"]):
             t_fit, t_gen = _first_step(a["steps"], tr >= 1.0), _first_step(a["steps"], te >= GROKKED)
             if t_fit is not None and t_gen is not None:
                 delays.append(t_gen / t_fit)
+        groups[name] = {"train_fraction": res[0].config.train_fraction, "steps": a["steps"],
+                        "train_loss": np.stack([r.metrics["train_loss"] for r in res]),
+                        "test_loss": np.stack([r.metrics["test_loss"] for r in res]),
+                        "n_runs": len(res), "n_grokked": int(a["grokked"].sum()), "delays": delays}
+    return {"groups": groups}
+
+
+def draw_a(m, out, quick):
+    mode = "quick" if quick else "full"
+    curves = {f"{name} (train {g['train_fraction']:.0%})": (g["steps"], g["train_loss"], g["test_loss"])
+              for name, g in m["groups"].items()}
+    save_figure(plots.loss_panels(curves, f"(a) grokking group composition ({mode} mode)"), out, "groups_a_loss.png")
+
+
+def claims_a(m, quick) -> list[Claim]:
+    claims = []
+    for name, g in m["groups"].items():
+        n_grok, n_runs, delays = g["n_grokked"], g["n_runs"], g["delays"]
         median_delay = float(np.median(delays)) if delays else float("nan")
         claims.append(Claim(
             f"groups (a) {name}", f"the MLP groks {name}: most seeds reach {GROKKED:.0%} test accuracy, long after "
                                   "fitting the training pairs",
             "networks fit the train set early and generalise much later (grokking)",
-            f"{n_grok}/{len(res)} seeds grokked; test {GROKKED:.0%} at a median {median_delay:.1f}× the step of "
-            "100% train accuracy", n_grok >= 0.75 * len(res) and median_delay >= 2.0))
-    save_figure(plots.loss_panels(curves, f"(a) grokking group composition ({mode} mode)"), out, "groups_a_loss.png")
+            f"{n_grok}/{n_runs} seeds grokked; test {GROKKED:.0%} at a median {median_delay:.1f}× the step of "
+            "100% train accuracy", n_grok >= 0.75 * n_runs and median_delay >= 2.0))
     return claims
 
 
-def _universality(out: Path, quick: bool, quiet: bool, work, analyses) -> list[Claim]:
-    mode = "quick" if quick else "full"
-    claims = []
-    stats = {}
-    for name, a in analyses.items():
+# ----------------------------------------------------------------------------- (b)
+
+
+def train_b(quick: bool, quiet: bool, work=None, shared=None):
+    """The shared sweeps, and whether to print the universality table beside writing it."""
+    return {"analyses": shared, "quiet": quiet}
+
+
+def analyse_b(trained, quick) -> dict:
+    """Per group, over its grokked runs: which irreps are key at the end and which was learned
+    first, whether the key irreps are jointly faithful; the universality table."""
+    stats, faithful = {}, {}
+    for name, a in trained["analyses"].items():
         gk = a["grokked"]
         stats[name] = {"names": a["names"], "dims": a["dims"], "key": a["key"][gk], "first": a["first"][gk]}
-    save_figure(plots.universality_plot(stats, f"(b) which irreps the MLP learns ({mode} mode; key: logit "
-                                               f"similarity > {ra.KEY_THRESHOLD})"), out, "groups_b_universality.png")
-    table = universality_table(stats)
+        faithful[name] = [r["faithful"] for r, g in zip(a["runs"], gk) if g]
+    return {"stats": stats, "faithful": faithful, "table": universality_table(stats),
+            "print_table": not trained["quiet"]}
+
+
+def draw_b(m, out, quick):
+    mode = "quick" if quick else "full"
+    save_figure(plots.universality_plot(m["stats"], f"(b) which irreps the MLP learns ({mode} mode; key: logit "
+                                                    f"similarity > {ra.KEY_THRESHOLD})"), out, "groups_b_universality.png")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "groups_b_universality.md").write_text(table)
-    if not quiet:
-        print(table)
-    for name, a in analyses.items():
-        runs = [r for r, gk in zip(a["runs"], a["grokked"]) if gk]
+    (out / "groups_b_universality.md").write_text(m["table"])
+    if m["print_table"]:
+        print(m["table"])
+
+
+def claims_b(m, quick) -> list[Claim]:
+    claims = []
+    stats = m["stats"]
+    for name, runs in m["faithful"].items():
         if not runs:
             claims.append(Claim(f"groups (b) {name}", "key irreps of grokked runs", "-", "no run grokked", False))
             continue
-        faithful = sum(r["faithful"] for r in runs)
+        faithful = sum(runs)
         claims.append(Claim(
             f"groups (b) {name}", "every grokked run's key irreps are jointly faithful (their kernels meet only "
                                   "in e), as the GCR algorithm needs to single out c = a∘b",
@@ -259,6 +307,9 @@ def _universality(out: Path, quick: bool, quiet: bool, work, analyses) -> list[C
     return claims
 
 
+# ----------------------------------------------------------------------------- (c)
+
+
 def logit_claim(name: str, group: str, runs: list[dict]) -> Claim:
     """The logit claim for one group's grokked runs (each with ``explained``, Σ similarity² over
     its key irreps, and ``composed``, :func:`composition_share`). Where every run in the paper's
@@ -281,30 +332,18 @@ def logit_claim(name: str, group: str, runs: list[dict]) -> Claim:
         f"the cubes' part of it {within:.2f} (median)", within >= NEARLY_ALL)
 
 
-def _mechanism(out: Path, quick: bool, quiet: bool, work, analyses) -> list[Claim]:
-    mode = "quick" if quick else "full"
-    claims, cases = [], {}
+def analyse_c(analyses, quick) -> dict:
+    """Per group with grokked runs: those runs' measures (restricted and excluded loss, key
+    shares, logit variance explained) and the number of key irreps; and, for the figure, the
+    run whose cubes explain the most: its similarities over training and its shares per irrep
+    of the embeddings, unembedding, hidden activations and logits."""
+    groups, cases = {}, {}
     for name, a in analyses.items():
         runs = [(i, r) for i, (r, gk) in enumerate(zip(a["runs"], a["grokked"])) if gk]
         if not runs:
             continue
-        restricted_ok = np.mean([r["restricted"] <= max(2 * r["test_loss"], 0.1) for _, r in runs])
-        excluded_ratio = np.median([r["excluded"] / max(r["train_loss"], 1e-12) for _, r in runs])
-        embed = np.median([r["embed_key_share"] for _, r in runs])
-        unembed = np.median([r["unembed_key_share"] for _, r in runs])
-        claims.append(logit_claim(name, a["group"], [r for _, r in runs]))
-        claims.append(Claim(
-            f"groups (c) {name}", "keeping only the key irreps' logit components keeps the loss low; removing them "
-                                  "destroys performance on the training pairs",
-            "restricted loss stays low, excluded loss rises far above the train loss",
-            f"restricted loss <= max(2·test loss, 0.1) in {restricted_ok:.0%} of runs; excluded/train loss median "
-            f"{excluded_ratio:.3g}", restricted_ok >= 0.75 and excluded_ratio >= 10))
-        claims.append(Claim(
-            f"groups (c) {name}", "the embeddings and unembedding live mostly in the key irreps' spans",
-            "embeddings hold ρ(a), ρ(b); the unembedding holds ρ(c⁻¹)",
-            f"median share in key spans: left embedding {embed:.2f}, unembedding {unembed:.2f} (median "
-            f"{np.median(a['key'][a['grokked']].sum(1)):g} of {len(a['names']) - 1} nontrivial irreps key)",
-            embed >= 0.5 and unembed >= 0.5))
+        groups[name] = {"group": a["group"], "runs": [r for _, r in runs], "n_irreps": len(a["names"]),
+                        "key_counts": a["key"][a["grokked"]].sum(1)}
         i = max(runs, key=lambda t: t[1]["explained"])[0]
         r = a["res"][i]
         g = a["g"]
@@ -316,13 +355,43 @@ def _mechanism(out: Path, quick: bool, quiet: bool, work, analyses) -> list[Clai
                                   "unembedding": np.asarray(shares["unembed"]),
                                   "hidden (via a∘b)": np.asarray(hidden),
                                   "logits (similarity²)": a["sims"][i, -1] ** 2}}
-    if cases:
-        save_figure(plots.mechanism_plot(cases, f"(c) the GCR mechanism per irrep ({mode} mode)"), out,
+    return {"groups": groups, "cases": cases}
+
+
+def draw_c(m, out, quick):
+    mode = "quick" if quick else "full"
+    if m["cases"]:
+        save_figure(plots.mechanism_plot(m["cases"], f"(c) the GCR mechanism per irrep ({mode} mode)"), out,
                     "groups_c_mechanism.png")
+
+
+def claims_c(m, quick) -> list[Claim]:
+    claims = []
+    for name, gr in m["groups"].items():
+        runs = gr["runs"]
+        restricted_ok = np.mean([r["restricted"] <= max(2 * r["test_loss"], 0.1) for r in runs])
+        excluded_ratio = np.median([r["excluded"] / max(r["train_loss"], 1e-12) for r in runs])
+        embed = np.median([r["embed_key_share"] for r in runs])
+        unembed = np.median([r["unembed_key_share"] for r in runs])
+        claims.append(logit_claim(name, gr["group"], runs))
+        claims.append(Claim(
+            f"groups (c) {name}", "keeping only the key irreps' logit components keeps the loss low; removing them "
+                                  "destroys performance on the training pairs",
+            "restricted loss stays low, excluded loss rises far above the train loss",
+            f"restricted loss <= max(2·test loss, 0.1) in {restricted_ok:.0%} of runs; excluded/train loss median "
+            f"{excluded_ratio:.3g}", restricted_ok >= 0.75 and excluded_ratio >= 10))
+        claims.append(Claim(
+            f"groups (c) {name}", "the embeddings and unembedding live mostly in the key irreps' spans",
+            "embeddings hold ρ(a), ρ(b); the unembedding holds ρ(c⁻¹)",
+            f"median share in key spans: left embedding {embed:.2f}, unembedding {unembed:.2f} (median "
+            f"{np.median(gr['key_counts']):g} of {gr['n_irreps'] - 1} nontrivial irreps key)",
+            embed >= 0.5 and unembed >= 0.5))
     return claims
 
 
-FIGURES = {"a": _grokking, "b": _universality, "c": _mechanism}
+FIGURES = {"a": FigureSet(train_shared, analyse_a, draw_a, claims_a),
+           "b": FigureSet(train_b, analyse_b, draw_b, claims_b),
+           "c": FigureSet(train_shared, analyse_c, draw_c, claims_c)}
 
 
 if __name__ == "__main__":
