@@ -142,3 +142,44 @@ def test_groups_claims_follow_the_numbers():
     off = run | {"explained": 0.3, "excluded": 0.02, "embed_key_share": 0.2, "unembed_key_share": 0.1}
     groups["C26"]["runs"] = [off] * 3
     assert _verdicts(rep.claims_c({"groups": groups}, True)) == [False, False, False]
+
+
+# ----------------------------------------------------------------------------- interaction
+
+
+def test_interaction_claims_follow_the_numbers():
+    from toylab.experiments.reproductions import interaction as rep
+
+    def counts(lib_needed, pca_needed, lib_nodes=(30, 8, 8, 31)):
+        return [{"seed": 0, "LIB": {"nodes": list(lib_nodes), "mass": [40, 30, 20], "needed": lib_needed},
+                 "PCA": {"nodes": [31, 9, 10, 31], "mass": [60, 50, 40], "needed": pca_needed}}]
+
+    names = ["resid_pre.0", "resid_mid.0", "resid_post.0", "logits"]
+    holds = {"accuracy": 1.0, "names": names, "counts": counts([20, 15, 10], [40, 30, 20])}
+    assert _verdicts(rep.claims_a(holds, True)) == [True, True]
+    # LIB needs a quarter of PCA's features in a layer, and more edges
+    fails = {"accuracy": 1.0, "names": names, "counts": counts([50, 40, 30], [40, 30, 20], lib_nodes=(30, 2, 8, 31))}
+    assert _verdicts(rep.claims_a(fails, True)) == [False, False]
+    ungrokked = rep.claims_a({"accuracy": 0.5, "grokked": False}, True)
+    assert _verdicts(ungrokked) == [False] and "accuracy 0.500" in ungrokked[0].measured
+
+    seed = {"seed": 0, "key": np.array([4, 9, 13]), "top": 6, "share": 0.8, "dominant": np.array([4, 9, 13, 4, 9, 13]),
+            "pca_top": 8, "pca_share": 0.6}
+    assert _verdicts(rep.claims_b({"seeds": [seed]}, True)) == [True, True]
+    off = seed | {"share": 0.3, "dominant": np.array([4, 9, 2, 4, 9, 13])}  # one feature led by a non-key frequency
+    assert _verdicts(rep.claims_b({"seeds": [seed, off]}, True)) == [False, False]
+
+    c = {"accuracy": [1.0, 1.0], "share": 1e-9, "leak": 1e-8, "counts": [16, 20, 8], "recovered": True,
+         "modularity": 0.5}
+    assert _verdicts(rep.claims_c(c, True)) == [True, True]
+    assert _verdicts(rep.claims_c(c | {"share": 0.1, "recovered": False}, True)) == [False, False]
+    assert _verdicts(rep.claims_c(c | {"accuracy": [1.0, 0.9]}, True)) == [False, True]  # a block not learned
+
+    def d(lib_n, lib_mass):
+        return {"toy": {"lib_n": lib_n, "pca_n": [5, 2, 5], "rank": 2},
+                "bilinear": {"rows": {"LIB": {"mass": lib_mass, "features": [40, 64, 10]},
+                                      "PCA": {"mass": [300, 200], "features": [64, 64, 10]}},
+                             "accuracy": 0.97, "names": ["input", "hidden", "logits"]}}
+
+    assert _verdicts(rep.claims_d(d([2, 2, 5], [100, 80]), True)) == [True, True]
+    assert _verdicts(rep.claims_d(d([5, 2, 5], [400, 200]), True)) == [False, False]

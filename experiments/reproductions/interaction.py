@@ -15,6 +15,13 @@
         drops the input directions the model cannot see (the Jacobian degeneracy), and the
         two graphs' sparsity beside PCA
 
+Each figure set is four pieces (:class:`~toylab.experiments.reproductions._common.FigureSet`):
+(a) and (b) share the transformer, which :func:`prepare` trains once and cuts, building its
+LIB and PCA bases, graphs and counts (their train piece hands it on); (c) trains the block
+MLP and (d) the toy and the bilinear classifier. ``analyse_X`` measures (for (a), nothing past
+the accuracy when the transformer did not grok), ``draw_X`` writes the PNGs, ``claims_X``
+checks the paper's statements on the measured numbers.
+
 ``--quick`` runs on 2 CPU cores in minutes (p = 31, one seed); the full mode uses p = 113
 and three seeds (a GPU job).
 Run: ``toylab reproduce interaction [--quick]`` or ``python -m toylab.experiments.reproductions.interaction``.
@@ -31,7 +38,7 @@ import numpy as np
 import optax
 
 from toylab.experiments.reproductions._claims import Claim
-from toylab.experiments.reproductions._common import run_figures, save_figure, script_main
+from toylab.experiments.reproductions._common import FigureSet, run_figures, save_figure, script_main
 from toylab.experiments.reproductions.grokking import grokking_setup
 from toylab.analysis import fourier as fa
 from toylab.analysis import interaction as ia
@@ -120,35 +127,63 @@ def prepare(quick: bool, quiet: bool, work=None):
     return {"p": p, "tokens": tokens, "labels": labels, "models": models, "setup": setup}
 
 
-def figure_a(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> list[Claim]:
+def train_shared(quick: bool, quiet: bool, work=None, shared=None):
+    """(a) and (b) read the transformer :func:`prepare` trained, with its bases and graphs
+    (``shared``): nothing more to train."""
+    return shared
+
+
+# ----------------------------------------------------------------------------- (a)
+
+
+def analyse_a(shared, quick) -> dict:
+    """The first seed's accuracy (below 0.99 nothing more is read: it did not grok); else its
+    feature-ablation curves per node layer for LIB and PCA, its LIB graph's four spectral
+    modules, and every seed's feature and edge counts."""
     models = shared["models"]
     first = models[0]
     sections = first["sections"]
     names = list(sections.names)
-    blocks = [f"{a} → {b}" for a, b in zip(names, names[1:])]
     if first["accuracy"] < 0.99:
-        return [Claim("interaction (a)", "the transformer groks (accuracy ≥ 0.99 on all pairs)", "grokking",
-                      f"accuracy {first['accuracy']:.3f}", False)]
+        return {"accuracy": first["accuracy"], "grokked": False}
     curves = {kind: _curves(sections, first["model"], shared["tokens"], shared["labels"], first[kind]["basis"])
               for kind in ("LIB", "PCA")}
-    tag = f"(a+b) mod {shared['p']}, seed {first['seed']}"
-    save_figure(plots.ablation_curves_plot(curves, names, first["accuracy"], ACCURACY_SHARE * first["accuracy"],
+    lib_mods = ia.graph_modules(first["LIB"]["edges"], method="spectral", n_modules=4)
+    counts = [{"seed": m["seed"], **{kind: {k: m[kind][k] for k in ("nodes", "mass", "needed")} for kind in ("LIB", "PCA")}}
+              for m in models]
+    return {"accuracy": first["accuracy"], "grokked": True, "p": shared["p"], "seed": first["seed"], "names": names,
+            "curves": curves, "edges": first["LIB"]["edges"], "importance": first["LIB"]["basis"].importance,
+            "modules": lib_mods, "counts": counts}
+
+
+def draw_a(m, out, quick):
+    if not m["grokked"]:  # nothing was read: no figures
+        return
+    names, first = m["names"], m["counts"][0]
+    blocks = [f"{a} → {b}" for a, b in zip(names, names[1:])]
+    tag = f"(a+b) mod {m['p']}, seed {m['seed']}"
+    save_figure(plots.ablation_curves_plot(m["curves"], names, m["accuracy"], ACCURACY_SHARE * m["accuracy"],
                                            f"(a) top-k features kept per node layer, LIB and PCA, grokked transformer "
                                            f"{tag}; the rest set to the mean"), out, "interaction_a_ablation.png")
-    totals = [e.size for e in first["LIB"]["edges"]]
+    totals = [e.size for e in m["edges"]]
     save_figure(plots.edge_counts_plot(blocks, {f"{k}, {MASS:.0%} of mass": first[k]["mass"] for k in ("LIB", "PCA")}
                                        | {f"{k}, accuracy within {EDGE_SLACK}": first[k]["needed"] for k in ("LIB", "PCA")},
                                        totals, "edges", f"(a) edges per block, {tag} (attributions integrated over α "
                                        f"by {N_ALPHA}-node Gauss–Legendre)"), out, "interaction_a_edges.png")
-    lib_mods = ia.graph_modules(first["LIB"]["edges"], method="spectral", n_modules=4)
-    save_figure(plots.interaction_graph_plot(first["LIB"]["edges"], names, first["LIB"]["basis"].importance, lib_mods,
+    save_figure(plots.interaction_graph_plot(m["edges"], names, m["importance"], m["modules"],
                                              title=f"(a) LIB interaction graph, {tag}: top features per layer, 4 spectral "
                                              f"modules"), out, "interaction_a_graph.png")
+
+
+def claims_a(m, quick) -> list[Claim]:
+    if m["accuracy"] < 0.99:
+        return [Claim("interaction (a)", "the transformer groks (accuracy ≥ 0.99 on all pairs)", "grokking",
+                      f"accuracy {m['accuracy']:.3f}", False)]
     rows = []
     node_ratio, edge_lib, edge_pca, mass_lib, mass_pca = [], [], [], [], []
-    for m in models:
-        lib, pca = m["LIB"], m["PCA"]
-        rows.append(f"seed {m['seed']}: features LIB {lib['nodes']} PCA {pca['nodes']}; edges keeping accuracy LIB "
+    for c in m["counts"]:
+        lib, pca = c["LIB"], c["PCA"]
+        rows.append(f"seed {c['seed']}: features LIB {lib['nodes']} PCA {pca['nodes']}; edges keeping accuracy LIB "
                     f"{lib['needed']} PCA {pca['needed']}; {MASS:.0%} mass LIB {lib['mass']} PCA {pca['mass']}")
         # the input layer (token embeddings) and logits are the same for both up to rotation: compare the inner ones
         node_ratio += [l / max(q, 1) for l, q in zip(lib["nodes"], pca["nodes"])]
@@ -156,7 +191,7 @@ def figure_a(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
         edge_pca.append(sum(pca["needed"]))
         mass_lib.append(sum(lib["mass"]))
         mass_pca.append(sum(pca["mass"]))
-    layers = ", ".join(names)
+    layers = ", ".join(m["names"])
     return [
         Claim("interaction (a)", f"LIB and PCA need about as many features per node layer (ratio within 0.5–2) to keep "
               f"{ACCURACY_SHARE:.0%} accuracy", "about equal node counts (Bushnaq et al. 2024, modular addition)",
@@ -168,9 +203,16 @@ def figure_a(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
     ]
 
 
-def figure_b(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> list[Claim]:
+# ----------------------------------------------------------------------------- (b)
+
+
+def analyse_b(shared, quick) -> dict:
+    """Per seed: the key frequencies of the embedding and, after the MLP, the LIB (and PCA)
+    features carrying 90% of the importance: their importance-weighted share of power in
+    cos(k(a+b)) at key k and each one's leading k(a+b) frequency; the first seed's Fourier
+    labels for the figure."""
     p = shared["p"]
-    claims_rows, shares, freq_ok = [], [], []
+    seeds, figure = [], None
     for m in shared["models"]:
         model, sections = m["model"], m["sections"]
         layer = sections.names.index("resid_post.0")
@@ -192,18 +234,32 @@ def figure_b(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
             per_kind[kind] = (float(w @ key_sum), top, labels, imp, kept)
         lib_share, top, labels, imp, _ = per_kind["LIB"]
         dominant = np.argmax(labels["sum"][:, :top], axis=0) + 1
-        in_key = np.isin(dominant, key)
-        shares.append(lib_share)
-        freq_ok.append(float(in_key.mean()))
-        claims_rows.append(f"seed {m['seed']}: key frequencies {key.tolist()}; top {top} LIB features carry "
-                           f"{lib_share:.2f} of their power in cos(k(a+b)) at key k (PCA's top {per_kind['PCA'][1]}: "
-                           f"{per_kind['PCA'][0]:.2f}); dominant k(a+b) frequencies {sorted(set(dominant.tolist()))}")
+        seeds.append({"seed": m["seed"], "key": key, "top": top, "share": lib_share, "dominant": dominant,
+                      "pca_top": per_kind["PCA"][1], "pca_share": per_kind["PCA"][0]})
         if m is shared["models"][0]:
-            names = ia.label_names({k: v[..., :16] for k, v in labels.items()})
-            save_figure(plots.fourier_labels_plot(labels, imp, key, names=names,
-                                                  title=f"(b) LIB features after the MLP (resid_post), (a+b) mod {p}, seed "
-                                                  f"{m['seed']}: Fourier terms by share of power; key frequencies "
-                                                  f"{key.tolist()}"), out, "interaction_b_fourier.png")
+            figure = {"seed": m["seed"], "labels": labels, "importance": imp, "key": key,
+                      "names": ia.label_names({k: v[..., :16] for k, v in labels.items()})}
+    return {"p": p, "seeds": seeds, "figure": figure}
+
+
+def draw_b(m, out, quick):
+    f, p = m["figure"], m["p"]
+    save_figure(plots.fourier_labels_plot(f["labels"], f["importance"], f["key"], names=f["names"],
+                                          title=f"(b) LIB features after the MLP (resid_post), (a+b) mod {p}, seed "
+                                          f"{f['seed']}: Fourier terms by share of power; key frequencies "
+                                          f"{f['key'].tolist()}"), out, "interaction_b_fourier.png")
+
+
+def claims_b(m, quick) -> list[Claim]:
+    claims_rows, shares, freq_ok = [], [], []
+    for s in m["seeds"]:
+        key, dominant = s["key"], s["dominant"]
+        in_key = np.isin(dominant, key)
+        shares.append(s["share"])
+        freq_ok.append(float(in_key.mean()))
+        claims_rows.append(f"seed {s['seed']}: key frequencies {key.tolist()}; top {s['top']} LIB features carry "
+                           f"{s['share']:.2f} of their power in cos(k(a+b)) at key k (PCA's top {s['pca_top']}: "
+                           f"{s['pca_share']:.2f}); dominant k(a+b) frequencies {sorted(set(dominant.tolist()))}")
     return [
         Claim("interaction (b)", "the layer after the MLP is dominated by cos(k(a+b)) at the key frequencies "
               "(importance-weighted share of power ≥ 0.5 among the features carrying 90% of Λ)",
@@ -312,9 +368,20 @@ def feature_blocks(basis, coordinate_blocks):
     return blocks, leak
 
 
-def figure_c(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> list[Claim]:
-    moduli, hidden = (5, 3), (32, 24)
-    model, x, acc, coord_blocks = train_block_mlp(jax.random.key(0), moduli, hidden, steps=2000 if quick else 5000)
+C_MODULI, C_HIDDEN = (5, 3), (32, 24)
+
+
+def train_c(quick: bool, quiet: bool, work=None, shared=None):
+    """The block-diagonal MLP on the two sub-tasks: (model, inputs, accuracy per block,
+    each coordinate's block per layer)."""
+    return train_block_mlp(jax.random.key(0), C_MODULI, C_HIDDEN, steps=2000 if quick else 5000)
+
+
+def analyse_c(trained, quick) -> dict:
+    """The LIB basis and graph of the block MLP: the share of edge mass across blocks, each
+    feature's block, the two spectral modules and whether they are the blocks, modularity."""
+    model, x, acc, coord_blocks = trained
+    moduli = C_MODULI
     sections = block_sections()
     basis = ia.interaction_basis(sections, model, x)
     edges = ia.interaction_graph(sections, model, x, basis, n_alpha=N_ALPHA)
@@ -338,34 +405,56 @@ def figure_c(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
     recovered = all(len(set(lab_all[blk_all == b])) == 1 for b in range(len(moduli))) and \
         len({lab_all[blk_all == b][0] for b in range(len(moduli)) if np.any(blk_all == b)}) == len(moduli)
     q = ia.modularity(edges, mods)
-    save_figure(plots.interaction_graph_plot(edges, list(sections.names), basis.importance, mods, top=40,
-                                             title=f"(c) block-diagonal MLP on (a+b) mod {moduli[0]} ⊕ (a+b) mod "
-                                             f"{moduli[1]} (accuracy {acc[0]:.2f}, {acc[1]:.2f}): LIB graph, 2 spectral "
-                                             f"modules"), out, "interaction_c_modules.png")
     counts = [int(k.sum()) for k in map(np.asarray, basis.kept)]
+    return {"accuracy": acc, "share": share, "leak": leak, "counts": counts, "recovered": recovered,
+            "modularity": q, "edges": edges, "names": list(sections.names), "importance": basis.importance,
+            "modules": mods}
+
+
+def draw_c(m, out, quick):
+    acc = m["accuracy"]
+    save_figure(plots.interaction_graph_plot(m["edges"], m["names"], m["importance"], m["modules"], top=40,
+                                             title=f"(c) block-diagonal MLP on (a+b) mod {C_MODULI[0]} ⊕ (a+b) mod "
+                                             f"{C_MODULI[1]} (accuracy {acc[0]:.2f}, {acc[1]:.2f}): LIB graph, 2 spectral "
+                                             f"modules"), out, "interaction_c_modules.png")
+
+
+def claims_c(m, quick) -> list[Claim]:
+    acc, share, recovered = m["accuracy"], m["share"], m["recovered"]
     return [
         Claim("interaction (c)", "no edges across the blocks: cross-block share of edge mass < 1e-6",
               "a modular network's interaction graph has no edges between modules",
-              f"cross-block share {share:.2e}; largest weight of a feature column outside its block {leak:.1e}; "
-              f"features {counts}; accuracy {acc[0]:.3f}, {acc[1]:.3f}", bool(share < 1e-6 and min(acc) == 1.0)),
+              f"cross-block share {share:.2e}; largest weight of a feature column outside its block {m['leak']:.1e}; "
+              f"features {m['counts']}; accuracy {acc[0]:.3f}, {acc[1]:.3f}", bool(share < 1e-6 and min(acc) == 1.0)),
         Claim("interaction (c)", "spectral clustering of the graph into 2 modules recovers the blocks",
               "modules are found by clustering the interaction graph",
-              f"recovered: {recovered}; modularity Q = {q:.3f} (1/2 is two equal disconnected halves)", bool(recovered)),
+              f"recovered: {recovered}; modularity Q = {m['modularity']:.3f} (1/2 is two equal disconnected halves)",
+              bool(recovered)),
     ]
 
 
 # ----------------------------------------------------------------------------- (d) the toy and bilinear models
 
 
-def figure_d(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> list[Claim]:
-    from toylab.tasks.images import load_images
-    from toylab.tasks.sparse_features import sparse_features
-
-    claims = []
-    # the toy model of superposition, 5 features in 2 dimensions
+def train_d(quick: bool, quiet: bool, work=None, shared=None):
+    """The superposition toy 5 → 2 and a bilinear digit classifier, one seed each."""
     toy_cfg = {"n_features": 5, "n_hidden": 2, "feature_probability": 0.05, "importance_decay": 0.9, "steps": 4000}
     folder = _sweep_dir(work, "interaction-toy")
     toy = run_sweep("superposition", toy_cfg, seeds=1, quiet=quiet, out=folder, resume=_resume(folder))[0].model
+    bil_cfg = {"dataset": "digits", "hidden": 64, "d_model": 0, "steps": 1500 if quick else 4000, "batch_size": 512}
+    folder = _sweep_dir(work, "interaction-bilinear")
+    bil = run_sweep("bilinear", bil_cfg, seeds=1, quiet=quiet, out=folder, resume=_resume(folder))[0].model
+    return {"toy": toy, "bilinear": bil}
+
+
+def analyse_d(trained, quick) -> dict:
+    """The toy's LIB and PCA features per layer beside rank(W), and its LIB graph; the
+    bilinear classifier's LIB and PCA graphs (edges for MASS of each block's mass, features
+    kept) and its test accuracy."""
+    from toylab.tasks.images import load_images
+    from toylab.tasks.sparse_features import sparse_features
+
+    toy = trained["toy"]
     x = sparse_features(jax.random.key(1), 4096, 5, 0.05)
     sections = ia.cut(toy)
     lib = ia.interaction_basis(sections, toy, x)
@@ -374,39 +463,57 @@ def figure_d(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
     pca_n = [int(np.asarray(k).sum()) for k in pca.kept]
     rank = int(np.linalg.matrix_rank(np.asarray(toy.W)))
     lib_edges = ia.interaction_graph(sections, toy, x, lib, n_alpha=N_ALPHA)
-    claims.append(Claim("interaction (d)", "superposition toy 5 → 2: LIB keeps rank(W) input features, PCA all 5",
-                        "LIB drops the directions the next layer cannot see (Jacobian degeneracy); PCA cannot",
-                        f"features per layer (input, hidden, output): LIB {lib_n}, PCA {pca_n}; rank(W) = {rank}",
-                        bool(lib_n[0] == rank and pca_n[0] == 5)))
+    toy_m = {"lib_n": lib_n, "pca_n": pca_n, "rank": rank, "edges": lib_edges, "names": list(sections.names),
+             "importance": lib.importance}
     # a bilinear digit classifier: input pixels → bilinear hidden layer → stream → logits
+    bil = trained["bilinear"]
     data = load_images("digits")
-    bil_cfg = {"dataset": "digits", "hidden": 64, "d_model": 0, "steps": 1500 if quick else 4000, "batch_size": 512}
-    folder = _sweep_dir(work, "interaction-bilinear")
-    bil = run_sweep("bilinear", bil_cfg, seeds=1, quiet=quiet, out=folder, resume=_resume(folder))[0].model
     xt, yt = jnp.asarray(data.x_test, jnp.float32), jnp.asarray(data.y_test)
     sections = ia.cut(bil)
-    out_rows = {}
+    rows = {}
     for kind, build in (("LIB", ia.interaction_basis), ("PCA", ia.pca_basis)):
         basis = build(sections, bil, xt)
         edges = ia.interaction_graph(sections, bil, xt, basis, n_alpha=N_ALPHA)
-        out_rows[kind] = ([int(ia.edges_for_mass(e, MASS)) for e in edges], [int(np.asarray(k).sum()) for k in basis.kept],
-                          edges, basis)
+        rows[kind] = {"mass": [int(ia.edges_for_mass(e, MASS)) for e in edges],
+                      "features": [int(np.asarray(k).sum()) for k in basis.kept], "edges": edges,
+                      "importance": basis.importance}
     acc = float(ia.output_scores(jax.vmap(bil)(xt), yt)[0])
-    save_figure(plots.interaction_graph_plot(out_rows["LIB"][2], list(sections.names), out_rows["LIB"][3].importance,
-                                             title=f"(d) bilinear digit classifier (test accuracy {acc:.3f}): LIB graph"),
+    return {"toy": toy_m, "bilinear": {"rows": rows, "accuracy": acc, "names": list(sections.names)}}
+
+
+def draw_d(m, out, quick):
+    bil, toy = m["bilinear"], m["toy"]
+    lib = bil["rows"]["LIB"]
+    save_figure(plots.interaction_graph_plot(lib["edges"], bil["names"], lib["importance"],
+                                             title=f"(d) bilinear digit classifier (test accuracy {bil['accuracy']:.3f}): "
+                                             f"LIB graph"),
                 out, "interaction_d_bilinear.png")
-    save_figure(plots.interaction_graph_plot(lib_edges, list(ia.cut(toy).names), lib.importance,
+    save_figure(plots.interaction_graph_plot(toy["edges"], toy["names"], toy["importance"],
                                              title="(d) superposition toy 5 → 2: LIB graph"), out, "interaction_d_toy.png")
-    lm, pm = sum(out_rows["LIB"][0]), sum(out_rows["PCA"][0])
-    claims.append(Claim("interaction (d)", f"bilinear digit classifier: LIB's graph is sparser than PCA's (edges for "
-                        f"{MASS:.0%} of each block's mass, summed)", "LIB's gain is a sparser interaction graph",
-                        f"LIB {out_rows['LIB'][0]} (sum {lm}), PCA {out_rows['PCA'][0]} (sum {pm}); features LIB "
-                        f"{out_rows['LIB'][1]}, PCA {out_rows['PCA'][1]}; layers {', '.join(sections.names)}; test "
-                        f"accuracy {acc:.3f}", bool(lm < pm)))
-    return claims
 
 
-FIGURES = {"a": figure_a, "b": figure_b, "c": figure_c, "d": figure_d}
+def claims_d(m, quick) -> list[Claim]:
+    toy, bil = m["toy"], m["bilinear"]
+    lib_n, pca_n, rank = toy["lib_n"], toy["pca_n"], toy["rank"]
+    rows, acc = bil["rows"], bil["accuracy"]
+    lm, pm = sum(rows["LIB"]["mass"]), sum(rows["PCA"]["mass"])
+    return [
+        Claim("interaction (d)", "superposition toy 5 → 2: LIB keeps rank(W) input features, PCA all 5",
+              "LIB drops the directions the next layer cannot see (Jacobian degeneracy); PCA cannot",
+              f"features per layer (input, hidden, output): LIB {lib_n}, PCA {pca_n}; rank(W) = {rank}",
+              bool(lib_n[0] == rank and pca_n[0] == 5)),
+        Claim("interaction (d)", f"bilinear digit classifier: LIB's graph is sparser than PCA's (edges for "
+              f"{MASS:.0%} of each block's mass, summed)", "LIB's gain is a sparser interaction graph",
+              f"LIB {rows['LIB']['mass']} (sum {lm}), PCA {rows['PCA']['mass']} (sum {pm}); features LIB "
+              f"{rows['LIB']['features']}, PCA {rows['PCA']['features']}; layers {', '.join(bil['names'])}; test "
+              f"accuracy {acc:.3f}", bool(lm < pm)),
+    ]
+
+
+FIGURES = {"a": FigureSet(train_shared, analyse_a, draw_a, claims_a),
+           "b": FigureSet(train_shared, analyse_b, draw_b, claims_b),
+           "c": FigureSet(train_c, analyse_c, draw_c, claims_c),
+           "d": FigureSet(train_d, analyse_d, draw_d, claims_d)}
 
 
 def reproduce(out, quick: bool = True, quiet: bool = False, only: str | None = None, work=None) -> list[Claim]:
