@@ -144,6 +144,45 @@ def test_groups_claims_follow_the_numbers():
     assert _verdicts(rep.claims_c({"groups": groups}, True)) == [False, False, False]
 
 
+# ----------------------------------------------------------------------------- dictionaries
+
+
+def _dictionary_rows(signed):
+    return [{"density": d, "signed_mcc": s, "signed_mcc_min": s - 0.01, "mcc": s, "l0": 2.0,
+             "explained_variance": 0.9, "f1": 0.8, "sparsity": 0.1} for d, s in zip([0.01, 0.1, 0.5], signed)]
+
+
+def test_dictionaries_claims_follow_the_numbers():
+    from toylab.experiments.reproductions import dictionaries as rep
+
+    assert _verdicts(rep.claims_a({"represented": 20, "rows": _dictionary_rows([0.98, 0.85, 0.6])}, True)) == [True, True]
+    # the toy stores only 12 features; the dense inputs are recovered as well as the sparse ones
+    m = {"represented": 12, "rows": _dictionary_rows([0.98, 0.97, 0.96])}
+    claims = rep.claims_a(m, True)
+    assert _verdicts(claims) == [False, False] and "does not break up to p = 0.5" in claims[1].measured
+
+    def kind(l0, score):
+        return {"l0": np.asarray(l0, float), "mcc": np.asarray(score, float), "f1": np.asarray(score, float)}
+
+    l0 = [1.0, 2.0, 3.0, 4.0]
+    better = {"matryoshka": kind(l0, [0.6, 0.7, 0.8, 0.9]), "batchtopk": kind(l0, [0.5, 0.6, 0.7, 0.8]),
+              "jumprelu": kind(l0, [0.6, 0.7, 0.8, 0.9]), "relu": kind(l0, [0.5, 0.6, 0.7, 0.8])}
+    assert _verdicts(rep.claims_b({"points": better}, True)) == [True, True]
+    swapped = {"matryoshka": better["batchtopk"], "batchtopk": better["matryoshka"],
+               "jumprelu": kind([5.0, 6.0], [0.9, 0.95]), "relu": better["relu"]}  # L0 ranges apart
+    claims = rep.claims_b({"points": swapped}, True)
+    assert _verdicts(claims) == [False, False] and "do not overlap" in claims[1].measured
+
+    key = np.zeros(16, bool)
+    key[[3, 7]] = True
+    seed = {"live": 50, "width": 64, "key_share": 0.95, "median_frac": 0.4, "ev": 0.9, "l0": 4.0}
+    assert _verdicts(rep.claims_c({"test_acc": 1.0, "key": key, "per_seed": [seed, seed]}, True)) == [True]
+    off_key = dict(seed, key_share=0.5)  # one seed's latents are led by other frequencies
+    assert _verdicts(rep.claims_c({"test_acc": 1.0, "key": key, "per_seed": [seed, off_key]}, True)) == [False]
+    ungrokked = rep.claims_c({"test_acc": 0.4, "grokked": False}, True)
+    assert _verdicts(ungrokked) == [False] and "test accuracy 0.400" in ungrokked[0].measured
+
+
 # ----------------------------------------------------------------------------- interaction
 
 

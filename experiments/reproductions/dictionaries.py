@@ -16,6 +16,12 @@
         latents' activations over the p × p inputs are led by the key frequencies the Fourier
         analysis of the embedding finds
 
+Each figure set is four pieces (:class:`~toylab.experiments.reproductions._common.FigureSet`):
+``train_X`` runs its sweeps (into ``work``, or a temporary folder that ``analyse_X`` removes
+once it has read them; for (c), the dictionaries only if the transformer grokked),
+``analyse_X`` scores them, ``draw_X`` writes the PNGs (and (b)'s frontier table), ``claims_X``
+checks the papers' statements on the measured numbers.
+
 Every dictionary of a sweep reads the same activation stream (``data_seed``), so the settings
 are compared on identical data and each batch is made once per vmapped block.
 
@@ -44,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from toylab.experiments.reproductions._claims import Claim
-from toylab.experiments.reproductions._common import run_figures, save_figure, script_main
+from toylab.experiments.reproductions._common import FigureSet, run_figures, save_figure, script_main
 from toylab.experiments.reproductions.grokking import grokking_setup
 from toylab.analysis import dictionaries as dm
 from toylab.analysis import fourier as fa
@@ -92,21 +98,38 @@ def toy_setup(quick: bool) -> dict:
     }
 
 
-def figure_a(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> list[Claim]:
+def train_a(quick: bool, quiet: bool, work=None, shared=None):
+    """The toy, then one dictionary sweep (L1 coefficient × seeds) per input density on its
+    hidden layer. Returns the sweeps with their folder, which :func:`analyse_a` closes."""
     setup = toy_setup(quick)
     place = _Work(work)
     try:
         toy = place.sweep("superposition", setup["toy"], name="a-toy", quiet=quiet)[0]
-        W = np.asarray(toy.model.W)  # (n_hidden, n_features): feature i is column i
+        sweeps = {}
+        for density in setup["densities"]:
+            sweeps[density] = place.sweep("dictionaries", {**setup["dictionary"], "source": str(place.root / "a-toy"),
+                                                           "node": "hidden",
+                                                           "source_overrides": f"feature_probability={density}"},
+                                          {"sparsity": setup["sparsity"]}, seeds=setup["seeds"],
+                                          name=f"a-sae-{density:g}", quiet=quiet)
+    except BaseException:
+        place.close()
+        raise
+    return {"place": place, "toy": toy, "sweeps": sweeps}
+
+
+def analyse_a(trained, quick: bool) -> dict:
+    """How many features the toy stores; per density, the L1 coefficient whose seeds have the
+    best mean signed MCC, with its scores (signed and |cos| MCC, L0, explained variance, F1)."""
+    setup = toy_setup(quick)
+    try:
+        W = np.asarray(trained["toy"].model.W)  # (n_hidden, n_features): feature i is column i
         represented = int((np.linalg.norm(W, axis=0) >= REPRESENTED).sum())
         features = jnp.asarray(W.T)  # the family's true features for this source
         signed_mcc = jax.jit(dm.signed_mcc)
         rows = []
         for density in setup["densities"]:
-            sweep = place.sweep("dictionaries", {**setup["dictionary"], "source": str(place.root / "a-toy"),
-                                                 "node": "hidden", "source_overrides": f"feature_probability={density}"},
-                                {"sparsity": setup["sparsity"]}, seeds=setup["seeds"], name=f"a-sae-{density:g}",
-                                quiet=quiet)
+            sweep = trained["sweeps"][density]
             # Signed MCC of the decoder against the 20 columns of W; the |cos| MCC and F1 (through
             # the |cos| matching) are the family's summary.
             scores = np.asarray([(float(signed_mcc(features, r.model.directions())), r.summary["mcc"],
@@ -121,10 +144,14 @@ def figure_a(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
                          "mcc": best[:, 1].mean(), "l0": best[:, 2].mean(), "explained_variance": best[:, 3].mean(),
                          "f1": best[:, 4].mean(), "sparsity": lam})
     finally:
-        place.close()
+        trained["place"].close()
+    return {"represented": represented, "rows": rows}
+
+
+def draw_a(m, out, quick):
+    rows = m["rows"]
     density = np.asarray([r["density"] for r in rows])
     signed = np.asarray([r["signed_mcc"] for r in rows])
-    broken = [r["density"] for r in rows if r["signed_mcc"] < RECOVERED]
     save_figure(plots.recovery_plot(density, {"signed MCC (best L1 coefficient, mean over seeds)": signed,
                                               "MCC on |cos| (SAELens), same dictionaries": [r["mcc"] for r in rows],
                                               "F1 of the |cos|-matched latents": [r["f1"] for r in rows],
@@ -133,6 +160,13 @@ def figure_a(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
                                     "the superposition toy 20 → 5 (trained at p = 0.01), fed inputs of rising "
                                     "density"),
                 out, "dictionaries_a_recovery.png")
+
+
+def claims_a(m, quick) -> list[Claim]:
+    rows, represented = m["rows"], m["represented"]
+    density = np.asarray([r["density"] for r in rows])
+    signed = np.asarray([r["signed_mcc"] for r in rows])
+    broken = [r["density"] for r in rows if r["signed_mcc"] < RECOVERED]
     table = "; ".join(f"p={r['density']:g}: signed MCC {r['signed_mcc']:.3f} (min {r['signed_mcc_min']:.3f}), "
                       f"|cos| MCC {r['mcc']:.3f}, F1 {r['f1']:.2f}, L0 {r['l0']:.2f}, λ={r['sparsity']:g}"
                       for r in rows)
@@ -197,34 +231,61 @@ def _at_matched_l0(points: dict, names, score: str, grid) -> dict:
     return out
 
 
-def figure_b(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> list[Claim]:
+def train_b(quick: bool, quiet: bool, work=None, shared=None):
+    """One sweep per kind over its sparsity knob × seeds, on the planted hierarchy. Returns the
+    sweeps with their folder, which :func:`analyse_b` closes."""
     setup = hierarchy_setup(quick)
     place = _Work(work)
-    points = {}
+    sweeps = {}
     try:
         for kind in KINDS:
             base = {**setup["base"], "kind": kind, **({"prefixes": setup["prefixes"]} if kind == "matryoshka" else {})}
-            sweep = place.sweep("dictionaries", base, setup["grids"][kind], seeds=setup["seeds"], name=f"b-{kind}",
-                                quiet=quiet)
+            sweeps[kind] = place.sweep("dictionaries", base, setup["grids"][kind], seeds=setup["seeds"],
+                                       name=f"b-{kind}", quiet=quiet)
+    except BaseException:
+        place.close()
+        raise
+    return {"place": place, "sweeps": sweeps}
+
+
+SCORES = ("l0", "mcc", "f1", "explained_variance", "mmcs", "dead_latents")
+
+
+def analyse_b(trained, quick: bool) -> dict:
+    """Per kind and knob value, the seed-mean scores (L0, MCC, F1, explained variance, MMCS,
+    dead latents); each kind's Pareto frontier of MCC, F1 and explained variance against L0;
+    the rows of the frontier table."""
+    setup = hierarchy_setup(quick)
+    points = {}
+    try:
+        for kind in KINDS:
+            sweep = trained["sweeps"][kind]
             knob = next(iter(setup["grids"][kind]))
             values = setup["grids"][kind][knob]
-            per = {name: [] for name in ("l0", "mcc", "f1", "explained_variance", "mmcs", "dead_latents")}
+            per = {name: [] for name in SCORES}
             for v in values:  # the mean over seeds at each grid value
                 runs = [r for r in sweep if np.isclose(getattr(r.config, knob), v)]
                 for name in per:
                     per[name].append(np.mean([r.summary[name] for r in runs]))
             points[kind] = {name: np.asarray(vals) for name, vals in per.items()} | {"knob": knob, "values": values}
     finally:
-        place.close()
+        trained["place"].close()
 
     rows = []
     for kind in KINDS:
         p = points[kind]
         front = dm.pareto_frontier(p["l0"], p["mcc"])
         for i, v in enumerate(p["values"]):
-            rows.append({"kind": kind, p["knob"]: v, **{name: float(p[name][i]) for name in
-                        ("l0", "mcc", "f1", "explained_variance", "mmcs", "dead_latents")},
+            rows.append({"kind": kind, p["knob"]: v, **{name: float(p[name][i]) for name in SCORES},
                          "on_mcc_frontier": bool(front[i])})
+    frontiers = {score: {k: dm.pareto_frontier(points[k]["l0"], points[k][score]) for k in KINDS}
+                 for score in ("mcc", "f1", "explained_variance")}
+    return {"points": points, "rows": rows, "frontiers": frontiers,
+            "sizes": {name: setup["base"][name] for name in ("n_features", "dim", "n_latents")},
+            "seeds": setup["seeds"]}
+
+
+def draw_b(m, out, quick):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "dictionaries_b_frontier.csv", "w", newline="") as fh:
@@ -232,16 +293,20 @@ def figure_b(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
                   "on_mcc_frontier"]
         writer = csv.DictWriter(fh, fields, restval="")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(m["rows"])
+    points, sizes = m["points"], m["sizes"]
     for score, label in (("mcc", "MCC (|cos|, as SynthSAEBench)"), ("f1", "F1 (|cos| matching)"),
                          ("explained_variance", "explained variance")):
         save_figure(plots.pareto_plot({k: (points[k]["l0"], points[k][score]) for k in KINDS}, label,
-                                      {k: dm.pareto_frontier(points[k]["l0"], points[k][score]) for k in KINDS},
+                                      m["frontiers"][score],
                                       title=f"(b) {label} against L0, planted features with a hierarchy "
-                                      f"({setup['base']['n_features']} features in {setup['base']['dim']} dims, "
-                                      f"{setup['base']['n_latents']} latents; mean of {setup['seeds']} seeds)"),
+                                      f"({sizes['n_features']} features in {sizes['dim']} dims, "
+                                      f"{sizes['n_latents']} latents; mean of {m['seeds']} seeds)"),
                     out, f"dictionaries_b_{score}.png")
 
+
+def claims_b(m, quick) -> list[Claim]:
+    points = m["points"]
     claims = []
     for better, worse, paper in (("matryoshka", "batchtopk", "Bussmann et al. 2025: Matryoshka SAEs recover "
                                   "hierarchical features better than BatchTopK"),
@@ -286,26 +351,43 @@ def grokked_setup(quick: bool) -> dict:
             "seeds": 2}
 
 
-def figure_c(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> list[Claim]:
+def train_c(quick: bool, quiet: bool, work=None, shared=None):
+    """The transformer; if it grokked (test accuracy ≥ GROKKED), a TopK dictionary sweep on its
+    MLP neurons (none otherwise: nothing to read). Returns them with their folder, which
+    :func:`analyse_c` closes."""
     setup = grokked_setup(quick)
-    p = setup["grokking"]["p"]
     place = _Work(work)
     try:
         grok = place.sweep("grokking", setup["grokking"], name="c-grokking", quiet=quiet)
         run = grok[0]
         test_acc = float(run.metrics["test_accuracy"][-1])
-        if test_acc < GROKKED:
-            return [Claim("dictionaries (c)", f"the transformer groks (test accuracy ≥ {GROKKED})", "grokking",
-                          f"test accuracy {test_acc:.3f}", False)]
-        model = run.model
+        sweep = None
+        if test_acc >= GROKKED:
+            sweep = place.sweep("dictionaries", {**setup["dictionary"], "source": str(place.root / "c-grokking")},
+                                seeds=setup["seeds"], name="c-sae", quiet=quiet)
+    except BaseException:
+        place.close()
+        raise
+    return {"place": place, "run": run, "test_acc": test_acc, "sweep": sweep}
+
+
+def analyse_c(trained, quick: bool) -> dict:
+    """The transformer's test accuracy; if it grokked, its key frequencies (from the
+    embedding) and, per dictionary seed, each live latent's leading frequency over the p × p
+    inputs, that frequency's share, the latents' activation power and the share of it on
+    latents led by a key frequency."""
+    setup = grokked_setup(quick)
+    p = setup["grokking"]["p"]
+    try:
+        if trained["sweep"] is None:
+            return {"p": p, "test_acc": trained["test_acc"], "grokked": False}
+        model = trained["run"].model
         # Power per frequency (a basis row's norm per row; cos and sin of one k summed).
         key = np.asarray(fa.key_frequencies(fa.frequency_power(
             fa.embedding_fourier_norms(fa.embedding_matrix(model), p), p)))
-        sweep = place.sweep("dictionaries", {**setup["dictionary"], "source": str(place.root / "c-grokking")},
-                            seeds=setup["seeds"], name="c-sae", quiet=quiet)
         neurons = layer_activations(model, jnp.asarray(fa.grid_tokens(p)), "mlp_post.0")  # (p², d_mlp)
         per_seed = []
-        for dic in sweep:
+        for dic in trained["sweep"]:
             codes = np.asarray(dic.model.encode(neurons))  # (p², L)
             live = np.flatnonzero((codes > 0).any(axis=0))
             freq, frac, _ = fa.neuron_frequency_clusters(jnp.asarray(codes[:, live]).reshape(p, p, -1), p)
@@ -317,14 +399,28 @@ def figure_c(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
                              "median_frac": float(np.median(frac)),
                              "ev": dic.summary["explained_variance"], "l0": dic.summary["l0"]})
     finally:
-        place.close()
-    first = per_seed[0]
+        trained["place"].close()
+    return {"p": p, "test_acc": trained["test_acc"], "grokked": True, "key": key, "per_seed": per_seed}
+
+
+def draw_c(m, out, quick):
+    if not m["grokked"]:  # nothing was read: no figure
+        return
+    p, key, first = m["p"], m["key"], m["per_seed"][0]
     key_list = [int(k) for k in np.flatnonzero(key)]
     save_figure(plots.frequency_alignment_plot(first["freq"], first["frac"], first["power"], key, p // 2,
                                                title=f"(c) TopK dictionary latents on the MLP neurons of a grokked "
                                                f"(a+b) mod {p} transformer: leading frequency and its share; key "
                                                f"frequencies {key_list} from the embedding"),
                 out, "dictionaries_c_frequencies.png")
+
+
+def claims_c(m, quick) -> list[Claim]:
+    if m["test_acc"] < GROKKED:
+        return [Claim("dictionaries (c)", f"the transformer groks (test accuracy ≥ {GROKKED})", "grokking",
+                      f"test accuracy {m['test_acc']:.3f}", False)]
+    per_seed = m["per_seed"]
+    key_list = [int(k) for k in np.flatnonzero(m["key"])]
     share = min(s["key_share"] for s in per_seed)
     frac = min(s["median_frac"] for s in per_seed)
     measured = "; ".join(f"seed {i}: {s['live']} of {s['width']} latents live, {s['key_share']:.3f} of their "
@@ -342,7 +438,9 @@ def figure_c(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
     ]
 
 
-FIGURES = {"a": figure_a, "b": figure_b, "c": figure_c}
+FIGURES = {"a": FigureSet(train_a, analyse_a, draw_a, claims_a),
+           "b": FigureSet(train_b, analyse_b, draw_b, claims_b),
+           "c": FigureSet(train_c, analyse_c, draw_c, claims_c)}
 
 
 def reproduce(out, quick: bool = True, quiet: bool = False, only: str | None = None, work=None) -> list[Claim]:
