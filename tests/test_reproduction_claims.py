@@ -222,3 +222,61 @@ def test_interaction_claims_follow_the_numbers():
 
     assert _verdicts(rep.claims_d(d([2, 2, 5], [100, 80]), True)) == [True, True]
     assert _verdicts(rep.claims_d(d([5, 2, 5], [400, 200]), True)) == [False, False]
+
+
+# ----------------------------------------------------------------------------- degeneracy
+
+
+def _comparison(ok, estimate, expected, warnings=()):
+    from toylab.testing.assertions import Comparison
+
+    return Comparison(ok=ok, estimate=estimate, expected=expected, tolerance=0.05, parts={}, warnings=list(warnings),
+                      message="")
+
+
+def _degeneracy_row(name, value, estimate, ok=True, warnings=()):
+    return {"name": name, "value": value, "multiplicity": 1, "exact": None, "nbeta": 1000.0,
+            "c_hmc": _comparison(ok, estimate, value, warnings), "c_sgld": _comparison(ok, estimate, value, warnings),
+            "sgld": {"mean": estimate, "std": 0.01, "step_size": 1e-4, "draws": 1000, "predicted_bias": 0.01},
+            "hmc": {"mean": estimate, "std": 0.01, "chains": 8, "draws": 1000, "localization": 0.1}}
+
+
+def test_degeneracy_claims_follow_the_numbers():
+    from toylab.experiments.reproductions import degeneracy as rep
+
+    rows = [_degeneracy_row("A", 0.5, 0.51), _degeneracy_row("B", 1.5, 1.49)]
+    assert _verdicts(rep.claims_a({"rows": rows}, True)) == [True] * 5
+    # B's estimates are off the theory without a warning, and below A's: the order is wrong
+    rows[1] = _degeneracy_row("B", 1.5, 0.3, ok=False)
+    assert _verdicts(rep.claims_a({"rows": rows}, True)) == [True, True, False, False, False]
+    rows[1] = _degeneracy_row("B", 1.5, 1.2, ok=False, warnings=["too few effective draws"])  # off, but warns
+    assert _verdicts(rep.claims_a({"rows": rows}, True)) == [True, True, True, True, True]
+    # the multiplicity check: the estimate nearer λ than the shifted value fails
+    row = _degeneracy_row("DLN", 1.5, 1.3) | {"multiplicity": 3, "shifted": _comparison(True, 1.3, 1.35),
+                                            "unshifted": _comparison(False, 1.3, 1.5)}
+    assert _verdicts(rep.claims_a({"rows": [row]}, True))[2] is True
+    row["unshifted"] = _comparison(False, 1.3, 1.32)
+    assert _verdicts(rep.claims_a({"rows": [row]}, True))[2] is False
+
+    steps = np.arange(0, 8001, 800)
+    falls = {"snap_steps": steps, "mean": np.array([5, 40, 60, 70, 65, 50, 30, 20, 15, 14, 14.0]),
+             "std": np.full(11, 2.0), "bounds": (1600, 4000, 5600), "warnings": []}
+    assert _verdicts(rep.claims_b(falls, True)) == [True]
+    assert _verdicts(rep.claims_b(falls | {"mean": np.linspace(5, 70, 11)}, True)) == [False]  # keeps rising
+    no_grok = rep.claims_b(falls | {"bounds": (1600, None, None)}, True)
+    assert _verdicts(no_grok) == [False] and no_grok[0].claim == "the run groks (phases located)"
+
+    # k: (median LLC, median loss, count)
+    ordered = {"per_k": {4: (2.0, 0.05, 3), 5: (2.5, 0.04, 8), 6: (3.0, 0.03, 4)}, "from_random": {4: 0, 5: 8, 6: 0},
+               "warnings": [], "feature_probability": 0.03}
+    assert _verdicts(rep.claims_c(ordered, True)) == [True, True]
+    flat = ordered | {"per_k": {4: (3.0, 0.05, 3), 5: (2.5, 0.04, 8), 6: (2.0, 0.03, 4)}}  # LLC falls with k
+    assert _verdicts(rep.claims_c(flat, True)) == [False, False]
+    alone = ordered | {"per_k": {5: (2.5, 0.04, 8), 6: (3.0, 0.03, 1)}}  # only one k found twice
+    assert _verdicts(rep.claims_c(alone, True)) == [False, False]
+
+    freed = {"freed_activation": 10, "freed_jacobian": 5, "freed_sync": 4, "freed_dead": 6, "freed_total": 25}
+    d = {"d": 300, "zero": 80, "freed": freed, "rescalings": 40, "n_eff": 150.0, "n_eff_std": 3.0, "quadratic": 140.0}
+    assert _verdicts(rep.claims_d(d, True)) == [True, True, True]
+    # fewer flat directions than freed; 2·λ̂ above d − freed and below the quadratic part
+    assert _verdicts(rep.claims_d(d | {"zero": 50, "n_eff": 260.0, "quadratic": 300.0}, True)) == [False, False, False]

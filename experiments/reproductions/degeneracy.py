@@ -17,6 +17,12 @@ superposition toy's k-gons, and beside the Hessian and the three degeneracies.
         eigenvalues, the three degeneracies' freed directions (Bushnaq et al. 2024) and the
         effective parameter count 2·λ̂ of the behavioural loss, side by side
 
+Each figure set is four pieces (:class:`~toylab.experiments.reproductions._common.FigureSet`):
+``train_X`` runs its sweep ((a) has none: its cases are constructed at their minima),
+``analyse_X`` draws the LLC chains and the other measures at the trained points (in (c) the
+estimator first fine-tunes each point to its nearby minimum, as its recipe says), ``draw_X``
+writes the PNG, ``claims_X`` checks the statements on the measured numbers.
+
 ``--quick`` runs on 2 CPU cores in a few minutes; the full mode draws longer chains, more
 chains and more seeds (a GPU job).
 Run: ``toylab reproduce degeneracy [--quick]`` or ``python -m toylab.experiments.reproductions.degeneracy``.
@@ -31,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from toylab.experiments.reproductions._claims import Claim
-from toylab.experiments.reproductions._common import run_figures, save_figure, script_main
+from toylab.experiments.reproductions._common import FigureSet, run_figures, save_figure, script_main
 from toylab.experiments.reproductions.grokking import grokking_setup, locate_phases
 from toylab.analysis import degeneracy as dg
 from toylab.analysis import fourier as fa
@@ -93,64 +99,94 @@ def _pairs_in_order(values, estimates, tol):
     return good, total
 
 
-def figure_a(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> list[Claim]:
+def train_a(quick: bool, quiet: bool, work=None, shared=None):
+    """Nothing to train: the known-answer cases sit at their minima by construction. Returns
+    them, and whether :func:`analyse_a` prints each estimate as it is drawn."""
+    return {"cases": validation_cases(quick), "quiet": quiet}
+
+
+def analyse_a(trained, quick: bool) -> dict:
+    """Per case: SGLD (at its defaults) and NUTS estimates, each compared with the theory
+    (expected value at its nβ, tolerance, warnings); for a case with multiplicity ≥ 3 and no
+    exact value, NUTS also against the shifted value and against λ itself."""
     settings = validation_settings(quick)
     rows = []
-    for i, case in enumerate(validation_cases(quick)):
+    for i, case in enumerate(trained["cases"]):
         key = jax.random.key(i)
         sgld = dg.learning_coefficient(case.loss, case.params, case.data, key, **case.settings, **settings["sgld"])
         hmc = dg.learning_coefficient(case.loss, case.params, case.data, key, **case.settings, **settings["hmc"])
         truth_sgld, truth_hmc = (case.truth(float(r.localization)) for r in (sgld, hmc))
-        rows.append((case, sgld, hmc, compare_estimate(sgld, truth_sgld), compare_estimate(hmc, truth_hmc)))
-        if not quiet:
+        c_sgld, c_hmc = compare_estimate(sgld, truth_sgld), compare_estimate(hmc, truth_hmc)
+        row = {"name": case.name, "value": float(case.value), "multiplicity": case.multiplicity,
+               "exact": case.exact, "nbeta": case.nbeta, "c_sgld": c_sgld, "c_hmc": c_hmc,
+               "sgld": {"mean": float(sgld.mean), "std": float(sgld.std), "step_size": float(sgld.step_size),
+                        "draws": sgld.draws, "predicted_bias": float(sgld.predicted_bias)},
+               "hmc": {"mean": float(hmc.mean), "std": float(hmc.std), "chains": hmc.chains, "draws": hmc.draws,
+                       "localization": float(hmc.localization)}}
+        # The multiplicity's shift, checked where it is largest: the deep linear network 2-2-2-2 at
+        # rank 0 (λ = 3/2, m = 3). Its value against the shifted expectation, and against λ itself.
+        if case.multiplicity and case.multiplicity >= 3 and case.exact is None:
+            row["shifted"] = compare_estimate(hmc, case.truth(), allow_warnings=("trajectories diverged",))
+            row["unshifted"] = compare_estimate(hmc, Truth(value=float(case.value), multiplicity=1),
+                                                allow_warnings=("trajectories diverged",))
+        rows.append(row)
+        if not trained["quiet"]:
             print(f"  (a) {case.name}: λ = {case.value} (m = {case.multiplicity}); expected at nβ = {case.nbeta:.4g}: "
-                  f"{rows[-1][4].expected:.3f}; SGLD {float(sgld.mean):.3f} ± {float(sgld.std):.3f} "
+                  f"{c_hmc.expected:.3f}; SGLD {float(sgld.mean):.3f} ± {float(sgld.std):.3f} "
                   f"({len(sgld.warnings)} warnings), NUTS {float(hmc.mean):.3f} ± {float(hmc.std):.3f}", flush=True)
-    labels = [r[0].name for r in rows]
-    lams = np.array([float(r[0].value) for r in rows])
-    expected = np.array([r[4].expected for r in rows])
+    return {"rows": rows}
+
+
+def draw_a(m, out, quick):
+    rows = m["rows"]
+    labels = [r["name"] for r in rows]
+    lams = np.array([r["value"] for r in rows])
+    expected = np.array([r["c_hmc"].expected for r in rows])
     save_figure(plots.validation_plot(
-        labels, lams, expected, {"SGLD (defaults)": ([float(r[1].mean) for r in rows], [float(r[1].std) for r in rows]),
-                                 "NUTS": ([float(r[2].mean) for r in rows], [float(r[2].std) for r in rows])},
+        labels, lams, expected, {"SGLD (defaults)": ([r["sgld"]["mean"] for r in rows], [r["sgld"]["std"] for r in rows]),
+                                 "NUTS": ([r["hmc"]["mean"] for r in rows], [r["hmc"]["std"] for r in rows])},
         "(a) LLC estimates against theory: closed-form λ (x), what the estimator measures at this nβ (—: the "
         "exact finite-nβ value, or λ shifted by its multiplicity), SGLD at its defaults and NUTS"),
         out, "degeneracy_a_validation.png")
+
+
+def claims_a(m, quick) -> list[Claim]:
+    rows = m["rows"]
     claims = []
 
     def verdict(c):
         return "within tolerance" if c.ok else "outside" if not c.warnings else f"warns: {'; '.join(c.warnings)}"
-    for case, sgld, hmc, c_sgld, c_hmc in rows:
-        target = (f"exact finite-nβ value {c_hmc.expected:.4g} (λ = {float(case.value):.4g} as nβ → ∞)"
-                  if case.exact is not None else
-                  f"λ = {float(case.value):.4g}, m = {case.multiplicity}: {c_hmc.expected:.4g} at nβ = {case.nbeta:.4g}")
+    for r in rows:
+        c_sgld, c_hmc, sgld, hmc = r["c_sgld"], r["c_hmc"], r["sgld"], r["hmc"]
+        target = (f"exact finite-nβ value {c_hmc.expected:.4g} (λ = {r['value']:.4g} as nβ → ∞)"
+                  if r["exact"] is not None else
+                  f"λ = {r['value']:.4g}, m = {r['multiplicity']}: {c_hmc.expected:.4g} at nβ = {r['nbeta']:.4g}")
         # Each estimator's promise: within its tolerance of the theory, or a warning that says why not.
-        claims.append(Claim("degeneracy (a)", f"NUTS on {case.name}: matches the theory, or warns why not", target,
-                            f"{c_hmc.estimate:.3f} ± {float(hmc.std):.3f}, tolerance {c_hmc.tolerance:.3f} "
-                            f"({hmc.chains} chains × {hmc.draws} draws, γ = {float(hmc.localization):g}): "
+        claims.append(Claim("degeneracy (a)", f"NUTS on {r['name']}: matches the theory, or warns why not", target,
+                            f"{c_hmc.estimate:.3f} ± {hmc['std']:.3f}, tolerance {c_hmc.tolerance:.3f} "
+                            f"({hmc['chains']} chains × {hmc['draws']} draws, γ = {hmc['localization']:g}): "
                             + verdict(c_hmc), c_hmc.ok or bool(c_hmc.warnings)))
         claims.append(Claim(
-            "degeneracy (a)", f"SGLD at its defaults on {case.name}: matches the theory, or warns why not",
-            target, f"{c_sgld.estimate:.3f} ± {float(sgld.std):.3f} (ε = {float(sgld.step_size):.3g}, "
-            f"{sgld.draws} draws, predicted bias {float(sgld.predicted_bias):+.1%}): " + verdict(c_sgld),
+            "degeneracy (a)", f"SGLD at its defaults on {r['name']}: matches the theory, or warns why not",
+            target, f"{c_sgld.estimate:.3f} ± {sgld['std']:.3f} (ε = {sgld['step_size']:.3g}, "
+            f"{sgld['draws']} draws, predicted bias {sgld['predicted_bias']:+.1%}): " + verdict(c_sgld),
             c_sgld.ok or bool(c_sgld.warnings)))
-    # The multiplicity's shift, checked where it is largest: the deep linear network 2-2-2-2 at
-    # rank 0 (λ = 3/2, m = 3). Its value against the shifted expectation, and against λ itself.
-    for case, _, hmc, _, c_hmc in rows:
-        if case.multiplicity and case.multiplicity >= 3 and case.exact is None:
-            value_check = compare_estimate(hmc, case.truth(), allow_warnings=("trajectories diverged",))
-            unshifted = compare_estimate(hmc, Truth(value=float(case.value), multiplicity=1),
-                                         allow_warnings=("trajectories diverged",))
-            claims.append(Claim(
-                "degeneracy (a)", f"{case.name}: NUTS measures λ shifted by its multiplicity (within tolerance of the "
-                f"shifted value, and nearer it than λ)",
-                f"λ = {float(case.value):.4g}, m = {case.multiplicity} → {value_check.expected:.4g} at nβ = "
-                f"{case.nbeta:.4g}", f"{value_check.estimate:.3f}: off the shifted value by "
-                f"{value_check.estimate - value_check.expected:+.3f} (tolerance {value_check.tolerance:.3f}), off λ by "
-                f"{unshifted.estimate - unshifted.expected:+.3f} (tolerance {unshifted.tolerance:.3f})"
-                + (f"; warnings: {'; '.join(c_hmc.warnings)}" if c_hmc.warnings else ""),
-                value_check.ok and abs(value_check.estimate - value_check.expected)
-                < abs(unshifted.estimate - unshifted.expected)))
-    good, total = _pairs_in_order(lams, [c[4].estimate for c in rows], 0.2)
+    for r in rows:
+        if "shifted" not in r:
+            continue
+        value_check, unshifted, c_hmc = r["shifted"], r["unshifted"], r["c_hmc"]
+        claims.append(Claim(
+            "degeneracy (a)", f"{r['name']}: NUTS measures λ shifted by its multiplicity (within tolerance of the "
+            f"shifted value, and nearer it than λ)",
+            f"λ = {r['value']:.4g}, m = {r['multiplicity']} → {value_check.expected:.4g} at nβ = "
+            f"{r['nbeta']:.4g}", f"{value_check.estimate:.3f}: off the shifted value by "
+            f"{value_check.estimate - value_check.expected:+.3f} (tolerance {value_check.tolerance:.3f}), off λ by "
+            f"{unshifted.estimate - unshifted.expected:+.3f} (tolerance {unshifted.tolerance:.3f})"
+            + (f"; warnings: {'; '.join(c_hmc.warnings)}" if c_hmc.warnings else ""),
+            value_check.ok and abs(value_check.estimate - value_check.expected)
+            < abs(unshifted.estimate - unshifted.expected)))
+    lams = np.array([r["value"] for r in rows])
+    good, total = _pairs_in_order(lams, [r["c_hmc"].estimate for r in rows], 0.2)
     claims.append(Claim("degeneracy (a)", "NUTS estimates ordered as the closed forms (pairs differing by > 20%)",
                         "the order of the λ", f"{good} of {total} pairs in order", bool(total and good == total)))
     return claims
@@ -173,19 +209,23 @@ def llc_snapshot_stride(quick: bool) -> int:
     return 2 if quick else 1
 
 
-def figure_b(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> list[Claim]:
+def train_b(quick: bool, quiet: bool, work=None, shared=None):
+    """One grokking run with its snapshots."""
     base, _ = grokking_setup(quick)
     folder = _sweep_dir(work, f"degeneracy-grokking-{'quick' if quick else 'full'}")
-    res = run_sweep("grokking", base, seeds=1, quiet=quiet, out=folder, resume=_resume(folder))
-    run = res[0]
+    return run_sweep("grokking", base, seeds=1, quiet=quiet, out=folder, resume=_resume(folder))[0]
+
+
+def analyse_b(run, quick: bool) -> dict:
+    """The LLC at every stride-th snapshot (where training was, no fine-tuning), the phases
+    located from the loss curves, and the restricted and excluded loss at the same snapshots."""
+    base, _ = grokking_setup(quick)
     s = grokking_llc_settings(quick)
     stride = llc_snapshot_stride(quick)
     snap_params = jax.tree.map(lambda x: x[::stride], eqx.filter(run.snapshots, eqx.is_inexact_array))
     # the LLC where training was (no fine-tuning), every snapshot in one vmapped program
     llc = dg.family_learning_coefficient(run, jax.random.key(1), at=snap_params, fine_tune=False, **s)
-    n = llc.n
     snap_steps = np.asarray(run.config.snapshot_steps)[::stride]
-    mean, std = np.asarray(llc.mean), np.asarray(llc.std)
     bounds = locate_phases(run.steps, run.metrics["train_accuracy"], run.metrics["test_loss"])
     # Nanda et al.'s progress measures at the same snapshots (key frequencies of the final model)
     p, hp = run.config.p, run.config.hparams()
@@ -195,15 +235,27 @@ def figure_b(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
     measures = jax.jit(jax.vmap(lambda m: fa.progress_measures(m, p, key, train_grid, hp["alpha"])))(run.snapshots)
     progress = {"restricted loss": np.asarray(measures["restricted_loss"])[::stride],
                 "excluded loss (train)": np.asarray(measures["excluded_loss"])[::stride]}
-    save_figure(plots.llc_over_training_plot(snap_steps, mean, std, run.steps, run.metrics["train_loss"],
-                                             run.metrics["test_loss"], bounds,
-                                             f"(b) LLC over training, grokking (a+b) mod {base['p']}, seed {run.seed}: "
-                                             f"nβ = n/log n = {float(np.asarray(llc.nbeta)[0]):.1f} (n = {n}), γ = {s['localization']:g}, "
-                                             f"ε = {s['step_size']:g}, "
-                                             f"batch {s['batch_size']}", progress=progress),
-                out, "degeneracy_b_grokking.png")
     warnings = sorted({w for i in range(len(snap_steps)) for w in
                        jax.tree.map(lambda x: x[i], llc).warnings})
+    return {"p": base["p"], "seed": run.seed, "settings": s, "n": llc.n, "nbeta": float(np.asarray(llc.nbeta)[0]),
+            "snap_steps": snap_steps, "mean": np.asarray(llc.mean), "std": np.asarray(llc.std),
+            "steps": run.steps, "train_loss": run.metrics["train_loss"], "test_loss": run.metrics["test_loss"],
+            "bounds": bounds, "progress": progress, "warnings": warnings}
+
+
+def draw_b(m, out, quick):
+    s = m["settings"]
+    save_figure(plots.llc_over_training_plot(m["snap_steps"], m["mean"], m["std"], m["steps"], m["train_loss"],
+                                             m["test_loss"], m["bounds"],
+                                             f"(b) LLC over training, grokking (a+b) mod {m['p']}, seed {m['seed']}: "
+                                             f"nβ = n/log n = {m['nbeta']:.1f} (n = {m['n']}), γ = {s['localization']:g}, "
+                                             f"ε = {s['step_size']:g}, "
+                                             f"batch {s['batch_size']}", progress=m["progress"]),
+                out, "degeneracy_b_grokking.png")
+
+
+def claims_b(m, quick) -> list[Claim]:
+    snap_steps, mean, std, bounds, warnings = m["snap_steps"], m["mean"], m["std"], m["bounds"], m["warnings"]
     claims = []
     t_mem, t_clean, t_end = bounds
     if t_mem is None or t_end is None:
@@ -254,11 +306,19 @@ def polygon_order(W, threshold: float = 0.5) -> int:
     return int(np.sum(np.linalg.norm(np.asarray(W), axis=0) > threshold))
 
 
-def figure_c(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> list[Claim]:
+def train_c(quick: bool, quiet: bool, work=None, shared=None):
+    """The toy 6 → 2 from random starts, seeds in one sweep."""
     setup = kgon_setup(quick)
     folder = _sweep_dir(work, f"degeneracy-kgons-{'quick' if quick else 'full'}")
-    res = run_sweep("superposition", setup["sweep"], seeds=setup["seeds"], quiet=quiet, out=folder,
-                    resume=_resume(folder))
+    return run_sweep("superposition", setup["sweep"], seeds=setup["seeds"], quiet=quiet, out=folder,
+                     resume=_resume(folder))
+
+
+def analyse_c(res, quick: bool) -> dict:
+    """The trained seeds and perturbed regular k-gons as points; each fine-tuned to its nearby
+    minimum on the LLC's own data (the estimator's recipe) and sampled: per point its k, loss
+    and LLC; per k found, the median LLC and loss and how many points (and random starts)."""
+    setup = kgon_setup(quick)
     stack = res.stacked()
     trained = eqx.filter(stack.model, eqx.is_inexact_array)
     template = jax.tree.map(lambda x: x[0], trained)
@@ -280,13 +340,25 @@ def figure_c(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
     per_k = {k: (float(np.median(mean[ks == k])), float(np.median(losses[ks == k])), int(np.sum(ks == k)))
              for k in found}
     examples = {k: np.asarray(tuned.W)[int(np.flatnonzero(ks == k)[0])] for k in found}
-    save_figure(plots.kgon_plot(examples, ks, mean, losses,
-                                f"(c) TMS 6 → 2, {setup['seeds']} random + {len(starts)} k-gon starts: k-gons, their losses and LLCs "
-                                f"(nβ = {float(np.asarray(llc.nbeta)[0]):.0f}, γ = {s['localization']:g}, ε by rule)"),
-                out, "degeneracy_c_kgons.png")
     from_random = {k: sum(1 for o, kk in zip(origin, ks) if kk == k and o == "random") for k in found}
-    table = "; ".join(f"{k}-gon ×{c} ({from_random[k]} from random starts): loss {lo:.4f}, LLC {m:.2f}"
-                      for k, (m, lo, c) in per_k.items())
+    return {"seeds": setup["seeds"], "n_starts": len(starts), "localization": s["localization"],
+            "nbeta": float(np.asarray(llc.nbeta)[0]), "feature_probability": setup["sweep"]["feature_probability"],
+            "ks": ks, "mean": mean, "losses": losses, "examples": examples, "per_k": per_k,
+            "from_random": from_random, "warnings": llc.warnings}
+
+
+def draw_c(m, out, quick):
+    save_figure(plots.kgon_plot(m["examples"], m["ks"], m["mean"], m["losses"],
+                                f"(c) TMS 6 → 2, {m['seeds']} random + {m['n_starts']} k-gon starts: k-gons, their losses "
+                                f"and LLCs (nβ = {m['nbeta']:.0f}, γ = {m['localization']:g}, ε by rule)"),
+                out, "degeneracy_c_kgons.png")
+
+
+def claims_c(m, quick) -> list[Claim]:
+    per_k, from_random = m["per_k"], m["from_random"]
+    found = sorted(per_k)
+    table = "; ".join(f"{k}-gon ×{c} ({from_random[k]} from random starts): loss {lo:.4f}, LLC {med:.2f}"
+                      for k, (med, lo, c) in per_k.items())
     big = [k for k in found if per_k[k][2] >= 2]
     medians = [per_k[k][0] for k in big]
     rising = len(big) >= 2 and all(b > a for a, b in zip(medians, medians[1:]))
@@ -294,16 +366,16 @@ def figure_c(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
     by_loss = sorted(big, key=lambda k: per_k[k][1])  # lowest loss first
     inverse = len(big) >= 2 and all(per_k[a][0] > per_k[b][0] for a, b in zip(by_loss, by_loss[1:]))
     losses_fall = len(big) >= 2 and all(per_k[b][1] < per_k[a][1] for a, b in zip(big, big[1:]))
-    warned = llc.warnings
+    warned = m["warnings"]
     tail = f"; warnings: {'; '.join(warned)}" if warned else "; no estimate warns"
     return [Claim("degeneracy (c)", "the k-gons' LLCs are ordered opposite to their losses (k found ≥ twice)",
                   "low loss, high complexity; high loss, low complexity (Chen et al. 2023)",
                   f"{table}; by loss: {', '.join(f'{k}-gon' for k in by_loss)}{tail}", bool(inverse)),
             Claim("degeneracy (c)", "the LLC of the k-gons increases with k (medians over seeds, k found ≥ twice)",
                   "LLC rises with k where loss falls with k (Chen et al. 2023)",
-                  f"medians {', '.join(f'{k}-gon {m:.2f}' for k, m in zip(big, medians))}; loss "
+                  f"medians {', '.join(f'{k}-gon {med:.2f}' for k, med in zip(big, medians))}; loss "
                   f"{'falls' if losses_fall else 'does not fall'} with k at feature probability "
-                  f"{setup['sweep']['feature_probability']:g}", bool(rising))]
+                  f"{m['feature_probability']:g}", bool(rising))]
 
 
 # ----------------------------------------------------------------------------- (d) Hessian and degeneracies
@@ -316,11 +388,18 @@ def degeneracy_setup(quick: bool) -> dict:
             "llc": dict(chains=8 if quick else 32, draws=2000 if quick else 10_000, step_size=1e-6, localization=1.0)}
 
 
-def figure_d(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> list[Claim]:
+def train_d(quick: bool, quiet: bool, work=None, shared=None):
+    """One modular-addition MLP."""
     setup = degeneracy_setup(quick)
     folder = _sweep_dir(work, f"degeneracy-mlp-{'quick' if quick else 'full'}")
-    res = run_sweep("grokking", setup["sweep"], seeds=1, quiet=quiet, out=folder, resume=_resume(folder))
-    run = res[0]
+    return run_sweep("grokking", setup["sweep"], seeds=1, quiet=quiet, out=folder, resume=_resume(folder))[0]
+
+
+def analyse_d(run, quick: bool) -> dict:
+    """At the trained MLP: the behavioural loss's Hessian spectrum and near-zero count, the
+    three degeneracies' freed directions and the ReLU rescalings, 2·λ̂ of the behavioural loss
+    and what the quadratic approximation would give at the same settings."""
+    setup = degeneracy_setup(quick)
     model = run.model
     p = run.config.p
     a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
@@ -334,25 +413,44 @@ def figure_d(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
     ev = np.asarray(jnp.linalg.eigvalsh(H))
     d = ev.size
     zero = int(dg.near_zero_count(ev, setup["tol"]))
-    rank = d - zero
     deg = dg.mlp_degeneracy(model, tokens)
     alive = model.W_in.shape[0] - deg["dead"]
     rescalings = alive  # each live ReLU: scale its fan-in by c, its fan-out by 1/c
-    exact = deg["freed_activation"] + deg["freed_sync"] + deg["freed_dead"] + rescalings
     n_eff, llc = dg.effective_parameter_count(apply, params, tokens, jax.random.key(3), nbeta=setup["nbeta"],
                                               **setup["llc"])
-    n_eff = float(n_eff)
     s = setup["llc"]
     # 2× the estimate the quadratic approximation at w* would give at exactly these settings
     # (its slow directions, nβh ≲ 1/(ε·draws), are not yet filled at this chain length)
     quadratic = 2 * dg.quadratic_estimate(ev, nbeta=setup["nbeta"], localization=s["localization"],
                                           step_size=s["step_size"], draws=s["draws"], burnin=llc.burnin)
-    save_figure(plots.degeneracy_counts_plot(ev, setup["tol"], {
-        "parameters": d, "Hessian rank": rank, "2·λ̂ (behavioural)": n_eff,
-        "2·λ̂ if quadratic (same ε, draws)": quadratic,
-        "d − freed (exact kinds)": d - exact}, f"(d) one-hot MLP p={p}, {model.W_in.shape[0]} neurons, {d} parameters: "
-        f"behavioural-loss Hessian (tol {setup['tol']:g}), degeneracies and 2·λ̂ (nβ = {setup['nbeta']:g})"),
+    return {"p": p, "neurons": model.W_in.shape[0], "tol": setup["tol"], "nbeta": setup["nbeta"], "eigenvalues": ev,
+            "d": d, "zero": zero, "freed": {k: deg[k] for k in ("freed_activation", "freed_jacobian", "freed_sync",
+                                                                "freed_dead", "freed_total")},
+            "rescalings": rescalings, "n_eff": float(n_eff), "n_eff_std": 2 * float(llc.std), "quadratic": quadratic}
+
+
+def _exactly_freed(m) -> int:
+    """The directions freed by the exact kinds: activation, synchronised and dead neurons, and
+    the ReLU rescalings."""
+    f = m["freed"]
+    return f["freed_activation"] + f["freed_sync"] + f["freed_dead"] + m["rescalings"]
+
+
+def draw_d(m, out, quick):
+    d, rank = m["d"], m["d"] - m["zero"]
+    save_figure(plots.degeneracy_counts_plot(m["eigenvalues"], m["tol"], {
+        "parameters": d, "Hessian rank": rank, "2·λ̂ (behavioural)": m["n_eff"],
+        "2·λ̂ if quadratic (same ε, draws)": m["quadratic"],
+        "d − freed (exact kinds)": d - _exactly_freed(m)}, f"(d) one-hot MLP p={m['p']}, {m['neurons']} neurons, {d} "
+        f"parameters: behavioural-loss Hessian (tol {m['tol']:g}), degeneracies and 2·λ̂ (nβ = {m['nbeta']:g})"),
         out, "degeneracy_d_counts.png")
+
+
+def claims_d(m, quick) -> list[Claim]:
+    d, zero, deg, rescalings = m["d"], m["zero"], m["freed"], m["rescalings"]
+    n_eff, quadratic = m["n_eff"], m["quadratic"]
+    rank = d - zero
+    exact = _exactly_freed(m)
     counts = (f"d = {d}; Hessian near-zero {zero}, rank {rank}; freed: activation {deg['freed_activation']}, "
               f"Jacobian {deg['freed_jacobian']}, synchronised {deg['freed_sync']}, dead {deg['freed_dead']}, "
               f"rescalings {rescalings}")
@@ -362,7 +460,7 @@ def figure_d(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
               zero >= deg["freed_total"] + rescalings),
         Claim("degeneracy (d)", "2·λ̂ of the behavioural loss is at most d − (exactly freed directions)",
               "N_eff = 2λ below the parameter count by the degeneracies (Bushnaq et al. 2024)",
-              f"2·λ̂ = {n_eff:.1f} ± {2 * float(llc.std):.1f}, d − freed = {d - exact}", n_eff <= d - exact),
+              f"2·λ̂ = {n_eff:.1f} ± {m['n_eff_std']:.1f}, d − freed = {d - exact}", n_eff <= d - exact),
         Claim("degeneracy (d)", "2·λ̂ at least 90% of the Hessian's quadratic part at the same settings",
               "λ ≥ rank(H)/2 (splitting lemma); a finite chain fills the quadratic directions it can reach",
               f"2·λ̂ = {n_eff:.1f}, quadratic part at these ε, nβ, γ, draws {quadratic:.1f}, rank {rank}",
@@ -370,7 +468,10 @@ def figure_d(out: Path, quick: bool, quiet: bool, work=None, shared=None) -> lis
     ]
 
 
-FIGURES = {"a": figure_a, "b": figure_b, "c": figure_c, "d": figure_d}
+FIGURES = {"a": FigureSet(train_a, analyse_a, draw_a, claims_a),
+           "b": FigureSet(train_b, analyse_b, draw_b, claims_b),
+           "c": FigureSet(train_c, analyse_c, draw_c, claims_c),
+           "d": FigureSet(train_d, analyse_d, draw_d, claims_d)}
 
 
 def reproduce(out, quick: bool = True, quiet: bool = False, only: str | None = None, work=None) -> list[Claim]:
