@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..core.config import ConfigError
+from . import _inputs as check
 
 __all__ = ["training_curves"]
 
@@ -20,20 +21,31 @@ def training_curves(steps, values, groups=None, labels=None, *, ylabel: str = "l
         groups: for each run, the index of its group (runs of one grid point share a colour
             and one legend entry); default: each run its own group.
         labels: one legend label per group (none: no legend).
+        ylabel: the y-axis label; title: optional axes title.
         log_y: a log y axis (default: when every value is positive).
     Returns:
         the matplotlib Figure.
     """
-    values = [np.asarray(v, np.float64).ravel() for v in values]
+    what = "one 1-D array of values per run (a list, or a 2-D array of runs × logs)"
+    if values is None or isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise ConfigError("values", check.shown(values), f"must be {what}")
+    values = [check.array("values", v, what, ndim=(0, 1)).ravel() for v in values]
     if not values:
         raise ConfigError("values", values, "needs at least one run")
-    steps = [np.asarray(steps).ravel()] * len(values) if np.ndim(steps[0]) == 0 else \
-        [np.asarray(s).ravel() for s in steps]
+    s_what = "one 1-D array of steps per run (a list), or one array shared by all"
+    if steps is None or isinstance(steps, (str, bytes, dict)) or not hasattr(steps, "__len__") or len(steps) == 0:
+        raise ConfigError("steps", check.shown(steps), f"must be {s_what}")
+    steps = [check.vector("steps", steps, what=s_what)] * len(values) if np.ndim(steps[0]) == 0 else \
+        [check.array("steps", s, s_what, ndim=(0, 1)).ravel() for s in steps]
     if len(steps) != len(values) or any(len(s) != len(v) for s, v in zip(steps, values)):
         raise ConfigError("steps", f"{len(steps)} arrays", "must give one step per value of each run")
-    groups = list(range(len(values))) if groups is None else [int(g) for g in groups]
+    groups = list(range(len(values))) if groups is None else \
+        [check.integer("groups", g, "one group index ≥ 0 per run", lo=0) for g in check.labels("groups", groups)]
     if len(groups) != len(values):
         raise ConfigError("groups", groups, f"must give a group for each of the {len(values)} runs")
+    labels = check.labels("labels", labels, optional=True)
+    ylabel = check.title("ylabel", ylabel)
+    title = check.title("title", title)
     if labels is not None and len(labels) <= max(groups):
         raise ConfigError("labels", labels, f"must give a label for each of the {max(groups) + 1} groups")
     finite = np.concatenate([v[np.isfinite(v)] for v in values])
@@ -45,7 +57,7 @@ def training_curves(steps, values, groups=None, labels=None, *, ylabel: str = "l
     labelled = set()
     for s, v, g in zip(steps, values, groups):
         colour = colours(g / max(n_groups - 1, 1)) if max(groups) >= 10 else colours(g % 10)
-        label = labels[g] if labels is not None and g not in labelled else None
+        label = str(labels[g]) if labels is not None and g not in labelled else None
         labelled.add(g)
         ax.plot(s, v, color=colour, lw=1.0, alpha=0.8, label=label)
     if log_y:
