@@ -172,6 +172,15 @@ def test_a_user_experiments_package_does_not_shadow_ours(tmp_path):
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
 
 
+def test_every_figure_set_is_four_pieces():
+    from toylab.experiments.reproductions._common import FigureSet
+
+    for name, path in experiments.REPRODUCTIONS.items():
+        mod = importlib.import_module(path)
+        for letter, piece in mod.FIGURES.items():
+            assert isinstance(piece, FigureSet), (name, letter)
+
+
 def test_claims_are_checked_on_the_numbers_and_can_fail():
     """A claims piece is pure: handed numbers where the paper's statement does not hold, it fails."""
     from toylab.experiments.reproductions import superposition as sup

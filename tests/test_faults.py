@@ -399,11 +399,15 @@ def test_negative_zero_is_zero():
 def test_a_count_given_a_fraction_is_refused():
     from toylab.families.dictionaries import DictionaryConfig
 
-    with pytest.raises(ConfigError, match=r"k=2.5: must be a whole number"):
-        DictionaryConfig(kind="topk", k=2.5)
-    with pytest.raises(ConfigError, match=r"k=2.5: must be a whole number"):
-        DictionaryConfig.parse_field("k", "2.5")
+    for kind in ("topk", "matryoshka"):  # latents kept per example: a count
+        extra = {"prefixes": (8, 64), "n_latents": 64} if kind == "matryoshka" else {}
+        with pytest.raises(ConfigError, match=rf"k=2.5: must be a whole number for kind={kind}"):
+            DictionaryConfig(kind=kind, k=2.5, **extra)
     assert DictionaryConfig(kind="topk", k=2).k == 2.0
+    # batchtopk's k is an average over the batch: k·batch_size is the count
+    assert DictionaryConfig(kind="batchtopk", k=2.5, batch_size=512).k == 2.5
+    with pytest.raises(ConfigError, match=r"k=2.5: times batch_size=5 must be a whole number"):
+        DictionaryConfig(kind="batchtopk", k=2.5, batch_size=5)
 
 
 def test_an_edited_manifest_under_a_checkpoint_is_refused(tmp_path, monkeypatch):

@@ -198,12 +198,14 @@ def hierarchy_setup(quick: bool) -> dict:
                      "mean_active": 30.0, "zipf_exponent": 0.5, "child_probability": 0.8, "magnitude_std": 0.2,
                      "noise_std": 0.01}
         width, prefixes, steps, seeds = 4096, (128, 512, 2048, 4096), 30_000, 2
-    ks = [1.5, 2.0, 3.0, 4.0, 6.0] if quick else [10.0, 20.0, 30.0, 45.0, 60.0]
+    ks = [1.0, 2.0, 3.0, 4.0, 6.0] if quick else [10.0, 20.0, 30.0, 45.0, 60.0]
+    # batchtopk's k is an average over the batch, so it may be a fraction (k·batch is the count)
+    batch_ks = [1.5, 2.0, 3.0, 4.0, 6.0] if quick else ks
     return {
         "base": {**generator, "n_latents": width, "batch_size": 512 if quick else 4096, "steps": steps,
                  "log_every": steps // 4, "lr": 3e-3 if quick else 1e-3, "eval_size": 4096, "data_seed": 0},
         "grids": {"relu": {"sparsity": [0.01, 0.03, 0.1, 0.3, 1.0]},
-                  "topk": {"k": ks}, "batchtopk": {"k": ks}, "matryoshka": {"k": ks},
+                  "topk": {"k": ks}, "batchtopk": {"k": batch_ks}, "matryoshka": {"k": ks},
                   "jumprelu": {"sparsity": [0.003, 0.01, 0.03, 0.1, 0.3]}},
         "prefixes": prefixes,
         "seeds": seeds,

@@ -68,7 +68,8 @@ class DictionaryConfig(SyntheticFeatureFields, ActivationSourceFields, TrainConf
     k_aux: int = static(0, check=nonnegative_int, help="AuxK: dead latents that reconstruct the residual (0: D_in // 2)")
     eval_size: int = static(4096, check=positive_int, help="held-out activation vectors the final scores use")
     sparsity: float = sweepable(1.0, check=nonnegative, help="λ: norm-weighted L1 (relu) or L0 (jumprelu) coefficient")
-    k: float = sweepable(4.0, check=positive, whole=True, help="active latents per example (topk, batchtopk, matryoshka)")
+    k: float = sweepable(4.0, check=positive, help="active latents per example (topk, matryoshka: a whole number; "
+                         "batchtopk: an average over the batch, k·batch_size kept per batch)")
     aux_coefficient: float = sweepable(1 / 32, check=nonnegative, help="AuxK loss weight (Gao et al.: 1/32)")
     # JumpReLU: Rajamanoharan et al. start θ at 1e-3 with ε = 1e-3 on inputs scaled to E‖x‖² = D and
     # train for billions of tokens; in a few thousand steps on unit-magnitude features so few
@@ -92,6 +93,14 @@ class DictionaryConfig(SyntheticFeatureFields, ActivationSourceFields, TrainConf
                 raise ConfigError("target_node", self.target_node, "a transcoder needs a source run (source=PATH)")
         if self.kind in ("topk", "batchtopk", "matryoshka") and self.k > self.n_latents:
             raise ConfigError("k", self.k, f"must be at most n_latents={self.n_latents}")
+        # A count is refused as a fraction rather than rounded inside the program: per example
+        # for topk and matryoshka; for batchtopk k is an average, so k·batch_size is the count.
+        if self.kind in ("topk", "matryoshka") and not float(self.k).is_integer():
+            raise ConfigError("k", self.k, f"must be a whole number for kind={self.kind} (latents kept per example); "
+                                           "a fractional k is an average over the batch: kind=batchtopk")
+        if self.kind == "batchtopk" and not float(self.k * self.batch_size).is_integer():
+            raise ConfigError("k", self.k, f"times batch_size={self.batch_size} must be a whole number (the latents "
+                                           "kept per batch)")
 
     def check_data(self) -> dict:
         """A source run is resolved here, once (:meth:`check_source`); a config rebuilt from
