@@ -40,6 +40,7 @@ def D(W):
 # ----------------------------------------------------------------------------- bounds
 
 
+@pytest.mark.slow
 @FAST
 @given(tst.superposition_weights())
 def test_feature_dimensionality_is_in_unit_interval(W):
@@ -108,6 +109,7 @@ def test_regular_tetrahedron_gets_three_quarters_each(Q, c):
     others=st.lists(st.floats(0.1, 10.0), min_size=0, max_size=4),
     data=st.data(),
 )
+@pytest.mark.slow
 def test_k_features_sharing_a_direction_get_one_over_k(k, signs, scale, others, data):
     # k equal-norm features on ±e_0, the others each on their own axis e_1.., all rotated.
     m = 1 + len(others)
@@ -134,6 +136,7 @@ def test_tiny_column_counts_as_not_learned_but_small_one_does_not():
     np.testing.assert_allclose(D(1e4 * W), [1.0, 0.0, 1.0], atol=1e-6)
 
 
+@pytest.mark.slow
 @FAST
 @given(tst.superposition_weights(well_scaled=True))
 def test_dimensionality_agrees_with_norms_and_interference(W):
@@ -147,6 +150,7 @@ def test_dimensionality_agrees_with_norms_and_interference(W):
 # ----------------------------------------------------------------------------- other measures
 
 
+@pytest.mark.slow
 @FAST
 @given(tst.superposition_weights())
 def test_gram_and_norms_match_numpy(W):
@@ -155,6 +159,7 @@ def test_gram_and_norms_match_numpy(W):
     np.testing.assert_allclose(np.asarray(S.feature_norms(W)), np.linalg.norm(W64, axis=0), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_interference_of_simple_geometries():
     np.testing.assert_allclose(np.asarray(S.interference(np.array([[2.0, -2.0]], np.float32))), [4.0, 4.0], rtol=1e-6)
     np.testing.assert_allclose(np.asarray(S.interference(np.eye(3, dtype=np.float32))), np.zeros(3), atol=1e-7)
@@ -164,6 +169,7 @@ def test_interference_of_simple_geometries():
     np.testing.assert_allclose(np.asarray(S.interference(np.array([[1.0, 0.0]], np.float32))), [0.0, 0.0], atol=0)
 
 
+@pytest.mark.slow
 @FAST
 @given(st.integers(1, 6), st.integers(0, 6), st.data())
 def test_dimensions_per_feature_on_dedicated_and_antipodal(m, extra_zero_columns, data):
@@ -178,6 +184,7 @@ def test_dimensions_per_feature_of_zero_weights_is_inf_not_nan():
     assert float(S.dimensions_per_feature(np.zeros((2, 3), np.float32))) == np.inf
 
 
+@pytest.mark.slow
 def test_gradients_are_finite_at_zero_columns():
     W = jnp.array([[1.0, 0.0, 0.5], [0.0, 0.0, -0.5]])
     for f in (S.feature_norms, S.interference, S.feature_dimensionality):
@@ -207,6 +214,7 @@ def _tight_frame(vectors):
     return jnp.asarray((v / np.linalg.norm(v, axis=1, keepdims=True)).T, jnp.float32)
 
 
+@pytest.mark.slow
 def test_fraction_lines_are_the_dimensionalities_of_their_geometries():
     """Each line is the D every feature of its geometry has, computed here from the geometry."""
     polygon = lambda k: [[np.cos(2 * np.pi * i / k), np.sin(2 * np.pi * i / k)] for i in range(k)]  # noqa: E731
@@ -343,6 +351,7 @@ def test_classify_phase_rejects_other_shapes(shape):
 # ----------------------------------------------------------------------------- vmap
 
 
+@pytest.mark.slow
 @settings(max_examples=10, deadline=None)
 @given(st.sampled_from([(1, 1, 1), (3, 1, 2), (4, 2, 5), (2, 5, 8)]), st.integers(0, 2**32 - 1))
 def test_measures_vmap_like_a_loop(shape, seed):

@@ -27,6 +27,7 @@ needs_images = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None,
                                   reason="the digits need the images extra (scikit-learn)")
 
 
+@pytest.mark.slow
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 2**16), d_in=st.integers(1, 6), hidden=st.integers(1, 6), bias=st.booleans())
 def test_residual_block_and_classifier_compose_their_parts(seed, d_in, hidden, bias):
@@ -48,6 +49,7 @@ def test_residual_block_and_classifier_compose_their_parts(seed, d_in, hidden, b
     np.testing.assert_allclose(np.asarray(model.as_layer()(z)), np.asarray(model(z)), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_as_layer_refuses_a_deeper_model():
     model = init_bilinear_classifier(make_key(0), d_in=5, n_classes=2, d_hidden=3, d_model=4, n_layers=2,
                                      residual=True)
@@ -58,6 +60,7 @@ def test_as_layer_refuses_a_deeper_model():
         init_bilinear_layer(make_key(0), d_in=3, d_hidden=0, d_out=2)
 
 
+@pytest.mark.slow
 def test_transformer_bilinear_mlp_is_the_product_of_two_linear_maps():
     model = init_transformer(make_key(1), d_vocab=8, d_vocab_out=7, d_model=16, n_heads=2, d_mlp=12,
                              activation="bilinear")
@@ -76,6 +79,7 @@ def test_transformer_bilinear_mlp_is_the_product_of_two_linear_maps():
     np.testing.assert_array_equal(np.asarray(relu.blocks[0].W_in), np.asarray(model.blocks[0].W_in))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("embed", ["onehot", "sum", "concat"])
 def test_embedding_mlp_bilinear_hidden_layer(embed):
     m = init_embed_mlp(make_key(2), n_in=5, n_out=5, d_hidden=6, d_embed=4, embed=embed, activation="bilinear")
@@ -92,6 +96,7 @@ def test_embedding_mlp_bilinear_hidden_layer(embed):
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_bilinear_mlp_drops_into_the_grokking_and_groups_families():
     g = run_sweep("grokking", GrokkingConfig(p=7, model="mlp", embed="concat", d_embed=16, d_mlp=32,
                                              activation="bilinear", train_fraction=0.6, steps=200, log_every=100,
@@ -120,6 +125,7 @@ def test_bad_config_is_one_clear_error(field, value, needle):
         BilinearConfig(residual=True, d_model=0)
 
 
+@pytest.mark.slow
 @needs_images
 def test_digits_model_learns_and_noise_is_added_to_training_inputs_only():
     cfg = BilinearConfig(hidden=32, d_model=32, batch_size=256, steps=400, log_every=100, input_noise=0.0)
@@ -139,6 +145,7 @@ def test_digits_model_learns_and_noise_is_added_to_training_inputs_only():
         assert r.metrics["train_loss"][-1] < r.metrics["train_loss"][0]
 
 
+@pytest.mark.slow
 def test_toy_tasks_learn():
     modular = run_sweep("bilinear", BilinearConfig(dataset="modular", p=11, hidden=64, d_model=0, bias=True,
                                                    train_fraction=0.9, input_noise=0.0, weight_decay=0.0, lr=3e-3,
@@ -153,6 +160,7 @@ def test_toy_tasks_learn():
     assert sparse.metrics["test_loss"][-1] < 0.5 * zero_loss, (sparse.metrics["test_loss"], zero_loss)
 
 
+@pytest.mark.slow
 def test_cli_bad_bilinear_input_is_one_line_and_exit_2(tmp_path):
     import subprocess
     import sys

@@ -60,6 +60,7 @@ def test_show_names_missing_runs(folder, capsys):
     assert set(line.split(" | ")[1:]) == {"-"}
 
 
+@pytest.mark.slow
 def test_show_plot_writes_the_loss_curves(folder, tmp_path, capsys):
     from PIL import Image
 
@@ -99,6 +100,7 @@ def test_training_curves_draws_one_line_per_run():
     ("truncated manifest", "manifest.json cannot be read"),
     ("flipped npz", "does not match its checksum"),
 ])
+@pytest.mark.slow
 def test_show_of_a_missing_or_corrupt_folder_is_one_line(folder, tmp_path, capsys, damage, phrase):
     target = folder
     if damage == "missing":

@@ -30,6 +30,7 @@ def _exact_sgld_llc(a, nbeta, gamma, eps):
     return nbeta * 0.5 * np.sum(a / (k * (1 - eps * k / 4)))
 
 
+@pytest.mark.slow
 @settings(max_examples=4, deadline=None)
 @given(a=st.lists(st.sampled_from([0.5, 1.0, 2.0, 4.0]), min_size=2, max_size=3),
        gamma=st.sampled_from([0.0, 1.0, 10.0]), eps=st.sampled_from([0.005, 0.02]))
@@ -61,6 +62,7 @@ def test_regular_quadratic_gives_d_over_2_at_small_step():
     assert float(res.rhat) < 1.05
 
 
+@pytest.mark.slow
 def test_noise_off_sgld_at_step_2eta_is_gradient_descent_at_eta():
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(40, 3)), jnp.float32)
@@ -79,6 +81,7 @@ def test_noise_off_sgld_at_step_2eta_is_gradient_descent_at_eta():
         np.testing.assert_allclose(res.final["b"][chain], w["b"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_restricted_llc_with_frozen_coordinates_is_the_smaller_models():
     a, nbeta, gamma, eps = [1.0, 2.0, 4.0], 10.0, 1.0, 0.01
     full = {"w": jnp.zeros(3)}
@@ -94,6 +97,7 @@ def test_restricted_llc_with_frozen_coordinates_is_the_smaller_models():
     np.testing.assert_array_equal(restricted.final["w"][:, 1], 0.0)  # the frozen coordinate never moved
 
 
+@pytest.mark.slow
 def test_same_key_same_numbers_and_minibatches():
     x = jnp.asarray(np.random.default_rng(1).normal(size=(64, 2)), jnp.float32)
     loss = lambda p, b: jnp.mean((b["x"] @ p) ** 2)  # noqa: E731
@@ -107,6 +111,7 @@ def test_same_key_same_numbers_and_minibatches():
     assert float(one.nbeta) == pytest.approx(default_nbeta(64)) == pytest.approx(64 / np.log(64))
 
 
+@pytest.mark.slow
 def test_vmaps_over_snapshots():
     a = [1.0, 2.0]
     centres = jnp.asarray([[0.0, 0.0], [1.0, -1.0], [2.0, 0.5]])
@@ -120,6 +125,7 @@ def test_vmaps_over_snapshots():
         np.testing.assert_allclose(stacked.mean[i], llc(centres[i]).mean, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_diagnostics_mala_acceptance_divergence_and_negative_estimates():
     quad = _quadratic([1.0, 2.0], np.zeros(2))
     small = learning_coefficient(quad, {"w": jnp.zeros(2)}, DATA, jax.random.key(0), chains=4, draws=200,
@@ -139,6 +145,7 @@ def test_diagnostics_mala_acceptance_divergence_and_negative_estimates():
     assert any("negative" in w for w in off.warnings) and any("below L(w*)" in w for w in off.warnings)
 
 
+@pytest.mark.slow
 def test_rmsprop_sgld_estimates_a_badly_scaled_quadratic():
     a = [100.0, 0.01]  # curvatures four decades apart
     res = learning_coefficient(_quadratic(a, np.zeros(2)), {"w": jnp.zeros(2)}, DATA, jax.random.key(0), chains=64,
@@ -268,6 +275,7 @@ def _random_quadratic(d, rank, seed=0):
     return A, (lambda p, batch: 0.5 * p["w"] @ (jnp.asarray(A) @ p["w"]))
 
 
+@pytest.mark.slow
 def test_exact_hessian_of_a_quadratic_is_its_matrix_and_counts_its_null_space():
     A, loss = _random_quadratic(12, 7)
     H = dg.hessian(loss, {"w": jnp.ones(12)}, DATA)
@@ -285,6 +293,7 @@ def _mlp_loss():
     return loss, params, {"x": x, "y": y}
 
 
+@pytest.mark.slow
 def test_lanczos_top_k_equals_eigh_on_a_small_model():
     loss, params, data = _mlp_loss()
     exact = np.sort(np.linalg.eigvalsh(np.asarray(dg.hessian(loss, params, data))))[::-1]
@@ -303,6 +312,7 @@ def test_lanczos_top_k_equals_eigh_on_a_small_model():
         dg.top_eigenvalues(loss, params, data, jax.random.key(0), k=3, tol=0.0)
 
 
+@pytest.mark.slow
 def test_hutchinson_trace_and_the_spectral_density():
     loss, params, data = _mlp_loss()
     ev = np.linalg.eigvalsh(np.asarray(dg.hessian(loss, params, data)))
@@ -333,6 +343,7 @@ def test_hessian_bad_input():
 # ----------------------------------------------------------------------------- calibration and runs
 
 
+@pytest.mark.slow
 def test_calibration_picks_the_largest_stable_step():
     quad = _quadratic([1.0, 2.0], np.zeros(2))
     cal = dg.calibrate(quad, {"w": jnp.zeros(2)}, DATA, jax.random.key(0), step_sizes=[1e-3, 1e-2, 0.05, 1.0],
@@ -356,6 +367,7 @@ def test_calibration_picks_the_largest_stable_step():
         dg.calibrate(quad, {"w": jnp.zeros(2)}, DATA, jax.random.key(0), step_sizes=[])
 
 
+@pytest.mark.slow
 def test_family_learning_coefficient_of_toylab_runs(tmp_path):
     from toylab.core.sweep import run_sweep
 
@@ -442,6 +454,7 @@ def test_layer_degeneracy_totals_follow_the_counts():
     assert out["freed_total"] == 5 + 12 + 2 + out["freed_dead"] and out["parameters"] == 25
 
 
+@pytest.mark.slow
 def test_mlp_degeneracy_on_the_lab_models():
     from toylab.models.mlp import init_embed_mlp
     from toylab.models.transformer import init_transformer
@@ -593,6 +606,7 @@ def _peer_python():
     return python
 
 
+@pytest.mark.slow
 def test_bench_degeneracy_torch_ports_reproduce_the_jax_losses(tmp_path):
     # the .npz this side writes, rebuilt as torch modules by the peer scripts' port: the same
     # loss at w* for the superposition toy, the grokking transformer and the one-hot MLP
@@ -664,6 +678,7 @@ def test_calibration_plot_draws_every_step_and_marks_the_chosen_one():
     matplotlib.pyplot.close(fig)
 
 
+@pytest.mark.slow
 def test_behavioural_loss_and_effective_parameter_count_see_only_what_the_inputs_span():
     # f(W, x) = W x with inputs confined to a 2-dim subspace of R^4: L_B is a quadratic of
     # rank 3·2 in W's 12 coordinates, so N_eff = 2·λ ≈ 6 — the other 6 directions are free

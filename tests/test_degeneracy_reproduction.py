@@ -24,6 +24,7 @@ def test_second_moment_rows_give_the_loss_of_all_examples():
         assert mine == pytest.approx(full, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_linear_network_cases_sit_at_an_exact_minimum_of_the_population_loss():
     from toylab.testing import cases
 
@@ -99,6 +100,7 @@ def test_every_figure_set_end_to_end_at_tiny_sizes(tmp_path, monkeypatch):
     assert kept == ["degeneracy-grokking-quick", "degeneracy-kgons-quick", "degeneracy-mlp-quick"]
 
 
+@pytest.mark.slow
 def test_quadratic_estimate_matches_finite_chains():
     from toylab.analysis import degeneracy as dg
 

@@ -26,6 +26,7 @@ batch_topk_jit = jax.jit(batch_topk_mask)
 # ----------------------------------------------------------------------------- activations
 
 
+@pytest.mark.slow
 @settings(max_examples=40)
 @given(seed=st.integers(0, 2**16), rows=st.integers(1, 6), width=st.sampled_from([4, 16]), k=st.integers(1, 16))
 def test_topk_keeps_exactly_k_and_the_largest(seed, rows, width, k):
@@ -39,6 +40,7 @@ def test_topk_keeps_exactly_k_and_the_largest(seed, rows, width, k):
     assert (kept_min >= dropped_max).all()
 
 
+@pytest.mark.slow
 def test_topk_dictionary_l0_is_exactly_k_when_k_pre_activations_are_positive():
     model = init_dictionary(jax.random.key(0), 8, 32, "topk", k=5.0)
     # b_enc > 0 makes every pre-activation positive, so exactly k latents fire.
@@ -103,6 +105,7 @@ def _one_step(model, x, **kw):
     return merge_state(optax.apply_updates(trained, updates), new_state), metrics
 
 
+@pytest.mark.slow
 def test_state_fields_are_set_to_their_targets_by_one_step():
     model = init_dictionary(jax.random.key(3), 4, 6, "batchtopk", k=1.0)
     model = Dictionary(**{**_fields(model), "since_fired": jnp.arange(6.0), "threshold": jnp.float32(0.5),
@@ -122,6 +125,7 @@ def test_state_fields_are_set_to_their_targets_by_one_step():
     assert float(metrics["aux_loss"]) > 0
 
 
+@pytest.mark.slow
 def test_matryoshka_loss_sums_the_prefix_errors():
     model = init_dictionary(jax.random.key(5), 4, 8, "matryoshka", prefixes=(2, 8), k=3.0)
     x = jax.random.normal(jax.random.key(6), (10, 4))
@@ -136,6 +140,7 @@ def test_matryoshka_loss_sums_the_prefix_errors():
 # ----------------------------------------------------------------------------- known answers through the family
 
 
+@pytest.mark.slow
 def test_dictionary_at_the_true_features_scores_one():
     # The testing kit's planted dictionary of the config's generator: decoder rows the true
     # features, encoder their inverse (N = D), JumpReLU thresholds far above rounding error.
@@ -158,6 +163,7 @@ _SMALL = DictionaryConfig(n_features=8, dim=8, n_latents=8, mean_active=1.5, zip
                           steps=60, log_every=20, lr=3e-3, eval_size=256, sparsity=0.1)
 
 
+@pytest.mark.slow
 def test_vmapped_dictionaries_equal_single_runs():
     cfgs = [_SMALL.replace(sparsity=s, mean_active=m) for s, m in ((0.05, 1.0), (0.3, 2.0))]
     train = toylab.make_train("dictionaries", _SMALL)
@@ -171,6 +177,7 @@ def test_vmapped_dictionaries_equal_single_runs():
     assert not np.allclose(together.model.W_dec[0], together.model.W_dec[1])
 
 
+@pytest.mark.slow
 def test_a_relu_sae_recovers_sparse_planted_features():
     cfg = _SMALL.replace(steps=1500, log_every=500, sparsity=0.05, n_latents=16)
     res = toylab.run_sweep("dictionaries", cfg, seeds=1, quiet=True)
@@ -190,6 +197,7 @@ def toy_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_a_toy_run_is_a_source_with_its_features_known(toy_run):
     cfg = DictionaryConfig(source=str(toy_run), node="hidden", n_latents=12, eval_size=64)
     assert cfg.derived["d_in"] == 3 and cfg.derived["d_out"] == 3
@@ -242,6 +250,7 @@ def test_bad_source_nodes_name_the_field(toy_run):
         assert err.value.field == name, str(err.value)
 
 
+@pytest.mark.slow
 def test_a_source_folder_rewritten_is_read_again(tmp_path):
     """The source cache follows the folder: trained again into the same path with another
     hidden width, a new dictionary config reads the new model, not the one read before."""

@@ -89,6 +89,7 @@ def total(score: np.ndarray, match: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- assignment
 
 
+@pytest.mark.slow
 @FAST
 @given(score_matrices())
 def test_linear_assignment_is_an_optimal_injective_matching(score):
@@ -153,6 +154,7 @@ def _saelens_mcc(features, decoder, signed=False):
     return float(sim[rows, cols].mean())
 
 
+@pytest.mark.slow
 @FAST
 @given(st.sampled_from([(5, 7), (7, 5), (6, 6)]), st.integers(0, 2**31 - 1))  # the shapes other tests compile
 def test_mcc_is_the_saelens_definition_and_signed_mcc_its_signed_variant(shape, seed):
@@ -464,6 +466,7 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, call", BAD, ids=[f"{i}-{name}" for i, (name, _) in enumerate(BAD)])
 def test_bad_input_raises_config_error_naming_the_parameter(name, call):
     with pytest.raises(ConfigError) as err:

@@ -26,6 +26,7 @@ def _arrays(run):
     return [np.asarray(x) for x in jax.tree.leaves(run.model)]
 
 
+@pytest.mark.slow
 def test_the_source_is_resolved_when_the_config_is_built(tmp_path, monkeypatch):
     _toy(tmp_path / "toy")
     monkeypatch.chdir(tmp_path)
@@ -41,6 +42,7 @@ def test_the_source_is_resolved_when_the_config_is_built(tmp_path, monkeypatch):
     assert other.source_fingerprint == source_fingerprint(tmp_path / "toy2") != fp
 
 
+@pytest.mark.slow
 def test_a_dictionaries_folder_loads_after_its_source_moved_or_was_deleted(tmp_path, monkeypatch):
     _toy(tmp_path / "runs" / "toy")
     monkeypatch.chdir(tmp_path)
@@ -61,6 +63,7 @@ def test_a_dictionaries_folder_loads_after_its_source_moved_or_was_deleted(tmp_p
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_a_resume_against_a_rebuilt_source_is_refused(tmp_path):
     src = _toy(tmp_path / "toy")
     out = tmp_path / "sae"
@@ -74,6 +77,7 @@ def test_a_resume_against_a_rebuilt_source_is_refused(tmp_path):
     assert err.value.field == "out" and "source_fingerprint" in str(err.value)
 
 
+@pytest.mark.slow
 def test_a_resume_whose_relative_source_resolves_elsewhere_is_refused(tmp_path, monkeypatch):
     for where in ("a", "b"):
         _toy(tmp_path / where / "toy", seed=0 if where == "a" else 1)
@@ -86,6 +90,7 @@ def test_a_resume_whose_relative_source_resolves_elsewhere_is_refused(tmp_path, 
     assert err.value.field == "out" and os.path.join(str(tmp_path.resolve()), "b", "toy") in str(err.value)
 
 
+@pytest.mark.slow
 def test_a_source_rebuilt_after_the_config_is_refused_when_read(tmp_path):
     src = _toy(tmp_path / "toy")
     cfg = DictionaryConfig(source=str(src), **DICT)
@@ -107,6 +112,7 @@ def test_a_given_fingerprint_must_match(tmp_path):
     assert err.value.field == "source_fingerprint"
 
 
+@pytest.mark.slow
 def test_the_same_training_repeated_has_the_same_fingerprint(tmp_path):
     a, b = _toy(tmp_path / "a"), _toy(tmp_path / "b")
     assert source_fingerprint(a) == source_fingerprint(b)
@@ -132,6 +138,7 @@ def test_bad_source_arguments_are_refused_by_name(tmp_path):
     assert err.value.field == "n"
 
 
+@pytest.mark.slow
 def test_source_overrides_change_the_data_or_are_refused_by_name(tmp_path):
     src = _toy(tmp_path / "toy")
     dense = DictionaryConfig(source=str(src), source_overrides="feature_probability=0.9", **DICT)
@@ -145,6 +152,7 @@ def test_source_overrides_change_the_data_or_are_refused_by_name(tmp_path):
         assert err.value.field == "source_overrides", str(err.value)
 
 
+@pytest.mark.slow
 def test_layer_maps_read_named_layers_up_to_the_last_asked_for():
     from toylab.models.transformer import init_transformer
 

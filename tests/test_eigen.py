@@ -57,6 +57,7 @@ def close(actual, expected, rtol=RTOL):
 # ----------------------------------------------------------------------------- the tensor (required 1, 2)
 
 
+@pytest.mark.slow
 @FAST
 @given(layers())
 def test_layer_is_its_tensor_contracted_with_the_input_twice(case):
@@ -67,6 +68,7 @@ def test_layer_is_its_tensor_contracted_with_the_input_twice(case):
     close(jnp.einsum("aij,ni,nj->na", B, xa, xa, precision="highest"), layer(x))
 
 
+@pytest.mark.slow
 @FAST
 @given(layers())
 def test_antisymmetric_part_contributes_nothing(case):
@@ -83,6 +85,7 @@ def test_antisymmetric_part_contributes_nothing(case):
     close(jnp.einsum("aij,ni,nj->na", S, xa, xa, precision="highest"), out)
 
 
+@pytest.mark.slow
 @FAST
 @given(layers())
 def test_interaction_matrices_contract_the_tensor_with_the_directions(case):
@@ -98,6 +101,7 @@ def test_interaction_matrices_contract_the_tensor_with_the_directions(case):
 # ----------------------------------------------------------------------------- eigenpairs (required 3, 4)
 
 
+@pytest.mark.slow
 @FAST
 @given(layers())
 def test_direction_output_is_quadratic_form_and_sum_over_eigenvectors(case):
@@ -115,6 +119,7 @@ def test_direction_output_is_quadratic_form_and_sum_over_eigenvectors(case):
     close(Q @ eig.vectors, eig.vectors * eig.values[None, :])
 
 
+@pytest.mark.slow
 @FAST
 @given(layers())
 def test_keeping_every_eigenvector_reproduces_the_model(case):
@@ -134,6 +139,7 @@ def test_keeping_every_eigenvector_reproduces_the_model(case):
     close(acc[0], E.truncated_accuracy(eig, x, labels, 1)[0])
 
 
+@pytest.mark.slow
 @FAST
 @given(layers(), st.sampled_from((1, 2, 5)))
 def test_truncation_keeps_the_top_k_by_magnitude(case, k):
@@ -152,6 +158,7 @@ def test_truncation_keeps_the_top_k_by_magnitude(case, k):
     close(E.truncated_outputs(eig, x, k), expected)
 
 
+@pytest.mark.slow
 @FAST
 @given(layers(), st.sampled_from((1, 3)))
 def test_top_positive_and_negative_are_the_extreme_eigenpairs(case, k):
@@ -226,6 +233,7 @@ def test_decomposition_is_equivariant_under_orthogonal_changes_of_input_basis(ca
 # ----------------------------------------------------------------------------- classifier, ensembles, jit
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("d_model", [None, 4])
 def test_class_eigendecomposition_of_a_classifier_reproduces_its_logits(bias, d_model):
@@ -246,6 +254,7 @@ def _ensemble(n=3, **kw):
     return eqx.filter_vmap(lambda k: init_bilinear_layer(k, **kw))(keys)
 
 
+@pytest.mark.slow
 def test_vmap_over_an_ensemble_equals_the_loop_and_jit_works():
     kw = dict(d_in=5, d_hidden=6, d_out=3, bias=True)
     stacked = _ensemble(**kw)
@@ -272,6 +281,7 @@ def test_vmap_over_an_ensemble_equals_the_loop_and_jit_works():
 # ----------------------------------------------------------------------------- low rank
 
 
+@pytest.mark.slow
 @FAST
 @given(layers())
 def test_hosvd_reconstructs_the_tensor(case):
@@ -330,6 +340,7 @@ def test_spectrum_is_sorted_magnitudes_and_share_reaches_one(case):
 # ----------------------------------------------------------------------------- across seeds
 
 
+@pytest.mark.slow
 @FAST
 @given(st.integers(0, 2**31 - 1), st.sampled_from(((5, 3, 3), (1, 1, 2))))
 def test_identical_seeds_with_flipped_signs_are_perfectly_similar(seed, sizes):
@@ -376,6 +387,7 @@ def test_edge_mass_of_edge_and_centre_vectors(h, w, border, with_bias_row):
     close(mass, [1.0, 0.0, edge.mean()], rtol=1e-6)
 
 
+@pytest.mark.slow
 @FAST
 @given(layers(), st.integers(0, 2))
 def test_eigenvector_mask_is_the_unit_input_part_of_the_extreme_eigenvector(case, target):
@@ -391,6 +403,7 @@ def test_eigenvector_mask_is_the_unit_input_part_of_the_extreme_eigenvector(case
             close(jnp.linalg.norm(mask), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_zero_mask_keeps_clean_accuracy_and_masks_move_predictions():
     layer = make_layer(0, 6, 8, 3, True)
     x = inputs(0, 50, 6)

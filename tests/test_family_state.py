@@ -116,6 +116,7 @@ def test_split_and_merge_state_are_inverse():
     assert split_state(plain) == (plain, {})
 
 
+@pytest.mark.slow
 def test_dictionary_state_is_not_trained():
     cfg = DictionaryConfig(kind="batchtopk", n_features=8, dim=8, n_latents=8, k=2.0, batch_size=64, steps=20,
                            log_every=10, eval_size=64)
@@ -132,6 +133,7 @@ def test_dictionary_state_is_not_trained():
     assert np.all(np.asarray(result.model.since_fired) >= 0)
 
 
+@pytest.mark.slow
 def test_a_stopped_dictionary_sweep_resumes_with_its_state_exactly(tmp_path, monkeypatch):
     from toylab.core.store import Store
 

@@ -28,6 +28,7 @@ TINY = dict(n_features=4, n_hidden=2, batch_size=16, steps=60, log_every=20)
     ("groups", ["group=S7"], "group='S7': one run needs about"),
     ("superposition", ["steps=1000000000000"], "steps=1000000000000: must be at most 2147483647"),
 ])
+@pytest.mark.slow
 def test_sizes_that_cannot_fit_are_refused_before_anything_is_written(tmp_path, capsys, family, sets, names):
     out = tmp_path / "out"
     args = ["run", family, "--out", str(out), "--quiet"]
@@ -196,6 +197,7 @@ def test_two_writers_are_locked_out(tmp_path):
               resume=True, quiet=True)
 
 
+@pytest.mark.slow
 def test_two_sweeps_racing_into_one_new_folder_cannot_both_succeed(tmp_path):
     out = tmp_path / "race"
     code = ("import sys\nfrom toylab.cli import main\n"

@@ -187,6 +187,7 @@ def test_sweep_of_flax_family_matches_single_runs(kind, single_runs, tmp_path):
 # ----------------------------------------------------------------------------- input checks
 
 
+@pytest.mark.slow
 def test_from_linen_rejects_non_linen_module():
     with pytest.raises(TypeError, match=r"module must be a flax\.linen\.Module.*got builtins\.int"):
         from_linen(3, jax.random.key(0), jnp.zeros((1, 2)))

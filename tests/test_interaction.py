@@ -486,6 +486,7 @@ def test_flax_sequential_sections():
 # ----------------------------------------------------------------------------- vmap over seeds
 
 
+@pytest.mark.slow
 def test_interaction_basis_vmaps_over_seeds():
     s, _, analyse = _analysis("mlp_onehot_relu")
     seeds = [11, 12, 13]
@@ -546,6 +547,7 @@ def _ablation_setup():
         out["pca"]
 
 
+@pytest.mark.slow
 def test_feature_ablation_keeping_everything_is_the_model_and_nothing_is_the_mean():
     model, s, b, _, acts, (full_acc, full_loss) = _ablation_setup()[:6]
     for layer in range(len(s)):
@@ -569,6 +571,7 @@ def test_feature_ablation_keeping_everything_is_the_model_and_nothing_is_the_mea
     assert float(loss[0]) == pytest.approx(np.mean(np.sum((_np(acts[-1]) - _np(at_mean)) ** 2, 1)), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_edge_ablation_keeping_every_edge_is_the_model():
     model, s, b, edges, _, (full_acc, full_loss) = _ablation_setup()[:6]
     for layer in range(len(s) - 1):
@@ -629,6 +632,7 @@ def test_fewest_kept_on_the_feature_ablation():
     assert losses[k] <= full_loss + 1e-4 and (k == 0 or losses[k - 1] > full_loss + 1e-4)
 
 
+@pytest.mark.slow
 def test_edges_for_mass():
     assert int(ia.edges_for_mass(jnp.asarray([5.0, 3.0, 1.0, 1.0]), 0.8)) == 2
     assert int(ia.edges_for_mass(jnp.asarray([1.0, 5.0, 1.0, 3.0]), 0.8)) == 2  # order does not matter
@@ -645,6 +649,7 @@ def test_edges_for_mass():
 _fourier_labels = jax.jit(ia.fourier_labels, static_argnums=1)
 
 
+@pytest.mark.slow
 def test_fourier_labels_name_the_term():
     p = 7
     a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
@@ -817,6 +822,7 @@ def test_bad_graph_and_label_arguments():
         ia.fourier_labels(jnp.zeros((7, 7)), 7)
 
 
+@pytest.mark.slow
 def test_fourier_labels_even_p_files_the_nyquist_terms():
     p = 6
     a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")

@@ -41,6 +41,7 @@ def test_bench_interaction_plumbing(tmp_path, capsys):
                                                                  / rows["models.1"]["seconds"])
 
 
+@pytest.mark.slow
 def test_bench_interaction_parts(capsys):
     # only some parts: only their rows; the eigendecompositions alone still get their Jacobian Grams (untimed)
     assert bench.main([*TINY, "--parts", "eigh"]) == 0

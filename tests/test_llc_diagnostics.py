@@ -32,6 +32,7 @@ def _sgld_expectation(a, nbeta, gamma, eps):
     return nbeta * 0.5 * np.sum(a / (k * (1 - eps * k / 4)))
 
 
+@pytest.mark.slow
 def test_auto_step_aims_the_predicted_bias_at_its_share_of_the_threshold_and_chooses_enough_draws():
     a, nbeta, gamma = [1.0, 2.0, 4.0], 100.0, 1.0
     res = dg.learning_coefficient(_quadratic(a), {"w": jnp.zeros(3)}, DATA, jax.random.key(0), nbeta=nbeta,
@@ -59,6 +60,7 @@ def test_a_biased_setting_warns_and_fails_the_assertion_naming_its_settings():
         assert_estimate(res, Truth(value=1.0))
 
 
+@pytest.mark.slow
 def test_hmc_samples_the_localized_posterior_exactly():
     """NUTS against the exact finite-nβ value of a potential and λ of a reduced-rank
     regression at its most singular point (m = 2 there: the shifted value)."""
@@ -71,6 +73,7 @@ def test_hmc_samples_the_localized_posterior_exactly():
     assert case.multiplicity == 2 and case.exact is None
 
 
+@pytest.mark.slow
 def test_sgld_auto_agrees_with_hmc_on_potentials_and_linear_networks():
     """SGLD at step_size="auto" against NUTS on the same posterior: |difference| within the
     t-interval of both spreads plus SGLD's own predicted bias (the stated tolerance)."""
@@ -121,6 +124,7 @@ def test_gradient_at_w_star_predicts_the_shift_and_warns():
     assert want == pytest.approx(nbeta * h * v / 2 + float(res.gradient_shift), rel=0.02)
 
 
+@pytest.mark.slow
 def test_effective_sample_size_of_an_ar1_series():
     from scipy.signal import lfilter
 

@@ -60,6 +60,7 @@ def test_the_model_implements_the_protocol_and_names_its_layers():
     assert readable_layers(model) == ("input", "pre", "hidden", "out")
 
 
+@pytest.mark.slow
 def test_interaction_basis_and_graph_of_a_model_of_ones_own():
     model, x = _model(), _inputs()
     by_protocol = ia.cut(model)
@@ -77,6 +78,7 @@ def test_interaction_basis_and_graph_of_a_model_of_ones_own():
         ia.interaction_basis(by_protocol, model, jnp.zeros((8, 5)))
 
 
+@pytest.mark.slow
 def test_layer_degeneracy_of_a_model_of_ones_own():
     model, x = _model(), _inputs()
     model = eqx.tree_at(lambda m: m.b1, model, model.b1.at[0].set(-100.0))  # neuron 0 never fires
@@ -149,6 +151,7 @@ def own_run(tmp_path_factory):
         registry._REGISTRY.pop(TWO_LAYER.name, None)
 
 
+@pytest.mark.slow
 def test_a_model_of_ones_own_is_a_dictionary_source(own_run):
     (run,) = list(toylab.load_results(own_run))
     x = _inputs(16)

@@ -6,9 +6,12 @@ import subprocess
 import sys
 import types
 
+import pytest
+
 from toylab.core.progress import Progress
 
 
+@pytest.mark.slow
 def test_importing_toylab_keeps_the_users_matplotlib_backend():
     code = ("import matplotlib\nmatplotlib.use('svg')\n"
             "import toylab, toylab.plots.superposition, toylab.plots.grokking, toylab.plots.groups, "

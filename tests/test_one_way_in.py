@@ -44,6 +44,7 @@ def test_in_memory_sweep_writes_nothing(tmp_path, monkeypatch):
     assert res[0].model.W.shape == (2, 5) and res[0].snapshots.W.shape == (2, 2, 5)
 
 
+@pytest.mark.slow
 def test_in_memory_equals_a_folder(tmp_path):
     memory = toylab.run_sweep("superposition", BASE, GRID, seeds=2, segments=3, quiet=True)
     folder = toylab.run_sweep("superposition", BASE, GRID, seeds=2, segments=3, quiet=True, out=tmp_path / "s")

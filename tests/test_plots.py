@@ -301,6 +301,7 @@ def test_spectra_plot():
     _bad("values", lambda: plots.spectra_plot(None, share))
 
 
+@pytest.mark.slow
 def test_truncation_plot():
     ks = [1, 2, 4, 8]
     acc = {"a": np.full((3, 4), 0.9), "b": [0.5, 0.7, 0.9, 0.95]}

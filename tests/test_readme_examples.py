@@ -27,6 +27,7 @@ def test_the_section_has_three_examples():
     assert len(blocks) == 3 and all("def test_" in b for b in blocks)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(3))
 def test_readme_example(index):
     namespace: dict = {"__name__": f"readme_example_{index}"}
@@ -53,6 +54,7 @@ def test_ci_runs_the_readme_test_command_in_a_fresh_environment():
     assert body.index("python3 -m venv") < body.index(test_command)
 
 
+@pytest.mark.slow
 def test_the_first_sweep_runs_as_written():
     (block,) = _blocks("## A first sweep")
     namespace: dict = {"__name__": "readme_first_sweep"}

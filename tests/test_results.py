@@ -19,6 +19,7 @@ def results(tmp_path_factory):
     return run_sweep("superposition", BASE, GRID, seeds=3, out=out, chunk_size=4, quiet=True)
 
 
+@pytest.mark.slow
 def test_stacked_models_are_the_runs_models_in_order(results):
     stack = results.stacked(model="relu_output")
     runs = results.select(model="relu_output")
@@ -47,6 +48,7 @@ def test_stacked_across_the_whole_sweep_and_bad_selections(results):
         results.stacked(nonsense=1)
 
 
+@pytest.mark.slow
 def test_stacked_refuses_runs_of_different_shapes(tmp_path):
     r = run_sweep("superposition", {**BASE, "snapshot_steps": ()}, {"n_hidden": [2, 3]}, seeds=1, quiet=True)
     with pytest.raises(ConfigError, match=r"different static fields \(n_hidden: 2 and 3\); add n_hidden=\.\.\."):
@@ -77,6 +79,7 @@ def test_to_xarray_metrics_over_grid_seed_and_step(results):
             assert float(ds[k].sel(**sel)) == pytest.approx(v)
 
 
+@pytest.mark.slow
 def test_to_xarray_of_an_unfinished_sweep_is_nan_where_not_trained(tmp_path, monkeypatch):
     from toylab.core import store
 
@@ -99,6 +102,7 @@ def test_to_xarray_of_an_unfinished_sweep_is_nan_where_not_trained(tmp_path, mon
     assert int(np.isfinite(ds["loss"].values[..., -1]).sum()) == 4 and ds["loss"].shape == (2, 2, 3, 3)
 
 
+@pytest.mark.slow
 def test_folder_loads_after_its_data_file_moved(tmp_path, monkeypatch):
     from toylab.tasks import images
 

@@ -56,6 +56,7 @@ def _counting_progress(monkeypatch):
     return seen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("first, then", [(6, 4), (4, 6), (12, 5), (3, 12)])
 def test_resume_with_other_segments_continues_exactly(tmp_path, monkeypatch, first, then):
     reference = run_sweep("superposition", BASE, GRID, seeds=2, quiet=True, segments=first)
@@ -79,6 +80,7 @@ def test_resume_with_other_segments_continues_exactly(tmp_path, monkeypatch, fir
     np.testing.assert_array_equal(resumed[0].steps, np.arange(20, 241, 20))
 
 
+@pytest.mark.slow
 def test_snapshots_are_the_params_at_their_steps(tmp_path):
     """Each snapshot slot holds the params at its step (checked against shorter runs), and
     steps that are not snapshot steps write nothing."""
@@ -92,6 +94,7 @@ def test_snapshots_are_the_params_at_their_steps(tmp_path):
     assert not np.array_equal(full.snapshots.W[0], full.snapshots.W[1])
 
 
+@pytest.mark.slow
 def test_resume_with_other_chunk_size_or_block_size_is_refused_untouched(tmp_path, monkeypatch):
     out = tmp_path / "sweep"
     with monkeypatch.context() as m:
@@ -122,6 +125,7 @@ def test_cli_resume_with_other_chunk_size_exits_2(tmp_path, capsys):
     assert _folder_digest(out) == before
 
 
+@pytest.mark.slow
 def test_default_log_every_adapts_to_steps_and_says_so(tmp_path, capsys):
     out = tmp_path / "g"
     rc = main(["run", "grokking", "--set", "p=7", "--set", "steps=50", "--set", "d_model=8", "--set", "n_heads=2",

@@ -130,6 +130,7 @@ def test_same_seed_same_result_other_seed_differs():
     assert not np.allclose(a.model.W, c.model.W)
 
 
+@pytest.mark.slow
 def test_snapshots_equal_shorter_runs():
     cfg = small(steps=200, log_every=20, snapshot_steps=(0, 60, 200))
     res = jax.jit(toylab.make_train("superposition", cfg))(cfg.hparams(), toylab.make_key(5))
@@ -171,6 +172,7 @@ def _batch_recording(name="superposition-recording"):
     return dataclasses.replace(base, name=name, loss=loss)
 
 
+@pytest.mark.slow
 def test_data_seed_gives_every_run_the_batches_of_that_seed():
     family = _batch_recording()
     cfg = small(steps=40, log_every=4, data_seed=7)
@@ -222,6 +224,7 @@ def test_ensemble_map_leaves_shared_arguments_unmapped():
 # ----------------------------------------------------------------------------- sweeps and store
 
 
+@pytest.mark.slow
 def test_sweep_results_addressable_and_equal_to_single_runs(tmp_path):
     out = tmp_path / "sweep"
     grid = {"feature_probability": [0.5, 0.05], "model": ["linear", "relu_output"]}
@@ -251,6 +254,7 @@ def test_sweep_results_addressable_and_equal_to_single_runs(tmp_path):
         again.final("accuracy")
 
 
+@pytest.mark.slow
 def test_sweep_chunks_and_snapshots(tmp_path):
     res = run_sweep("superposition", {**SMALL, "snapshot_steps": (0, 100)}, {"lr": [1e-3, 3e-3, 1e-2]},
                     seeds=2, out=tmp_path / "s", chunk_size=4, quiet=True)
@@ -260,6 +264,7 @@ def test_sweep_chunks_and_snapshots(tmp_path):
     assert not (tmp_path / "s" / "checkpoints").exists() or not any((tmp_path / "s" / "checkpoints").iterdir())
 
 
+@pytest.mark.slow
 def test_store_refuses_other_sweep_and_leaves_it_untouched(tmp_path):
     out = tmp_path / "s"
     run_sweep("superposition", SMALL, {"lr": [1e-3]}, out=out, quiet=True)
@@ -308,6 +313,7 @@ SHARDED_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sharded_sweep_equals_unsharded(tmp_path):
     script = SHARDED_SCRIPT.format(SMALL=repr(SMALL))
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "sharded")], capture_output=True, text=True,
@@ -324,6 +330,7 @@ def test_sharded_sweep_equals_unsharded(tmp_path):
         np.testing.assert_allclose(a.metrics["loss"], b.metrics["loss"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_sweep_killed_with_sigkill_resumes_without_loss_or_retraining(tmp_path):
     """Kill -9 the CLI at several moments; --resume each time; the finished folder equals
     an uninterrupted sweep, and chunks finished before a kill are never rewritten."""
@@ -380,6 +387,7 @@ def test_sweep_killed_with_sigkill_resumes_without_loss_or_retraining(tmp_path):
         np.testing.assert_array_equal(a.metrics["loss"], b.metrics["loss"])
 
 
+@pytest.mark.slow
 def test_a_family_may_bring_its_own_optimizer():
     """The family record's optimizer replaces AdamW; here plain SGD, checked against the
     update done by hand (one step: params - lr * grad)."""

@@ -28,6 +28,7 @@ def test_features_have_probability_p_and_uniform_values(p):
     np.testing.assert_allclose([vals.mean(), (vals ** 2).mean()], [1 / 2, 1 / 3], atol=0.01)
 
 
+@pytest.mark.slow
 def test_signed_features_for_abs_are_uniform_minus_one_to_one():
     x = np.asarray(sparse_features(jax.random.key(1), 100_000, 3, 0.5, signed=True))
     vals = x[x != 0]
@@ -35,6 +36,7 @@ def test_signed_features_for_abs_are_uniform_minus_one_to_one():
     np.testing.assert_allclose([vals.mean(), (vals ** 2).mean(), (x != 0).mean()], [0, 1 / 3, 0.5], atol=0.01)
 
 
+@pytest.mark.slow
 def test_correlated_and_anticorrelated_sets():
     x = np.asarray(sparse_features(jax.random.key(2), 100_000, 10, 0.2, correlated_sets=2,
                                    anticorrelated_sets=2, set_size=2))
@@ -68,6 +70,7 @@ def test_init_is_per_instance_xavier():
     np.testing.assert_allclose(W.std(), np.sqrt(2 / 500), rtol=0.02)
 
 
+@pytest.mark.slow
 @settings(max_examples=20)
 @given(p=st.floats(0.05, 1.0), decay=st.floats(0.5, 1.5),
        bias=st.lists(st.floats(0.0, 1.0), min_size=5, max_size=5))
@@ -104,6 +107,7 @@ def _cli(*args, cwd=None):
     (["run", "superposition", "--seeds", "-1"], "--seeds"),
     (["reproduce", "no_such_paper"], "no_such_paper"),
 ])
+@pytest.mark.slow
 def test_cli_bad_input_one_line_exit_2(args, needle, tmp_path):
     proc = _cli(*args, "--out", str(tmp_path / "o")) if args[0] == "run" else _cli(*args)
     assert proc.returncode == 2
@@ -112,6 +116,7 @@ def test_cli_bad_input_one_line_exit_2(args, needle, tmp_path):
     assert not (tmp_path / "o").exists()  # nothing written on bad input
 
 
+@pytest.mark.slow
 def test_cli_run_writes_results_and_refuses_a_different_sweep(tmp_path):
     out = tmp_path / "o"
     common = ["--set", "steps=200", "--set", "n_features=5", "--set", "n_hidden=2", "--set", "batch_size=32",
@@ -157,6 +162,7 @@ def test_quick_reproductions_d_and_e_hold(tmp_path):
 # ----------------------------------------------------------------------------- benchmark script
 
 
+@pytest.mark.slow
 def test_bench_script_measures_blocked_and_plain_programs(tmp_path, capsys):
     """Smoke check of the benchmark's plumbing (figures are not asserted: speed lives in the
     benchmark, not in tests): both PRNGs measured, JSON written, bad options exit 2."""

@@ -55,6 +55,7 @@ def test_zero_exponent_is_uniform():
     assert np.ptp(p) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n,m,a", [(50, 49.0, 6.0), (20, 19.5, 3.0), (1000, 999.5, 30.0), (64, 10.0, 20.0)])
 def test_clipped_probabilities_still_sum_to_mean_active(n, m, a):
     p = np.asarray(firing_probabilities(n, m, a), np.float64)
@@ -99,6 +100,7 @@ def block_factor(n, groups):
     return jnp.asarray(f)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strength", [0.0, 0.6, 1.0])
 def test_copula_keeps_marginals_and_correlates_features_sharing_a_factor(strength):
     n = 12
@@ -130,6 +132,7 @@ def test_copula_with_a_zero_factor_row_keeps_that_marginal():
     assert presence_correlation(on, 0, 1) > 0.5
 
 
+@pytest.mark.slow
 def test_probabilities_zero_and_one_are_never_and_always():
     p = jnp.asarray([0.0, 1.0, 0.5])
     for corr in (None, (jnp.ones((3, 1)), 0.5)):
@@ -140,6 +143,7 @@ def test_probabilities_zero_and_one_are_never_and_always():
 # ----------------------------------------------------------------------------- hierarchy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("child_probability,correlated", [(1.0, False), (0.6, False), (0.6, True)])
 def test_hierarchy_children_need_their_parent_and_exclude_each_other(child_probability, correlated):
     h = Hierarchy(n_parents=3, children_per_parent=3)
@@ -177,6 +181,7 @@ def test_hierarchy_with_zero_probability_children_picks_uniformly():
 # ----------------------------------------------------------------------------- magnitudes
 
 
+@pytest.mark.slow
 def test_zero_std_gives_exactly_the_mean_on_present_features():
     p = jnp.full((8,), 0.4)
     for std in (0.0, jnp.float32(0.0)):  # a concrete zero and an array zero
@@ -201,6 +206,7 @@ def test_magnitudes_are_folded_normal():
 directions_jit = jax.jit(feature_directions, static_argnums=(1, 2), static_argnames="orthogonal")
 
 
+@pytest.mark.slow
 @settings(max_examples=25)
 @given(shape=st.sampled_from([(1, 1), (1, 6), (3, 5), (16, 16), (40, 17), (17, 40)]), seed=st.integers(0, 2**16))
 def test_directions_have_unit_norm_and_orthogonal_ones_are_orthonormal(shape, seed):
@@ -225,6 +231,7 @@ def test_directions_dtype_and_random_directions_are_not_orthogonal():
     assert np.abs(w @ w.T - np.eye(8)).max() > 0.05
 
 
+@pytest.mark.slow
 def test_activations_are_the_feature_sum_and_noise_has_its_std():
     key = jax.random.key(8)
     w = feature_directions(key, 20, 12)
@@ -244,6 +251,7 @@ def test_activations_are_the_feature_sum_and_noise_has_its_std():
 # ----------------------------------------------------------------------------- the bundled generator
 
 
+@pytest.mark.slow
 def test_generator_sample_is_consistent_and_directions_are_fixed_by_seed():
     cfg = SyntheticFeatures(n_features=30, dim=10, mean_active=4.0, zipf_exponent=1.0, n_parents=2,
                             children_per_parent=3, child_probability=0.5, correlation_rank=3,
@@ -264,6 +272,7 @@ def test_generator_sample_is_consistent_and_directions_are_fixed_by_seed():
 
 # One size and structure (the testing kit's planted data sets): the examples, which differ in
 # their numbers and seeds, share every compiled operation.
+@pytest.mark.slow
 @settings(max_examples=5, deadline=None)
 @given(tst.planted_features(batch_size=32, min_features=6, max_features=6, min_dim=4, max_dim=4, hierarchy=False,
                             correlation=False, noise=False, orthogonal=False))
@@ -276,6 +285,7 @@ def test_planted_data_are_the_sum_of_their_features(data):
         assert np.all((data.c == 0) | np.isclose(data.c, float(data.generator.magnitude_mean), rtol=1e-6))
 
 
+@pytest.mark.slow
 def test_noise_of_the_generator():
     cfg = SyntheticFeatures(n_features=10, dim=50, mean_active=2.0, noise_std=0.25, orthogonal_directions=True)
     x, c = jax.jit(SyntheticFeatures.sample, static_argnums=2)(cfg, jax.random.key(2), 4000)
@@ -283,6 +293,7 @@ def test_noise_of_the_generator():
     np.testing.assert_allclose(resid.std(), 0.25, rtol=0.01)
 
 
+@pytest.mark.slow
 def test_jit_and_vmap_over_traced_mean_active_match_separate_calls():
     cfg = SyntheticFeatures(n_features=16, dim=8, mean_active=1.0, zipf_exponent=0.5, n_parents=2,
                             children_per_parent=2, correlation_rank=2, correlation_strength=0.3,
@@ -306,6 +317,7 @@ def test_jit_and_vmap_over_traced_mean_active_match_separate_calls():
     assert (np.asarray(cs[3]) > 0).sum() > 3 * (np.asarray(cs[0]) > 0).sum()
 
 
+@pytest.mark.slow
 def test_config_is_a_pytree_with_static_shapes_and_traced_numbers():
     cfg = SyntheticFeatures(n_features=12, dim=6, mean_active=3.0)
     stacked = jax.tree.map(lambda v: jnp.stack([jnp.asarray(v, jnp.float32)] * 3) * jnp.asarray([1.0, 2.0, 3.0]),

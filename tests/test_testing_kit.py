@@ -68,6 +68,7 @@ def test_drawn_configs_build_their_training_program(family, data):
 SWEEP_BASE = get_family("superposition").config(n_features=3, n_hidden=2, batch_size=16, steps=20, log_every=10)
 
 
+@pytest.mark.slow
 @settings(max_examples=1, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=tst.configs("superposition", static_from=SWEEP_BASE))
 def test_configs_sharing_static_fields_sweep_in_one_program(cfg, compile_counter):
@@ -324,6 +325,7 @@ sys.exit(code)
 '''
 
 
+@pytest.mark.slow
 def test_plugin_imports_without_jax_and_works_without_hypothesis(pytester):
     pytester.makepyfile(test_fixtures=PLUGIN_TESTS)
     script = pytester.makepyfile(no_hypothesis=NO_HYPOTHESIS)
@@ -355,6 +357,7 @@ def _monte_carlo_loss(case, W=None, b=None, n=200_000, seed=0):
 POINTS = [(0.3, 1.0), (1.0, 0.1), (3.0, 0.3)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("importance, p", POINTS)
 def test_phase_losses_are_the_lab_loss_on_the_family_data(importance, p):
     for case in cases.superposition_phases(importance, p):
@@ -442,6 +445,7 @@ def test_fourier_case_refuses_bad_arguments(p, freqs, field):
 # ----------------------------------------------------------------------------- dictionary cases
 
 
+@pytest.mark.slow
 def test_planted_dictionary_scores_perfectly():
     # Gaussian directions (the encoder a true pseudo-inverse) and spread magnitudes; the
     # orthonormal default is scored through the family in test_dictionaries.py.
