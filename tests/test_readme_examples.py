@@ -105,3 +105,13 @@ def test_a_family_of_ones_own_runs_as_written():
         assert clean.metrics["mse"][-1] < 1e-2 < res.one(noise=1.0, seed=0).metrics["mse"][-1]
     finally:
         family_registry._REGISTRY.pop("teacher", None)  # leave the registry as it was
+
+
+def test_the_readme_names_every_plot_function():
+    import toylab.plots
+
+    text = README.read_text(encoding="utf-8")
+    start = text.index("### Plots")
+    section = text[start:text.index("\n### ", start + 1)]
+    named = set(re.findall(r"`([a-z_]+)`", section))
+    assert set(toylab.plots.__all__) <= named, sorted(set(toylab.plots.__all__) - named)
