@@ -12,6 +12,7 @@ import pytest
 
 import toylab
 from toylab.analysis.llc import family_llc_inputs
+from toylab.core.config import ConfigError
 from toylab.core.config import TrainConfig, positive_int, static
 from toylab.core.family import Family
 from toylab.core.train import Trainer, make_key
@@ -102,7 +103,7 @@ def test_an_llc_chain_does_not_move_the_state():
 def test_a_stateful_loss_that_returns_no_state_is_refused():
     bad = Family(name="test-tracker-bad", config=TrackerConfig, init=_init, batch=_batch,
                  loss=lambda m, b, c, h: (jnp.sum(m.w ** 2), {}))
-    with pytest.raises(TypeError, match="new_state"):
+    with pytest.raises(ConfigError, match="new_state"):
         toylab.make_train(bad, CFG)(CFG.hparams(), make_key(0))
 
 

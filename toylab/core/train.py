@@ -330,13 +330,16 @@ class Trainer:
 def _checked_state_aux(aux, model_state, name):
     """(metrics, new state) from the aux of a stateful model's loss, its structure checked
     against the state it replaces."""
+    from .config import ConfigError, described
+
     if not (isinstance(aux, tuple) and len(aux) == 2 and isinstance(aux[0], dict)):
-        raise TypeError(f"family {name!r}: its model has non-trainable state, so its loss must return "
-                        "(loss, (metrics, new_state)), new_state a dict {field: value} of the model's state fields")
+        raise ConfigError("loss", described(f"family {name!r}'s loss returning (loss, {type(aux).__name__})"),
+                          "must return (loss, (metrics, new_state)) for a model with non-trainable state, "
+                          "new_state a dict {field: value} of the model's state fields")
     metrics, new_state = aux
     if jax.tree.structure(new_state) != jax.tree.structure(model_state):
-        raise TypeError(f"family {name!r}: the new state's structure {jax.tree.structure(new_state)} is not the "
-                        f"model's state's {jax.tree.structure(model_state)}")
+        raise ConfigError("loss", described(f"family {name!r}'s new_state {jax.tree.structure(new_state)}"),
+                          f"must have the structure of the model's state, {jax.tree.structure(model_state)}")
     new_state = jax.tree.map(lambda new, old: jnp.asarray(new, old.dtype).reshape(old.shape), new_state, model_state)
     return metrics, new_state
 
