@@ -142,6 +142,14 @@ def broadcast_tree(tree):
     return jax.tree.map(np.array, multihost_utils.broadcast_one_to_all(tree))  # writable copies
 
 
+def host_memory_bytes() -> int | None:
+    """This machine's physical memory (None where it cannot be asked)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def memory_bytes() -> tuple[int, str]:
     """(bytes one device can hold, what that is): an accelerator's memory limit, or this
     host's physical memory shared by its CPU devices."""
@@ -150,9 +158,6 @@ def memory_bytes() -> tuple[int, str]:
         stats = getattr(dev, "memory_stats", lambda: None)() or {}
         if stats.get("bytes_limit"):
             return int(stats["bytes_limit"]), f"the memory of one {dev.device_kind}"
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        total = 16 * 2**30
+    total = host_memory_bytes() or 16 * 2**30
     return int(total) // max(len(jax.local_devices()), 1), "this machine's memory" + (
         f" shared by {len(jax.local_devices())} CPU devices" if len(jax.local_devices()) > 1 else "")

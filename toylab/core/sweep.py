@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from .config import MAX_SEED, STATIC, SWEEPABLE, ConfigError, spelled
+from .devices import host_memory_bytes as _host_memory_bytes  # looked up here: tests stand one in
 from .devices import (barrier, broadcast_json, broadcast_tree, device_summary, enable_compilation_cache, is_writer,
                       memory_bytes, shard_leading, sweep_mesh, to_host)
 from .family import Family, family_names, get_family
@@ -333,14 +334,6 @@ def _results_bytes(family: Family, chunks: list[Chunk]) -> int:
             seen[chunk.group] = params * (1 + len(cfg.snapshot_steps)) + 16 * (cfg.steps // cfg.log_every)
         total += seen[chunk.group] * len(chunk.members)
     return total
-
-
-def _host_memory_bytes() -> int | None:
-    """This machine's physical memory (None where it cannot be asked)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def check_results_fit(family: Family, chunks: list[Chunk], out, resume: bool):
