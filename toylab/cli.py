@@ -213,9 +213,19 @@ def default_figures_dir() -> Path:
 
 
 def _cmd_reproduce(args, quick=None, out=None) -> int:
+    import time
+
     from toylab.experiments.reproductions._claims import format_claims, write_claims
     from toylab.core.store import check_writable
 
+    jobs = getattr(args, "jobs", None)
+    if jobs is not None:
+        try:
+            jobs = int(str(jobs).strip())
+        except ValueError:
+            jobs = 0
+        if jobs < 1:
+            raise _usage("--jobs", args.jobs, "must be a positive integer (reproductions run at once)")
     quick = args.quick if quick is None else quick
     if out is None:
         out = Path(args.out) if args.out else Path("reproductions") / (
@@ -225,23 +235,62 @@ def _cmd_reproduce(args, quick=None, out=None) -> int:
         raise _usage("--out", str(out), "exists and is not a folder")
     if out.resolve() == default_figures_dir().resolve() and args.command == "reproduce":
         raise _usage("--out", str(out), "is the repository's committed figures; use 'toylab figures' to overwrite them")
-    check_writable(out)  # before minutes of training, not after
-    import matplotlib
+    import toylab.experiments as experiments
+    from toylab.experiments.reproductions import _jobs
 
-    matplotlib.use("Agg")  # this process only writes files (a library import never switches backends)
-    mods = _reproduction_modules(args.names)
+    names = list(args.names or experiments.REPRODUCTIONS)
+    for n in names:
+        if n not in experiments.REPRODUCTIONS:
+            raise _usage("NAME", n, f"unknown reproduction; choose from {', '.join(experiments.REPRODUCTIONS)}")
+    names = list(dict.fromkeys(names))  # each once
+    check_writable(out)  # before minutes of training, not after
+    known = _jobs.read_timings(out, default_figures_dir())  # the last run's timings: order and memory
+    why = "--jobs"
+    if jobs is None:
+        jobs, why = _jobs.default_jobs(len(names), known)
+    jobs = min(jobs, len(names))
+    started = time.perf_counter()
+    timings: dict = {}
     claims = []
-    for name, mod in mods:
-        print(f"== reproducing {name} ({'quick' if quick else 'full'}) -> {out}", flush=True)
-        claims += mod.reproduce(out, quick=quick, quiet=args.quiet)
+    if jobs > 1:  # child processes, longest first; each one's output in out/logs/NAME.log
+        print(f"== reproducing {', '.join(names)} ({'quick' if quick else 'full'}) -> {out}, "
+              f"{jobs} at once ({why}); logs in {out / 'logs'}", flush=True)
+        for name, (got, timing) in _jobs.run_jobs(names, out, quick, args.quiet, jobs, known).items():
+            claims += got
+            timings[name] = timing
+    else:  # one after another in this process
+        import matplotlib
+
+        matplotlib.use("Agg")  # this process only writes files (a library import never switches backends)
+        from toylab.experiments.reproductions._common import record_timings
+
+        for name, mod in _reproduction_modules(names):
+            print(f"== reproducing {name} ({'quick' if quick else 'full'}) -> {out}", flush=True)
+            t0, peak = time.perf_counter(), _jobs.peak_rss_bytes()
+            with record_timings() as rows:
+                claims += mod.reproduce(out, quick=quick, quiet=args.quiet)
+            timings[name] = {"wall_s": round(time.perf_counter() - t0, 3), "sets": rows}
+            if _jobs.peak_rss_bytes() > peak:  # this process's peak was reached in this reproduction
+                timings[name]["peak_rss_bytes"] = _jobs.peak_rss_bytes()
+    wall = time.perf_counter() - started
+    from toylab.experiments.reproductions._common import format_timings
+
+    print()
+    print(format_timings(timings, wall=wall, jobs=jobs))
     print()
     print(format_claims(claims), flush=True)  # first: whatever happens to the files, the table is shown
     path = write_claims(out / "claims.json", claims)
-    print(f"figures and {path.name} in {out}")
+    _jobs.write_timings(out, timings, quick, jobs, wall)
+    print(f"figures, {path.name} and {_jobs.TIMINGS} in {out}")
     failed = [c for c in claims if not c.passed]
     for c in failed:
         print(f"FAILED: {c.reproduction}: {c.claim} (paper: {c.paper}; measured: {c.measured})")
     return 1 if failed else 0
+
+
+_JOBS_HELP = ("reproductions run at once, each as a child process writing its output to OUT/logs/NAME.log, "
+              "longest first (default: the cores available, fewer if their memory would not fit; "
+              "1 runs them one after another in this process)")
 
 
 def _cmd_figures(args) -> int:
@@ -340,11 +389,13 @@ def _parser():
     rp.add_argument("--out", metavar="DIR", help="output folder (default reproductions/quick-TIMESTAMP); "
                                                  "'toylab figures' rewrites the committed figures instead")
     rp.add_argument("--quiet", action="store_true", help="no progress bars")
+    rp.add_argument("--jobs", metavar="N", help=_JOBS_HELP)
     rp.set_defaults(func=_cmd_reproduce)
 
     fg = sub.add_parser("figures", help="regenerate the committed figures (quick reproductions into the repo's figures/)")
     fg.add_argument("names", nargs="*", metavar="NAME", help="reproductions (default: all)")
     fg.add_argument("--quiet", action="store_true", help="no progress bars")
+    fg.add_argument("--jobs", metavar="N", help=_JOBS_HELP)
     fg.set_defaults(func=_cmd_figures, out=None, quick=True)
 
     b = sub.add_parser("bench", help="throughput benchmarks (prints figures)", add_help=False,

@@ -1,0 +1,156 @@
+"""`toylab reproduce --jobs N`: reproductions as child processes side by side, each one's output
+in OUT/logs/NAME.log, claims.json in the usual order whatever finishes first, a failed child as
+one line and a failed claim; and the per-set timing table (printed, and OUT/timings.json)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+import toylab.experiments as experiments
+from toylab.cli import main
+
+FAKE = '''"""A reproduction added as one file, {name}."""
+import time
+from pathlib import Path
+
+from toylab.experiments.reproductions._claims import Claim
+from toylab.experiments.reproductions._common import FigureSet, run_figures
+
+
+def train(quick, quiet, work, shared):
+    print("training {name}", flush=True)
+    if {crash!r}:
+        raise RuntimeError("{name} broke on purpose")
+    t0 = time.time()
+    time.sleep({sleep})
+    return (t0, time.time())
+
+
+def analyse(trained, quick):
+    return {{"span": trained}}
+
+
+def draw(measured, out, quick):
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "{name}.txt").write_text(" ".join(map(str, measured["span"])))
+
+
+def claims(measured, quick):
+    return [Claim("{name} (a)", "it slept", "yes", "yes", True), Claim("{name} (a)", "it woke", "yes", "yes", True)]
+
+
+FIGURES = {{"a": FigureSet(train, analyse, draw, claims)}}
+
+
+def reproduce(out, quick=True, quiet=False, only=None, work=None):
+    return run_figures(FIGURES, out, quick, quiet, only, work)
+'''
+
+
+def _add(tmp_path, monkeypatch, name, sleep=0.0, crash=False):
+    """A reproduction module ``name`` in a folder added to the reproductions' package path
+    (the children are handed the same path)."""
+    from toylab.experiments import reproductions
+
+    folder = tmp_path / "more_reproductions_jobs"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.py").write_text(FAKE.format(name=name, sleep=sleep, crash=crash))
+    if str(folder) not in reproductions.__path__:
+        lab = [p for p in reproductions.__path__ if "more_reproductions_" not in p]
+        monkeypatch.setattr(reproductions, "__path__", [*lab, str(folder)])
+    sys.modules.pop(f"toylab.experiments.reproductions.{name}", None)
+    monkeypatch.setattr(reproductions, name, None, raising=False)
+    assert name in experiments.REPRODUCTIONS
+
+
+@pytest.mark.slow
+def test_jobs_runs_children_side_by_side_and_keeps_the_claims_in_order(tmp_path, monkeypatch, capsys):
+    # zjobs_b is the longer by its last timing, so it starts first; claims.json still lists zjobs_a first
+    _add(tmp_path, monkeypatch, "zjobs_a", sleep=3)
+    _add(tmp_path, monkeypatch, "zjobs_b", sleep=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "timings.json").write_text(json.dumps({"reproductions": {
+        "zjobs_a": {"quick": True, "wall_s": 1.0}, "zjobs_b": {"quick": True, "wall_s": 9.0}}}))
+    assert main(["reproduce", "zjobs_a", "zjobs_b", "--quick", "--quiet", "--jobs", "2", "--out", str(out)]) == 0
+    console = capsys.readouterr().out
+    lines = console.splitlines()
+    starts = [line.split()[1] for line in lines if line.startswith("started")]
+    assert starts == ["zjobs_b", "zjobs_a"]  # longest first
+    assert sum(line.startswith("finished") and "2 of 2 claims hold" in line for line in lines) == 2
+    assert "training" not in console  # the children's output is in their logs
+    for name in ("zjobs_a", "zjobs_b"):
+        assert f"training {name}" in (out / "logs" / f"{name}.log").read_text()
+    assert not list((out / "logs").glob("*.result.json"))
+    # side by side: the two sleeps overlap
+    (a0, a1), (b0, b1) = (map(float, (out / f"{n}.txt").read_text().split()) for n in ("zjobs_a", "zjobs_b"))
+    assert a0 < b1 and b0 < a1
+    record = json.loads((out / "claims.json").read_text())
+    assert [c["reproduction"] for c in record["claims"]] == ["zjobs_a (a)"] * 2 + ["zjobs_b (a)"] * 2
+    assert "4 of 4 claims checked against the papers hold" in console
+    # the timing table, printed and written
+    assert "seconds of wall time per figure set" in console
+    assert any(line.startswith("zjobs_a") and "| a " in line for line in lines)
+    timings = json.loads((out / "timings.json").read_text())
+    assert timings["last_run"]["jobs"] == 2
+    for name in ("zjobs_a", "zjobs_b"):
+        entry = timings["reproductions"][name]
+        assert entry["quick"] is True and entry["peak_rss_bytes"] > 0
+        (row,) = entry["sets"]
+        assert row["set"] == "a" and row["train"] >= 2.5 and row["total"] >= row["train"]
+        assert row["compile"] >= 0 and entry["wall_s"] >= row["total"]
+
+
+@pytest.mark.slow
+def test_a_child_that_crashes_is_one_line_and_a_failed_claim(tmp_path, monkeypatch, capsys):
+    _add(tmp_path, monkeypatch, "zjobs_ok")
+    _add(tmp_path, monkeypatch, "zjobs_crash", crash=True)
+    out = tmp_path / "out"
+    assert main(["reproduce", "zjobs_ok", "zjobs_crash", "--quick", "--quiet", "--jobs", "2", "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    failed = [line for line in captured.out.splitlines() if line.startswith("FAILED ")]
+    log = out / "logs" / "zjobs_crash.log"
+    assert len(failed) == 1 and "zjobs_crash" in failed[0] and "exit code 1" in failed[0] and str(log) in failed[0]
+    assert "Traceback" not in captured.out + captured.err
+    assert "broke on purpose" in log.read_text()
+    assert captured.out.splitlines()[-1].startswith("FAILED: zjobs_crash: the reproduction runs to the end")
+    record = json.loads((out / "claims.json").read_text())
+    assert [(c["reproduction"], c["passed"]) for c in record["claims"]] == [
+        ("zjobs_ok (a)", True), ("zjobs_ok (a)", True), ("zjobs_crash", False)]
+
+
+def test_jobs_one_runs_in_this_process_with_the_timing_table(tmp_path, monkeypatch, capsys):
+    _add(tmp_path, monkeypatch, "zjobs_here")
+    out = tmp_path / "out"
+    assert main(["reproduce", "zjobs_here", "--quick", "--quiet", "--jobs", "1", "--out", str(out)]) == 0
+    console = capsys.readouterr().out
+    assert "training zjobs_here" in console and not (out / "logs").exists()
+    assert "seconds of wall time per figure set" in console
+    timings = json.loads((out / "timings.json").read_text())
+    assert [r["set"] for r in timings["reproductions"]["zjobs_here"]["sets"]] == ["a"]
+    assert json.loads((out / "claims.json").read_text())["claims"][0]["reproduction"] == "zjobs_here (a)"
+
+
+@pytest.mark.parametrize("value", ["0", "x", "-2", "1.5"])
+def test_jobs_must_be_a_positive_integer(tmp_path, value, capsys):
+    out = tmp_path / "out"
+    assert main(["reproduce", "superposition", "--quick", "--jobs", value, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--jobs" in err[0] and "positive integer" in err[0]
+    assert not out.exists()  # refused before anything is written
+
+
+def test_default_jobs_fit_cores_and_memory(monkeypatch):
+    from toylab.experiments.reproductions import _jobs
+
+    monkeypatch.setattr(_jobs, "cores_available", lambda: 8)
+    monkeypatch.setattr(_jobs, "available_memory_bytes", lambda: 10e9)
+    assert _jobs.default_jobs(7, {})[0] == 2  # 10 GB / 4.3 GB each
+    assert _jobs.default_jobs(9, {"x": {"peak_rss_bytes": 1e9}})[0] == 8
+    assert _jobs.default_jobs(3, {"x": {"peak_rss_bytes": 1e9}})[0] == 3
+    assert _jobs.default_jobs(7, {"x": {"peak_rss_bytes": 20e9}})[0] == 1
+    costs = _jobs.expected_costs(["bilinear", "grokking", "new"], True, {"bilinear": {"quick": True, "wall_s": 999}})
+    assert sorted(costs, key=lambda n: -costs[n]) == ["bilinear", "grokking", "new"]
