@@ -154,3 +154,38 @@ def test_default_jobs_fit_cores_and_memory(monkeypatch):
     assert _jobs.default_jobs(7, {"x": {"peak_rss_bytes": 20e9}})[0] == 1
     costs = _jobs.expected_costs(["bilinear", "grokking", "new"], True, {"bilinear": {"quick": True, "wall_s": 999}})
     assert sorted(costs, key=lambda n: -costs[n]) == ["bilinear", "grokking", "new"]
+
+
+def test_run_figures_records_each_phase_and_the_shared_preparation(tmp_path):
+    import time
+
+    import jax
+    import jax.numpy as jnp
+
+    from toylab.experiments.reproductions._common import FigureSet, format_timings, record_timings, run_figures
+
+    def nap(seconds, value=None):
+        time.sleep(seconds)
+        return value
+
+    compiled = jax.jit(lambda x: jnp.tanh(x) * 3.0 + x.sum())  # compiled inside (a)'s train
+
+    def train_a(quick, quiet, work, shared):
+        return compiled(jnp.ones((7, 5)) * shared)
+
+    a = FigureSet(train_a, lambda t, q: nap(0.2, {"t": t}), lambda m, o, q: nap(0.1), lambda m, q: nap(0, ["a"]))
+    b = FigureSet(lambda *args: None, lambda t, q: {}, lambda m, o, q: None, lambda m, q: ["b", "c"])
+    with record_timings() as rows:
+        claims = run_figures({"a": a, "b": b}, tmp_path, True, True, None, prepare=lambda q, qu, w: nap(0.1, 2.0))
+    assert claims == ["a", "b", "c"]
+    assert [r["set"] for r in rows] == ["prepare", "a", "b"]
+    prep, row_a, _ = rows
+    assert prep["train"] >= 0.1 and prep["total"] == pytest.approx(prep["train"], abs=1e-3)
+    assert row_a["train_compile"] > 0 and row_a["train"] >= row_a["train_compile"]
+    assert row_a["analyse"] >= 0.2 and row_a["figures"] >= 0.1 and row_a["analyse_compile"] < 0.2
+    assert row_a["total"] >= row_a["train"] + row_a["analyse"] + row_a["figures"] - 1e-3
+    table = format_timings({"toy": {"wall_s": 9.0, "sets": rows}}, wall=9.5, jobs=1)
+    assert [line.split("|")[1].strip() for line in table.splitlines()[3:7]] == ["prepare", "a", "b", "all"]
+    assert table.splitlines()[6].split("|")[-1].strip() == "9.0"
+    # outside record_timings nothing is recorded and the sets run as before
+    assert run_figures({"a": a}, tmp_path, True, True, "a", prepare=lambda q, qu, w: 1.0) == ["a"]
