@@ -312,6 +312,39 @@ def _cmd_bench(args, rest) -> int:
     return importlib.import_module(benchmarks[args.name]).main(rest, prog=f"toylab bench {args.name}")
 
 
+def _cmd_plan(args) -> int:
+    from toylab.core.family import get_family
+    from toylab.core.plan import TARGET_NAMES, check_plan_fits, parse_memory
+    from toylab.core.store import check_writable
+
+    family = get_family(args.family)
+    base = _parse_assignments(args.set, "--set", family, allow_lists=False)
+    grid = _parse_assignments(args.grid, "--grid", family, allow_lists=True)
+    clash = set(base) & set(grid)
+    if clash:
+        raise _usage("--grid", sorted(clash)[0], "is given both in --set and --grid")
+    chosen = [t.strip() for t in ",".join(args.target or []).split(",") if t.strip()] if args.target else None
+    for t in chosen or []:
+        if t not in TARGET_NAMES:
+            raise _usage("--target", t, f"must be one of {', '.join(TARGET_NAMES)}")
+    if args.target_memory is not None:
+        parse_memory(args.target_memory)
+    if args.json:
+        if Path(args.json).is_dir():
+            raise _usage("--json", args.json, "is a folder; give the path of a file")
+        check_writable(Path(args.json).parent, "--json")
+    from toylab.core.plan import plan_sweep
+
+    plan = plan_sweep(family, base, grid, seeds=args.seeds, chunk_size=args.chunk_size, block_size=args.block_size,
+                      targets=chosen or TARGET_NAMES, target_memory=args.target_memory, recalibrate=args.recalibrate)
+    if chosen:  # a target the user named must hold the sweep
+        check_plan_fits(plan, chosen)
+    print(plan.format())
+    if args.json:
+        print(f"figures in {plan.write_json(args.json)}")
+    return 0
+
+
 def _cmd_fields(args) -> int:
     from toylab.core.config import fields
     from toylab.core.family import get_family
@@ -402,6 +435,31 @@ def _parser():
                        description=f"toylab bench NAME [options]; 'toylab bench NAME --help' for options (NAME: {', '.join(_benchmarks())})")
     b.add_argument("name", metavar="NAME", help=f"benchmark: {', '.join(_benchmarks())}")
     b.set_defaults(func=None)
+
+    pl = sub.add_parser("plan", help="plan a sweep without training: XLA's cost and memory analyses, predicted "
+                                     "time and memory on this CPU, an H100, an A100, a TPU v5e",
+                        description="Compile each static group's programs ahead of time (nothing is trained or "
+                                    "written) and print XLA's FLOPs, bytes and memory per step and per chunk, with "
+                                    "a roofline prediction of wall time on each target. The same arguments as "
+                                    "'toylab run'. Exit 2 if a --target cannot hold even one run.",
+                        epilog="example: toylab plan dictionaries --set d_model=768 --set n_latents=4096 --seeds 16 "
+                               "--target h100")
+    pl.add_argument("family", metavar="FAMILY", help=f"model family: {', '.join(BUILTIN)}")
+    pl.add_argument("--set", action="append", metavar="FIELD=VALUE", help="set a field for every run (repeatable)")
+    pl.add_argument("--grid", action="append", metavar="FIELD=V1,V2,...", help="sweep a field over values (repeatable)")
+    pl.add_argument("--seeds", type=_positive_int("--seeds"), default=1, metavar="N", help="seeds per grid point")
+    pl.add_argument("--chunk-size", type=_positive_int("--chunk-size"), default=4096, metavar="N",
+                    help="runs trained at once at most (default 4096)")
+    pl.add_argument("--block-size", type=_block_size, default="auto", metavar="N|auto|none",
+                    help="instances at once on each CPU device (default auto)")
+    pl.add_argument("--target", action="append", metavar="NAME[,NAME]",
+                    help="predict for these targets only, and refuse if one cannot hold a run "
+                         "(cpu, h100, a100, tpu-v5e; default all four, none refused)")
+    pl.add_argument("--target-memory", metavar="SIZE", help="memory of the accelerator targets instead of theirs "
+                                                            "(e.g. 40GB, 16GiB)")
+    pl.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    pl.add_argument("--recalibrate", action="store_true", help="measure this CPU again (else its cached figures)")
+    pl.set_defaults(func=_cmd_plan)
 
     f = sub.add_parser("fields", help="list a family's config fields and their choices",
                        description="List FAMILY's fields with kind, default, meaning and choices "

@@ -440,11 +440,11 @@ def train_d(quick: bool, quiet: bool, work=None, shared=None):
     """The superposition toy 5 → 2 and a bilinear digit classifier, one seed each."""
     toy_cfg = {"n_features": 5, "n_hidden": 2, "feature_probability": 0.05, "importance_decay": 0.9, "steps": 4000}
     folder = _sweep_dir(work, "interaction-toy")
-    toy = run_sweep("superposition", toy_cfg, seeds=1, quiet=quiet, out=folder, resume=_resume(folder))[0].model
+    toy = run_sweep("superposition", toy_cfg, seeds=1, quiet=quiet, out=folder, resume=_resume(folder))
     bil_cfg = {"dataset": "digits", "hidden": 64, "d_model": 0, "steps": 1500 if quick else 4000, "batch_size": 512}
     folder = _sweep_dir(work, "interaction-bilinear")
-    bil = run_sweep("bilinear", bil_cfg, seeds=1, quiet=quiet, out=folder, resume=_resume(folder))[0].model
-    return {"toy": toy, "bilinear": bil}
+    bil = run_sweep("bilinear", bil_cfg, seeds=1, quiet=quiet, out=folder, resume=_resume(folder))
+    return {"toy": toy, "bilinear": bil}  # two sweeps of one run each
 
 
 def analyse_d(trained, quick) -> dict:
@@ -454,7 +454,7 @@ def analyse_d(trained, quick) -> dict:
     from toylab.tasks.images import load_images
     from toylab.tasks.sparse_features import sparse_features
 
-    toy = trained["toy"]
+    toy = trained["toy"][0].model
     x = sparse_features(jax.random.key(1), 4096, 5, 0.05)
     sections = ia.cut(toy)
     lib = ia.interaction_basis(sections, toy, x)
@@ -466,7 +466,7 @@ def analyse_d(trained, quick) -> dict:
     toy_m = {"lib_n": lib_n, "pca_n": pca_n, "rank": rank, "edges": lib_edges, "names": list(sections.names),
              "importance": lib.importance}
     # a bilinear digit classifier: input pixels → bilinear hidden layer → stream → logits
-    bil = trained["bilinear"]
+    bil = trained["bilinear"][0].model
     data = load_images("digits")
     xt, yt = jnp.asarray(data.x_test, jnp.float32), jnp.asarray(data.y_test)
     sections = ia.cut(bil)

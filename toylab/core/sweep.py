@@ -365,7 +365,7 @@ def check_results_fit(family: Family, chunks: list[Chunk], out, resume: bool):
 def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict | None = None, *,
               seeds: int = 1, out: str | Path | None = None, resume: bool = False,
               chunk_size: int = 4096, segments: int = 10, block_size: int | str | None = "auto",
-              quiet: bool = False, progress: str = "auto") -> Results:
+              quiet: bool = False, progress: str = "auto", plan: bool = False) -> Results:
     """Train every grid point × seed; returns :class:`Results`.
 
     Args:
@@ -391,6 +391,9 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
             differently); a checkpoint continues with the block size it was trained with.
         quiet: no progress bar.
         progress: "auto" (tqdm: a notebook widget in Jupyter, a bar in a terminal), or "text".
+        plan: train nothing, write nothing: return the sweep's :class:`~toylab.core.plan.SweepPlan`
+            (each static group's programs compiled ahead of time, XLA's cost and memory
+            analyses, predicted time and memory on this CPU, an H100, an A100 and a TPU v5e).
 
     Sizes are checked before anything is built or written: a run that cannot fit one
     device's memory, a chunk that cannot (with the chunk size that would), results that
@@ -420,6 +423,18 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
         raise ConfigError("resume", True, "needs the results folder to resume (out=...)")
     if out is None and jax.process_count() > 1:
         raise ConfigError("out", None, "a sweep over several processes needs a results folder all of them can read")
+    if not isinstance(plan, (bool, np.bool_)):
+        raise ConfigError("plan", plan, "must be True or False")
+    from .plan import PlannedSweep, active_recording, plan_sweep
+
+    recorder = active_recording()
+    if plan or recorder is not None:  # before any size check: a plan is for another machine too
+        made = plan_sweep(family, base, grid, seeds=seeds, chunk_size=chunk_size, block_size=block_size,
+                          **(recorder[1] if recorder is not None else {}))
+        if recorder is None:
+            return made
+        recorder[0].append(made)
+        return PlannedSweep(made)
     base_cfg, grid_vals, points, configs, runs = expand_grid(family, base, grid, seeds)
     chunks = _chunks(family, runs, configs, chunk_size)
     mesh = sweep_mesh()
