@@ -472,3 +472,62 @@ def test_bad_input_raises_config_error_naming_the_parameter(name, call):
     with pytest.raises(ConfigError) as err:
         call()
     assert err.value.field == name
+
+
+# ----------------------------------------------------------------------------- which algorithm matches
+
+def _large_score(shape, seed=3):
+    """A score matrix of at least HOST_ASSIGNMENT_MIN_ENTRIES entries, continuous (no ties)."""
+    return np.random.default_rng(seed).random(shape).astype(np.float32)
+
+
+def test_assignment_path_picks_scipy_for_large_concrete_scores_only():
+    pytest.importorskip("scipy.optimize")
+    side = int(np.ceil(np.sqrt(M.HOST_ASSIGNMENT_MIN_ENTRIES)))
+    assert M.assignment_path(np.zeros((side, side), np.float32)) == "scipy"
+    assert M.assignment_path(np.zeros((4, 5), np.float32)) == "jax"  # small: JAX
+    seen = []
+    jax.jit(lambda s: seen.append(M.assignment_path(s)) or s)(np.zeros((side, side), np.float32))
+    assert seen == ["jax"]  # traced: JAX
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", [(1024, 1100), (1100, 1024)], ids=["wide", "tall"])
+def test_linear_assignment_by_scipy_equals_the_jax_algorithm(shape):
+    pytest.importorskip("scipy.optimize")
+    score = _large_score(shape)
+    assert M.assignment_path(score) == "scipy"
+    host = np.asarray(M.linear_assignment(score))  # concrete and large: scipy on the host
+    traced = np.asarray(_assign(score))  # under jit: the pure-JAX Hungarian
+    np.testing.assert_array_equal(host, traced)
+    assert host.dtype == np.int32 and np.sum(host == -1) == max(0, shape[0] - shape[1])
+
+
+@pytest.mark.slow
+def test_mcc_and_matching_by_scipy_equal_the_jax_path():
+    pytest.importorskip("scipy.optimize")
+    rng = np.random.default_rng(4)
+    features, decoder = rng.normal(size=(1024, 16)).astype(np.float32), rng.normal(size=(1100, 16)).astype(np.float32)
+    match, cosines = M.matched_cosines(features, decoder)
+    match_j, cosines_j = jax.jit(M.matched_cosines)(features, decoder)
+    np.testing.assert_array_equal(np.asarray(match), np.asarray(match_j))
+    np.testing.assert_array_equal(np.asarray(cosines), np.asarray(cosines_j))
+    assert float(M.mcc(features, decoder)) == pytest.approx(float(jax.jit(M.mcc)(features, decoder)), abs=1e-6)
+
+
+def test_linear_assignment_without_scipy_falls_back_to_jax(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "scipy.optimize", None)  # `from scipy.optimize import ...` raises ImportError
+    side = int(np.ceil(np.sqrt(M.HOST_ASSIGNMENT_MIN_ENTRIES)))
+    assert M._host_solver() is None
+    assert M.assignment_path(np.zeros((side, side), np.float32)) == "jax"
+    score = np.array([[10, 9, 0, 0], [9, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], np.float32)
+    np.testing.assert_array_equal(np.asarray(M.linear_assignment(score)), [1, 0, 2, 3])
+
+
+def test_host_matching_of_a_non_finite_score_leaves_every_row_unmatched():
+    pytest.importorskip("scipy.optimize")
+    score = np.ones((3, 4), np.float32)
+    score[1, 2] = np.nan
+    np.testing.assert_array_equal(np.asarray(M._assign_host(score)), [-1, -1, -1])
