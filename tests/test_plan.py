@@ -229,3 +229,58 @@ def test_cli_plan_refusals_are_one_line_exit_2_and_write_nothing(tmp_path, args,
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and named in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "plan.json").exists()
+
+
+PLANNED_REPRODUCTION = '''"""A reproduction whose sets train two sweeps, one of them looked at before the next."""
+from toylab.core.sweep import run_sweep
+from toylab.experiments.reproductions._common import FigureSet
+
+SMALL = {"steps": 100, "log_every": 50, "batch_size": 256}
+
+
+def prepare(quick, quiet, work=None):
+    return run_sweep("superposition", SMALL, seeds=2, quiet=quiet)[0]  # looks at its results
+
+
+def train_a(quick, quiet, work=None, shared=None):
+    first = run_sweep("superposition", {**SMALL, "n_hidden": 3}, seeds=4, quiet=quiet)
+    second = run_sweep("superposition", {**SMALL, "n_hidden": 4}, seeds=4, quiet=quiet)
+    return first, second
+
+
+def train_b(quick, quiet, work=None, shared=None):
+    first = run_sweep("superposition", {**SMALL, "n_hidden": 3}, seeds=4, quiet=quiet)  # the same as (a)'s
+    return run_sweep("superposition", {**SMALL, "n_hidden": 2}, seeds=first.runs[0].seed)  # needs results
+
+
+def nothing(*args):
+    raise AssertionError("a plan analyses, draws and claims nothing")
+
+
+FIGURES = {"a": FigureSet(train_a, nothing, nothing, nothing), "b": FigureSet(train_b, nothing, nothing, nothing)}
+
+
+def reproduce(out, quick=True, quiet=False, only=None, work=None):
+    raise AssertionError("a plan does not run the reproduction")
+'''
+
+
+def test_reproduce_full_plan_plans_every_sweep_once_and_trains_nothing(tmp_path, monkeypatch, capsys):
+    from toylab.cli import main
+    from toylab.experiments import reproductions
+
+    folder = tmp_path / "more_reproductions_plan"
+    folder.mkdir()
+    (folder / "planned.py").write_text(PLANNED_REPRODUCTION)
+    monkeypatch.setattr(reproductions, "__path__", [*reproductions.__path__, str(folder)])
+    sys.modules.pop("toylab.experiments.reproductions.planned", None)
+    monkeypatch.chdir(tmp_path)
+    assert main(["reproduce", "planned", "--full", "--plan", "--target", "a100"]) == 0
+    out = capsys.readouterr().out
+    assert "plan of planned (full): 3 sweeps" in out  # prepare's, (a)'s two; (b)'s first is (a)'s
+    assert out.count("on one a100 (") == 3 and "training predicted on one a100" in out
+    assert "set (b): later sweeps need this set's first results" in out
+    assert "analyses not included" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["more_reproductions_plan"]  # nothing written
+    assert main(["reproduce", "planned", "--quick", "--plan"]) == 2
+    assert main(["reproduce", "planned", "--plan", "--target", "v100"]) == 2

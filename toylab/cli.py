@@ -212,8 +212,36 @@ def default_figures_dir() -> Path:
     return repo / "figures" if (repo / "pyproject.toml").exists() else Path("figures")
 
 
+def _cmd_reproduce_plan(args) -> int:
+    """``toylab reproduce [NAMES] --full --plan``: each reproduction's sweeps planned, not trained."""
+    import toylab.experiments as experiments
+    from toylab.core.plan import TARGET_NAMES
+
+    if args.quick:
+        raise _usage("--plan", True, "plans the full mode (--full); the quick mode is measured by running it")
+    if args.target not in TARGET_NAMES:
+        raise _usage("--target", args.target, f"must be one of {', '.join(TARGET_NAMES)}")
+    names = list(dict.fromkeys(args.names or experiments.REPRODUCTIONS))
+    for n in names:
+        if n not in experiments.REPRODUCTIONS:
+            raise _usage("NAME", n, f"unknown reproduction; choose from {', '.join(experiments.REPRODUCTIONS)}")
+    from toylab.experiments.reproductions._plan import format_reproduction_plan, plan_reproduction
+
+    for n in names:
+        print(format_reproduction_plan(n, plan_reproduction(n, quick=False, targets=[args.target]), args.target),
+              flush=True)
+    print(f"predictions, not measurements: a roofline of each program's XLA cost analysis on {args.target}'s "
+          "published peaks (toylab plan explains)")
+    return 0
+
+
 def _cmd_reproduce(args, quick=None, out=None) -> int:
     import time
+
+    if getattr(args, "plan", False):
+        return _cmd_reproduce_plan(args)
+    if getattr(args, "full", False) and args.quick:
+        raise _usage("--full", True, "and --quick choose opposite modes; give one")
 
     from toylab.experiments.reproductions._claims import format_claims, write_claims
     from toylab.core.store import check_writable
@@ -423,6 +451,11 @@ def _parser():
                                                  "'toylab figures' rewrites the committed figures instead")
     rp.add_argument("--quiet", action="store_true", help="no progress bars")
     rp.add_argument("--jobs", metavar="N", help=_JOBS_HELP)
+    rp.add_argument("--full", action="store_true", help="the papers' sizes (the default without --quick)")
+    rp.add_argument("--plan", action="store_true",
+                    help="train nothing: plan each reproduction's sweeps (XLA's cost analyses) and print their "
+                         "predicted time and memory on one --target (default h100)")
+    rp.add_argument("--target", default="h100", metavar="NAME", help="with --plan: cpu, h100, a100 or tpu-v5e")
     rp.set_defaults(func=_cmd_reproduce)
 
     fg = sub.add_parser("figures", help="regenerate the committed figures (quick reproductions into the repo's figures/)")
