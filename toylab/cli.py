@@ -8,6 +8,7 @@ neither JAX nor a family, so they answer at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib
 import os
@@ -556,8 +557,14 @@ def main(argv=None) -> int:
         print(f"toylab {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted; finished chunks and the last checkpoint are kept (use --resume)", file=sys.stderr)
+        kept = ("finished chunks and the last checkpoint are kept (use --resume)" if args.command in ("run", "sweep")
+                else "what was written so far is kept")
+        print(f"\ninterrupted; {kept}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (toylab fields X | head): nothing more to say
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
