@@ -117,3 +117,12 @@ def test_show_of_a_missing_or_corrupt_folder_is_one_line(folder, tmp_path, capsy
     assert main(["show", str(target)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("toylab show: error: ") and phrase in err and err.count("\n") == 1
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    import subprocess
+    import sys
+
+    r = subprocess.run(f"{sys.executable} -m toylab fields dictionaries | head -1", shell=True, capture_output=True,
+                       text=True, timeout=120)
+    assert r.stdout.startswith("dictionaries:") and "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr
