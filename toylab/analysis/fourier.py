@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.config import ConfigError, described
+from ..core.precision import cast_compute, check_precision, precision_scope
 from ..models import PairModel
 from ..tasks.losses import weighted_cross_entropy
 
@@ -273,26 +274,35 @@ def _key_part(key_mask, p: int):
     return jnp.asarray(key_mask)[1:]
 
 
-def _project_sum_directions(logits, p: int, mask):
-    """The part of the logits along cos/sin(w(a+b)) for the frequencies in mask, per c."""
+def _project_sum_directions(logits, p: int, mask, precision: str = "float32"):
+    """The part of the logits along cos/sin(w(a+b)) for the frequencies in mask, per c, its
+    products under the ``precision`` policy (bfloat16: operands rounded, sums in the logits'
+    dtype)."""
+    precision = check_precision(precision)
     if logits.shape[:2] != (p, p):
         raise ConfigError("logits", described(f"shape {logits.shape}"), f"must be (p, p, n_out) with p={p} over [a, b, c]")
     D = jnp.asarray(_sum_directions(p), jnp.float32) * jnp.asarray(_key_part(mask, p), jnp.float32)[:, None, None, None]
-    coef = jnp.einsum("kdab,abc->kdc", D, logits)
-    return jnp.einsum("kdab,kdc->abc", D, coef)
+    out = jnp.result_type(logits, jnp.float32)
+    with precision_scope(precision):
+        D, x = cast_compute((D, logits), precision)
+        coef = jnp.einsum("kdab,abc->kdc", D, x, preferred_element_type=out)
+        return jnp.einsum("kdab,kdc->abc", D, cast_compute(coef, precision), preferred_element_type=out)
 
 
-def restricted_logits(logits, p: int, key_mask):
+def restricted_logits(logits, p: int, key_mask, precision: str = "float32"):
     """Logits with only the key-frequency cos/sin(w(a+b)) directions (and the mean over
-    pairs) kept, per answer c."""
+    pairs) kept, per answer c. ``precision``: the projection's matrix-product policy
+    (:mod:`toylab.core.precision`; "float32", HIGHEST, by default — the restricted loss is a
+    small difference of projected logits)."""
     logits = jnp.asarray(logits)
-    return _project_sum_directions(logits, p, key_mask) + logits.mean((0, 1), keepdims=True)
+    return _project_sum_directions(logits, p, key_mask, precision) + logits.mean((0, 1), keepdims=True)
 
 
-def excluded_logits(logits, p: int, key_mask):
-    """Logits with the key-frequency cos/sin(w(a+b)) directions removed."""
+def excluded_logits(logits, p: int, key_mask, precision: str = "float32"):
+    """Logits with the key-frequency cos/sin(w(a+b)) directions removed (``precision`` as
+    :func:`restricted_logits`)."""
     logits = jnp.asarray(logits)
-    return logits - _project_sum_directions(logits, p, key_mask)
+    return logits - _project_sum_directions(logits, p, key_mask, precision)
 
 
 def cross_entropy(logits, labels, mask=None):
@@ -310,14 +320,16 @@ def sum_labels(p: int) -> np.ndarray:
     return (a + b) % p
 
 
-def restricted_loss(logits, p: int, key_mask):
-    """Loss on every pair of (a + b) mod p with only the key frequencies' logit directions."""
-    return cross_entropy(restricted_logits(logits, p, key_mask), sum_labels(p))
+def restricted_loss(logits, p: int, key_mask, precision: str = "float32"):
+    """Loss on every pair of (a + b) mod p with only the key frequencies' logit directions
+    (``precision`` as :func:`restricted_logits`)."""
+    return cross_entropy(restricted_logits(logits, p, key_mask, precision), sum_labels(p))
 
 
-def excluded_loss(logits, p: int, key_mask, train_mask):
-    """Loss on the training pairs ((p, p) bool) with the key frequencies' directions removed."""
-    return cross_entropy(excluded_logits(logits, p, key_mask), sum_labels(p), train_mask)
+def excluded_loss(logits, p: int, key_mask, train_mask, precision: str = "float32"):
+    """Loss on the training pairs ((p, p) bool) with the key frequencies' directions removed
+    (``precision`` as :func:`restricted_logits`)."""
+    return cross_entropy(excluded_logits(logits, p, key_mask, precision), sum_labels(p), train_mask)
 
 
 def _key_basis_rows(p: int, key_mask, keep_const: bool = True):
@@ -416,16 +428,23 @@ def weight_norm(model):
     return sum(jnp.sum(x.astype(jnp.float32) ** 2) for x in leaves)
 
 
-def progress_measures(model, p: int, key_mask, train_mask, alpha=1.0) -> dict:
+def progress_measures(model, p: int, key_mask, train_mask, alpha=1.0, precision: str = "float32") -> dict:
     """Nanda et al.'s progress measures for (a + b) mod p: restricted loss (all pairs),
     excluded loss (training pairs), Gini of the Fourier norms of W_E and of W_L, and the sum
     of squared weights. ``key_mask`` (⌊p/2⌋ + 1,) bool indexed by frequency (as
-    :func:`key_frequencies` returns), ``train_mask`` (p, p) bool."""
+    :func:`key_frequencies` returns), ``train_mask`` (p, p) bool. ``precision``: the matrix-product
+    policy of the model's logits and of the projections (:mod:`toylab.core.precision`)."""
+    precision = check_precision(precision)
+    with precision_scope(precision):
+        return _progress_measures(model, p, key_mask, train_mask, alpha, precision)
+
+
+def _progress_measures(model, p, key_mask, train_mask, alpha, precision):
     logits = grid_logits(model, p, alpha)
     W_E = embedding_matrix(model)
     return {
-        "restricted_loss": restricted_loss(logits, p, key_mask),
-        "excluded_loss": excluded_loss(logits, p, key_mask, train_mask),
+        "restricted_loss": restricted_loss(logits, p, key_mask, precision),
+        "excluded_loss": excluded_loss(logits, p, key_mask, train_mask, precision),
         "full_loss": cross_entropy(logits.reshape(p * p, -1), sum_labels(p).ravel()),
         "gini_W_E": gini(fourier_norms(W_E[:, :p], p)),
         "gini_W_L": gini(fourier_norms(model.W_L, p, axis=0)),

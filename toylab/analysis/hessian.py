@@ -4,7 +4,10 @@ Lanczos, the trace by Hutchinson, the spectral density by stochastic Lanczos qua
 several probe vectors batched through one vmapped product.
 
 Every function takes ``loss(params, batch) -> scalar`` (the mean loss over the batch),
-``params`` (any pytree of float arrays) and ``data`` (the batch the Hessian is taken on).
+``params`` (any pytree of float arrays) and ``data`` (the batch the Hessian is taken on),
+and ``precision``: the matrix-product policy of its programs (:mod:`toylab.core.precision`;
+"float32", HIGHEST, by default — eigenvalues near zero are what the degeneracy analyses
+count, and a fast mode's rounding moves them).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ..core.config import ConfigError, described
+from ..core.precision import check_precision, precision_scope, reduced_loss
 from ._validate import finite_tree
 from ._validate import positive as _positive
 
@@ -41,24 +45,29 @@ def _flat_loss(loss, params, data):
     return (lambda w: loss(unravel(w), data)), flat
 
 
-def hessian(loss: Callable, params, data):
+def hessian(loss: Callable, params, data, precision: str = "float32"):
     """The full (d, d) Hessian of ``loss(params, data)`` in the flattened parameters
     (``jax.flatten_util.ravel_pytree`` order), for d up to MAX_EXACT_HESSIAN."""
-    f, w = _flat_loss(loss, params, data)
+    precision = check_precision(precision)
+    f, w = _flat_loss(reduced_loss(loss, precision), params, data)
     if w.size > MAX_EXACT_HESSIAN:
         raise ConfigError("params", described(f"{w.size} parameters"),
                           f"the full Hessian is built for at most {MAX_EXACT_HESSIAN}; use top_eigenvalues, "
                           "hessian_trace or spectral_density (Hessian-vector products) instead")
-    return jax.hessian(f)(w)
+    with precision_scope(precision):
+        return jax.hessian(f)(w)
 
 
-def hessian_vector_product(loss: Callable, params, data):
+def hessian_vector_product(loss: Callable, params, data, precision: str = "float32"):
     """``(hvp, w)``: v ↦ H v at the flattened parameters w (forward over reverse mode, no
-    d × d matrix), and w itself."""
-    f, w = _flat_loss(loss, params, data)
+    d × d matrix), and w itself. ``hvp`` traces its products under ``precision`` wherever
+    it is called (jitted or not)."""
+    precision = check_precision(precision)
+    f, w = _flat_loss(reduced_loss(loss, precision), params, data)
 
     def hvp(v):
-        return jax.jvp(jax.grad(f), (w,), (v.astype(w.dtype),))[1]
+        with precision_scope(precision):
+            return jax.jvp(jax.grad(f), (w,), (v.astype(w.dtype),))[1]
     return hvp, w
 
 
@@ -69,9 +78,30 @@ def _hvp_at(loss, params, data, v):
 
 
 @functools.lru_cache(maxsize=32)
-def _program(kind: str, loss: Callable, iters: int):
-    """One compiled program per (kind, loss, iters), params and data passed in (so XLA does
-    not constant-fold the data, and a second call with the same loss does not recompile)."""
+def _program(kind: str, loss: Callable, iters: int, precision: str = "float32"):
+    """One compiled program per (kind, loss, iters, precision), params and data passed in (so
+    XLA does not constant-fold the data, and a second call with the same loss does not
+    recompile), its products traced under the ``precision`` policy."""
+    return _Scoped(_jitted(kind, reduced_loss(loss, precision), iters), precision)
+
+
+class _Scoped:
+    """A jitted function called (and lowered) under a precision policy: the policy acts at
+    trace time, and jit's cache keys on it, so each policy is its own compiled program."""
+
+    def __init__(self, fn, precision):
+        self.fn, self.precision = fn, precision
+
+    def __call__(self, *args):
+        with precision_scope(self.precision):
+            return self.fn(*args)
+
+    def lower(self, *args):
+        with precision_scope(self.precision):
+            return self.fn.lower(*args)
+
+
+def _jitted(kind: str, loss: Callable, iters: int):
     if kind == "lanczos":
         return jax.jit(lambda p, d, v: lanczos(lambda u: _hvp_at(loss, p, d, u), v, iters))
     if kind == "slq":
@@ -127,12 +157,13 @@ def _ritz_top(alphas, betas, k: int):
     return theta[::-1][:k], np.abs(betas[m - 1] * S[m - 1, ::-1][:k])
 
 
-def _converged_lanczos(loss: Callable, params, data, v0, k: int, max_iters: int, tol: float, every: int = 4):
+def _converged_lanczos(loss: Callable, params, data, v0, k: int, max_iters: int, tol: float, every: int = 4,
+                       precision: str = "float32"):
     """Lanczos in compiled segments of ``every`` steps; between them the host checks whether
     each of the k largest Ritz values has a residual ‖Hy − θy‖ at most ``tol``·|θ| and stops
     there (or at ``max_iters``). Returns (values (k,), steps = Hessian-vector products)."""
     every = int(min(every, max_iters))
-    segment = _segment_program(loss, every)
+    segment = _segment_program(loss, every, precision)
     state = _lanczos_start(v0, max_iters)
     alphas, betas, m = [], [], 0
     while m < max_iters:
@@ -149,15 +180,17 @@ def _converged_lanczos(loss: Callable, params, data, v0, k: int, max_iters: int,
 
 
 @functools.lru_cache(maxsize=32)
-def _segment_program(loss: Callable, every: int):
-    """``every`` Lanczos steps from step m0 on, compiled once per (loss, every)."""
+def _segment_program(loss: Callable, every: int, precision: str = "float32"):
+    """``every`` Lanczos steps from step m0 on, compiled once per (loss, every, precision)."""
+    loss = reduced_loss(loss, precision)
+
     def run(p, d, state, m0):
         return jax.lax.scan(_lanczos_step(lambda u: _hvp_at(loss, p, d, u)), state, m0 + jnp.arange(every))
-    return jax.jit(run, donate_argnums=(2,))  # the state (the basis) is updated in place
+    return _Scoped(jax.jit(run, donate_argnums=(2,)), precision)  # the state (the basis) is updated in place
 
 
 def top_eigenvalues(loss: Callable, params, data, key, k: int = 5, iters: int | None = None,
-                    tol: float | None = None, return_steps: bool = False):
+                    tol: float | None = None, return_steps: bool = False, precision: str = "float32"):
     """The k largest Hessian eigenvalues, (k,) in decreasing order: exact (``eigh``) up to
     MAX_EXACT_HESSIAN parameters when neither ``iters`` nor ``tol`` is given; else Lanczos
     from a random start — ``iters`` steps (default max(4k, 64)), or with ``tol`` only as many
@@ -165,6 +198,7 @@ def top_eigenvalues(loss: Callable, params, data, key, k: int = 5, iters: int | 
     most ``iters``; the basis of ``iters`` vectors is held in memory, and each step
     reorthogonalises against it). ``return_steps``: also return the number of
     Hessian-vector products (d², for the exact path)."""
+    precision = check_precision(precision)
     k = _positive("k", k, integer=True)
     _, w = _flat_loss(loss, params, data)
     if k > w.size:
@@ -172,15 +206,16 @@ def top_eigenvalues(loss: Callable, params, data, key, k: int = 5, iters: int | 
     if tol is not None:
         tol = _positive("tol", tol)
     if w.size <= MAX_EXACT_HESSIAN and iters is None and tol is None:
-        values = jnp.linalg.eigvalsh(hessian(loss, params, data))[::-1][:k]
+        values = jnp.linalg.eigvalsh(hessian(loss, params, data, precision))[::-1][:k]
         return (values, w.size) if return_steps else values
     v0 = jax.random.normal(key, w.shape, w.dtype)
     if tol is not None:
         iters = max(4 * k, 64) if iters is None else _positive("iters", iters, integer=True)
-        values, steps = _converged_lanczos(loss, params, data, v0, k, int(min(iters, w.size)), float(tol))
+        values, steps = _converged_lanczos(loss, params, data, v0, k, int(min(iters, w.size)), float(tol),
+                                           precision=precision)
         return (values, steps) if return_steps else values
     iters = max(4 * k, 64) if iters is None else _positive("iters", iters, integer=True)
-    alphas, betas = _program("lanczos", loss, int(min(iters, w.size)))(params, data, v0)
+    alphas, betas = _program("lanczos", loss, int(min(iters, w.size)), precision)(params, data, v0)
     values = jnp.linalg.eigvalsh(_tridiagonal(alphas, betas))[::-1][:k]
     return (values, int(min(iters, w.size))) if return_steps else values
 
@@ -189,21 +224,23 @@ def _probes(key, probes: int, d: int, dtype):
     return jax.random.rademacher(key, (probes, d)).astype(dtype)
 
 
-def hessian_trace(loss: Callable, params, data, key, probes: int = 64):
+def hessian_trace(loss: Callable, params, data, key, probes: int = 64, precision: str = "float32"):
     """Hutchinson's estimate of tr H with ``probes`` Rademacher vectors, pushed through one
     vmapped Hessian-vector product: (estimate, its standard error)."""
+    precision = check_precision(precision)
     probes = _positive("probes", probes, integer=True)
     _, w = _flat_loss(loss, params, data)
-    samples = _program("hutchinson", loss, 0)(params, data, _probes(key, probes, w.size, w.dtype))
+    samples = _program("hutchinson", loss, 0, precision)(params, data, _probes(key, probes, w.size, w.dtype))
     return samples.mean(), samples.std() / jnp.sqrt(probes)
 
 
 def spectral_density(loss: Callable, params, data, key, grid, probes: int = 8, iters: int = 64,
-                     width: float | None = None):
+                     width: float | None = None, precision: str = "float32"):
     """Stochastic Lanczos quadrature: the Hessian's eigenvalue density on ``grid`` (a
     Gaussian of std ``width`` at each Ritz value, weighted by its squared first component,
     averaged over ``probes`` Rademacher starts run as one vmapped Lanczos). Integrates to 1
     over a grid that covers the spectrum. Returns (density on grid, nodes, weights)."""
+    precision = check_precision(precision)
     probes = _positive("probes", probes, integer=True)
     iters = _positive("iters", iters, integer=True)
     _, w = _flat_loss(loss, params, data)
@@ -211,7 +248,7 @@ def spectral_density(loss: Callable, params, data, key, grid, probes: int = 8, i
     if grid.ndim != 1 or grid.shape[0] < 2:
         raise ConfigError("grid", described(f"shape {grid.shape}"), "must be a 1-D array of at least 2 points")
     z = _probes(key, probes, w.size, w.dtype)
-    alphas, betas = _program("slq", loss, int(min(iters, w.size)))(params, data, z)
+    alphas, betas = _program("slq", loss, int(min(iters, w.size)), precision)(params, data, z)
     nodes, vecs = jnp.linalg.eigh(jax.vmap(_tridiagonal)(alphas, betas))
     weights = vecs[:, 0, :] ** 2  # (probes, iters)
     if width is None:

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.config import ConfigError, described
+from ..core.precision import cast_compute, check_precision, precision_scope
 from ._validate import finite_tree
 from ._validate import positive as _positive
 
@@ -41,27 +42,42 @@ def _nullity(gram, tol):
     return jnp.sum(jnp.abs(ev) <= tol * jnp.where(top > 0, top, 1.0)), ev
 
 
-def activation_nullity(inputs, tol: float | None = None):
+def _gram(a, b, spec, precision):
+    """The einsum ``spec`` of ``a`` and ``b`` under the policy: HIGHEST ("float32"), DEFAULT
+    ("tf32"), or bfloat16 operands accumulated into float32 ("bfloat16"), in the operands'
+    float32 dtype in every case."""
+    dtype = jnp.result_type(a, b)
+    with precision_scope(precision):
+        a, b = cast_compute((a, b), precision)
+        return jnp.einsum(spec, a, b, preferred_element_type=dtype)
+
+
+def activation_nullity(inputs, tol: float | None = None, precision: str = "float32"):
     """(nullity, eigenvalues) of the Gram matrix of a layer's inputs with the bias folded in:
     ``inputs`` (n, d_in) → the number of directions v with v·[x; 1] = 0 on every input (to the
-    relative tolerance ``tol`` of the largest eigenvalue; default 100 epsilons of the dtype)."""
+    relative tolerance ``tol`` of the largest eigenvalue; default 100 epsilons of the dtype).
+    ``precision``: the Gram's matrix-product policy (:mod:`toylab.core.precision`; "float32",
+    HIGHEST, by default: a fast mode's rounding reads null directions as alive)."""
+    precision = check_precision(precision)
     x = jnp.asarray(inputs)
     if x.ndim != 2:
         raise ConfigError("inputs", described(f"shape {x.shape}"), "must be (n, d_in): one row per input")
     finite_tree("inputs", x)
     xa = jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
-    return _nullity(xa.T @ xa / x.shape[0], tol)
+    return _nullity(_gram(xa, xa, "ni,nj->ij", precision) / x.shape[0], tol)
 
 
-def jacobian_nullity(jacobians, tol: float | None = None):
+def jacobian_nullity(jacobians, tol: float | None = None, precision: str = "float32"):
     """(nullity, eigenvalues) of E[JᵀJ] for ``jacobians`` (n, d_outputs, d_layer), each the
     Jacobian of the network's outputs with respect to the layer's pre-activations on one
-    input: the directions of the layer the outputs never respond to."""
+    input: the directions of the layer the outputs never respond to. ``precision`` as
+    :func:`activation_nullity`."""
+    precision = check_precision(precision)
     J = jnp.asarray(jacobians)
     if J.ndim != 3:
         raise ConfigError("jacobians", described(f"shape {J.shape}"), "must be (n, d_outputs, d_layer)")
     finite_tree("jacobians", J)
-    return _nullity(jnp.einsum("noi,noj->ij", J, J) / J.shape[0], tol)
+    return _nullity(_gram(J, J, "noi,noj->ij", precision) / J.shape[0], tol)
 
 
 def synchronized_relus(preactivations):
@@ -82,7 +98,7 @@ def synchronized_relus(preactivations):
 
 
 def layer_degeneracy(inputs, preactivations, jacobians, *, relu: bool = True, fan_out: int | None = None,
-                     tol: float | None = None) -> dict:
+                     tol: float | None = None, precision: str = "float32") -> dict:
     """The three degeneracies of one layer z = W x + b on a data set, each as the number of
     parameter directions of (W, b) — and, for dead neurons, of the next layer's weights —
     that it frees (see the comment above for why each count is what it is).
@@ -95,14 +111,15 @@ def layer_degeneracy(inputs, preactivations, jacobians, *, relu: bool = True, fa
         fan_out: outputs each neuron feeds (a dead neuron's fan-out is free too); default 0.
         tol: relative eigenvalue tolerance of the two null spaces (default: 100 machine
             epsilons of the arrays' dtype, 1.2e-5 for float32).
+        precision: the Grams' matrix-product policy (:mod:`toylab.core.precision`).
     Returns:
         dict: nullities (activation, jacobian), freed directions of each kind, the
         synchronised groups' sizes, dead neurons, and the total.
     """
     x = jnp.asarray(inputs)
     d_in, d_layer = x.shape[1], jnp.shape(preactivations)[1]
-    n_act, _ = activation_nullity(x, tol)
-    n_jac, _ = jacobian_nullity(jacobians, tol)
+    n_act, _ = activation_nullity(x, tol, precision)
+    n_jac, _ = jacobian_nullity(jacobians, tol, precision)
     n_act, n_jac = int(n_act), int(n_jac)
     freed_act = n_act * d_layer
     freed_jac = n_jac * (d_in + 1) - n_act * n_jac
@@ -115,12 +132,21 @@ def layer_degeneracy(inputs, preactivations, jacobians, *, relu: bool = True, fa
             "parameters": d_layer * (d_in + 1)}
 
 
-def mlp_degeneracy(model, tokens, tol: float | None = None) -> dict:
+def mlp_degeneracy(model, tokens, tol: float | None = None, precision: str = "float32") -> dict:
     """:func:`layer_degeneracy` of the dense ReLU layer a model declares
     (``model.dense_layer()``, :class:`toylab.models.DenseLayer`) on its examples ``tokens``:
     the embedding MLPs' hidden layer (inputs: the one-hot or embedded operands), the
     transformer's last MLP (inputs: the residual stream at the answer position), or the
-    layer of a model of your own that declares one."""
+    layer of a model of your own that declares one. ``precision``: the matrix-product policy
+    of the layer's inputs, pre-activations, Jacobians and Grams (:mod:`toylab.core.precision`)."""
+    from ..models import DenseLayer
+
+    precision = check_precision(precision)
+    with precision_scope(precision):
+        return _mlp_degeneracy(model, tokens, tol, precision)
+
+
+def _mlp_degeneracy(model, tokens, tol, precision):
     from ..models import DenseLayer
 
     get = getattr(model, "dense_layer", None)
@@ -147,4 +173,4 @@ def mlp_degeneracy(model, tokens, tol: float | None = None) -> dict:
                           f"must be a batch of the model's examples (its layer reads {W.shape[1]} inputs each)")
     z = x @ W.T + (0.0 if bias is None else bias)
     J = jax.vmap(jax.jacrev(lambda zz: layer.head(model, zz)))(z)
-    return layer_degeneracy(x, z, J, relu=True, fan_out=0, tol=tol)
+    return layer_degeneracy(x, z, J, relu=True, fan_out=0, tol=tol, precision=precision)

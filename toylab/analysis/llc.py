@@ -45,6 +45,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ..core.config import ConfigError, described
+from ..core.precision import check_precision, precision_scope, reduced_loss
 from ..tasks.losses import x64_scope
 from ._validate import concrete, finite_tree, is_traced, nonnegative, positive
 from .hessian import spectrum_quadrature
@@ -501,7 +502,8 @@ def _validate(loss, params, data, *, chains, draws, burnin, batch_size, mask, sa
 def learning_coefficient(loss: Callable, params, data, key, *, sampler=None, step_size="auto", localization=1.0,
                          nbeta: float | None = None, chains: int = 4, draws: int | None = None,
                          burnin: int | None = None, batch_size: int | None = None, mask=None,
-                         n_examples: int | None = None, bias_threshold: float = BIAS_THRESHOLD) -> LLCResult:
+                         n_examples: int | None = None, bias_threshold: float = BIAS_THRESHOLD,
+                         precision: str = "float32") -> LLCResult:
     """Estimate the local learning coefficient of ``loss`` at ``params``.
 
     Args:
@@ -532,12 +534,19 @@ def learning_coefficient(loss: Callable, params, data, key, *, sampler=None, ste
         n_examples: the number of examples ``data`` stands for (default its leading axis:
             e.g. second-moment rows of many examples, or stacked batches).
         bias_threshold: the relative predicted bias above which the result warns.
+        precision: the matrix-product policy of every program of the estimate
+            (:mod:`toylab.core.precision`): "float32" (HIGHEST: full float32 on every
+            backend), "tf32" (the backend's fast mode), "bfloat16" (the loss evaluated on
+            bfloat16 parameters and data; the chains' state stays float32). nβ·(L(w) − L(w*))
+            is a small difference times a large nβ: anything but "float32" is recorded in the
+            result's notes.
     Returns:
         An :class:`LLCResult`; ``result.warnings`` lists what makes it unreliable.
     """
     return _estimate(loss, params, data, key, stacked=False, sampler=sampler, step_size=step_size,
                      localization=localization, nbeta=nbeta, chains=chains, draws=draws, burnin=burnin,
-                     batch_size=batch_size, mask=mask, n_examples=n_examples, bias_threshold=bias_threshold)
+                     batch_size=batch_size, mask=mask, n_examples=n_examples, bias_threshold=bias_threshold,
+                     precision=precision)
 
 
 def learning_coefficients(loss: Callable, params, data, key, **settings) -> LLCResult:
@@ -552,9 +561,21 @@ def learning_coefficients(loss: Callable, params, data, key, **settings) -> LLCR
     return _estimate(loss, params, data, key, stacked=True, **settings)
 
 
-def _estimate(loss, params, data, key, *, stacked, sampler=None, step_size="auto", localization=1.0, nbeta=None,
-              chains=4, draws=None, burnin=None, batch_size=None, mask=None, n_examples=None,
-              bias_threshold=BIAS_THRESHOLD):
+def _estimate(loss, params, data, key, *, stacked, precision="float32", **settings):
+    """The estimate with every program traced under the ``precision`` policy."""
+    precision = check_precision(precision)
+    with precision_scope(precision):
+        res = _estimate_at(reduced_loss(loss, precision), params, data, key, stacked=stacked, **settings)
+    if precision == "float32":
+        return res
+    note = (f"precision {precision!r}: matrix products at the backend's fast mode" if precision == "tf32" else
+            f"precision {precision!r}: the loss evaluated on bfloat16 parameters and data (8-bit mantissa)")
+    return dataclasses.replace(res, notes=res.notes + (note + ", not full float32",))
+
+
+def _estimate_at(loss, params, data, key, *, stacked, sampler=None, step_size="auto", localization=1.0, nbeta=None,
+                 chains=4, draws=None, burnin=None, batch_size=None, mask=None, n_examples=None,
+                 bias_threshold=BIAS_THRESHOLD):
     one = jax.tree.map(lambda x: x[0], params) if stacked else params
     v = _validate(loss, one, data, chains=chains, draws=draws, burnin=burnin, batch_size=batch_size, mask=mask,
                   sampler=sampler, step_size=step_size, localization=localization, nbeta=nbeta,
@@ -917,7 +938,7 @@ def calibrate(loss: Callable, params, data, key, step_sizes, nbetas=None, locali
     one vmapped program (same key everywhere, so cells differ only by their settings) and
     pick, per (nβ, γ), the largest step size whose chains are stable (see Calibration).
     ``nbetas`` defaults to (``nbeta``,) or (n/log n,). Other keywords (chains, draws,
-    batch_size, sampler, n_examples, mask, …) go to learning_coefficient as they are, so the
+    batch_size, sampler, n_examples, mask, precision, …) go to learning_coefficient as they are, so the
     settings :func:`family_llc_inputs` returns work here too."""
     leaves = jax.tree.leaves(data)
     n = settings.get("n_examples") or (int(jnp.shape(leaves[0])[0]) if leaves and jnp.ndim(leaves[0]) else 2)
@@ -943,6 +964,7 @@ def calibrate(loss: Callable, params, data, key, step_sizes, nbetas=None, locali
               sampler=settings.get("sampler"), step_size=float(eps[0]), localization=float(gammas[0]),
               nbeta=float(nbs[0]), n_examples=settings.get("n_examples"),
               bias_threshold=settings.get("bias_threshold", BIAS_THRESHOLD))
+    check_precision(settings.get("precision", "float32"))
     E, B, G = jnp.meshgrid(eps, nbs, gammas, indexing="ij")
 
     def one(e, b, g):
@@ -1035,15 +1057,23 @@ def _shift_along(g_norm, h_g, nbeta, gamma):
 
 def fine_tune_to_minimum(loss: Callable, params, data, *, nbeta: float, localization: float = 1.0,
                          threshold: float = BIAS_THRESHOLD, max_steps: int = FINE_TUNE_MAX_STEPS,
-                         stacked: bool = False):
+                         stacked: bool = False, precision: str = "float32"):
     """Move ``params`` to the nearest minimum of ``loss`` on ``data`` (the LLC's own data, full
     batch) by Adam (lr FINE_TUNE_LR) in segments of FINE_TUNE_SEGMENT steps, until the shift
     of the estimate the gradient predicts is at most ``threshold``/2 (in λ units, taking
     λ >= 1/2) or ``max_steps``. ``stacked``: params lead with a stack axis (all points tuned
-    together until each is done). Returns (params, steps taken, loss before, loss after)."""
+    together until each is done). ``precision``: the matrix-product policy of its programs
+    (:mod:`toylab.core.precision`). Returns (params, steps taken, loss before, loss after)."""
+    precision = check_precision(precision)
+    max_steps = int(positive("max_steps", max_steps, integer=True))
+    with precision_scope(precision):
+        return _fine_tune(reduced_loss(loss, precision), params, data, nbeta=nbeta, localization=localization,
+                          threshold=threshold, max_steps=max_steps, stacked=stacked)
+
+
+def _fine_tune(loss, params, data, *, nbeta, localization, threshold, max_steps, stacked):
     import optax
 
-    max_steps = int(positive("max_steps", max_steps, integer=True))
     flat_fn = jax.vmap if stacked else (lambda f: f)
     one = jax.tree.map(lambda x: x[0], params) if stacked else params
     _, unravel = ravel_pytree(one)
@@ -1090,7 +1120,8 @@ def family_learning_coefficient(run, key, *, at=None, family=None, config=None, 
     ``config``. ``at``: None (the final model), "snapshots" (every stored snapshot of the
     run: the LLC over training, one vmapped program, no fine-tuning unless asked), or a
     stack of trainable arrays shaped like the model's with a leading axis. Other keywords go
-    to learning_coefficient (they override the recipe)."""
+    to learning_coefficient (they override the recipe); ``precision`` (default "float32") is
+    also the fine-tuning's."""
     loss, params, data, recipe = family_llc_inputs(run, family=family, config=config, n_batches=n_batches)
     settings = {**recipe, **settings}
     stacked = at is not None
@@ -1116,7 +1147,8 @@ def family_learning_coefficient(run, key, *, at=None, family=None, config=None, 
         # True: tune the whole step limit (a zero threshold is never met)
         threshold = 0.0 if fine_tune is True else settings.get("bias_threshold", BIAS_THRESHOLD)
         tuned, steps, before, after = fine_tune_to_minimum(loss, params, data, nbeta=settings["nbeta"],
-                                                           localization=gamma, threshold=threshold, stacked=stacked)
+                                                           localization=gamma, threshold=threshold, stacked=stacked,
+                                                           precision=settings.get("precision", "float32"))
         if steps:
             params = tuned
             notes.append(f"fine-tuned {steps} Adam steps (lr {FINE_TUNE_LR:g}) on the LLC's data to the nearest "

@@ -237,6 +237,11 @@ class TrainConfig:
     schedule: str = static("constant", check=one_of("constant", "cosine"), help="learning-rate schedule after warmup")
     warmup_steps: int = static(0, check=nonnegative_int, help="linear warmup steps (lr rises from 0)")
     prng_impl: str = static("threefry2x32", check=one_of("threefry2x32", "rbg", "unsafe_rbg"), help="JAX PRNG implementation")
+    matmul_precision: str = static("float32", check=one_of("float32", "tf32", "bfloat16"),
+                                   help="matrix products of the training program (toylab.core.precision): float32 "
+                                        "(HIGHEST, full float32 on every backend), tf32 (the backend's fast mode: "
+                                        "TF32 on Ampere+ GPUs, bfloat16 passes on TPUs, no change on CPU), bfloat16 "
+                                        "(the loss computed from bfloat16 parameters and inputs, float32 updates)")
     data_seed: int | None = static(None, type="optional int", check=seed_value,
                                    help="seed of the training batches (none: each run draws its own from its seed; "
                                         "a number: every run draws the batches that seed draws, so the runs of a "

@@ -11,6 +11,7 @@ import numpy as np
 from jax import custom_batching
 
 from ...core.config import ConfigError, described
+from ...core.precision import precision_scope
 from ...tasks.losses import x64_scope
 from .._validate import _refuse_non_finite, _refuse_non_finite_tree
 from .sections import Sections
@@ -18,6 +19,15 @@ from .sections import Sections
 __all__ = ["Basis", "interaction_basis", "pca_basis", "PRECISIONS"]
 
 PRECISIONS = ("float64", "float32")
+# Every matrix product of the basis is HIGHEST whatever ``precision`` says (that names the
+# dtype of the Grams): a TF32 or one-pass-bfloat16 Gram would put rounding-level eigenvalues
+# far above the 1e-6 truncation. The products are explicit, and the model's own (activations,
+# Jacobians) are traced under the "float32" policy (toylab.core.precision).
+_HI = jax.lax.Precision.HIGHEST
+
+
+def _mm(a, b):
+    return jnp.matmul(a, b, precision=_HI)
 
 
 class Basis(eqx.Module):
@@ -48,10 +58,10 @@ class Basis(eqx.Module):
 
     # Unchecked, for this module: what it passes are its own intermediate values, not arguments.
     def _features(self, layer, activations):
-        return (activations - self.mean[layer]) @ self.C[layer]
+        return _mm(activations - self.mean[layer], self.C[layer])
 
     def _reconstruct(self, layer, features):
-        return self.mean[layer] + features @ self.C_pinv[layer]
+        return self.mean[layer] + _mm(features, self.C_pinv[layer])
 
 
 def _check_truncation(truncation):
@@ -115,11 +125,13 @@ def _keep(values, truncation):
 def _gram(acts, wide):
     mean = jnp.mean(acts.astype(wide), axis=0)
     X = acts.astype(wide) - mean
-    return mean, X.T @ X / acts.shape[0]
+    return mean, _mm(X.T, X) / acts.shape[0]
 
 
+@contextlib.contextmanager
 def _scope(precision):
-    return x64_scope(True) if precision == "float64" else contextlib.nullcontext()
+    with precision_scope("float32"), (x64_scope(True) if precision == "float64" else contextlib.nullcontext()):
+        yield
 
 
 def _pca_layer(acts, truncation, precision, dtype):
@@ -146,7 +158,7 @@ def _chunked_mean(fn, xs, batch_size):
     def body(total, chunk):
         x, w = chunk
         out = jax.vmap(fn)(x)
-        return total + jnp.tensordot(w, out, axes=1), None
+        return total + jnp.tensordot(w, out, axes=1, precision=_HI), None
     shape = jax.eval_shape(fn, xs[0])
     total, _ = jax.lax.scan(body, jnp.zeros(shape.shape, shape.dtype),
                             (padded.reshape(chunks, b, *xs.shape[1:]), weight))
@@ -164,7 +176,7 @@ def _jacobian_gram(fn, acts, batch_size, precision):
 
     def one(a):
         J = jac(a).astype(wide)
-        return J.T @ J
+        return _mm(J.T, J)
     with _scope(precision):
         return _chunked_mean(one, acts, batch_size)
 
@@ -179,13 +191,15 @@ def interaction_basis(sections: Sections, model, inputs, *, truncation: float = 
         inputs: the examples the basis is built on (e.g. the training set).
         truncation: in [0, 1): Gram eigenvalues and importances at or below ``truncation`` ×
             the layer's largest are dropped (their features are zero columns).
-        precision: "float64" (Grams and eigendecompositions in a scoped enable_x64) or "float32".
+        precision: "float64" (Grams and eigendecompositions in a scoped enable_x64) or "float32";
+            the matrix products are HIGHEST either way (toylab.core.precision).
         batch_size: examples per chunk for the per-example Jacobians (None: all at once).
     Returns a :class:`Basis` (kind "lib")."""
     truncation = _check_truncation(truncation)
     precision = _check_precision(precision)
     _check_batch(batch_size)
-    acts = sections.activations(model, inputs, batch_size)
+    with precision_scope("float32"):
+        acts = sections.activations(model, inputs, batch_size)
     dtype = acts[-1].dtype
     L = len(acts)
     layers = [None] * L
@@ -194,7 +208,7 @@ def interaction_basis(sections: Sections, model, inputs, *, truncation: float = 
     for i in range(L - 2, -1, -1):
         mean_n, C_n = layers[i + 1][0], layers[i + 1][1]
         f = sections.maps[i]
-        Mp = _jacobian_gram(lambda a, f=f, mean_n=mean_n, C_n=C_n: (f(model, a) - mean_n) @ C_n, acts[i], batch_size,
+        Mp = _jacobian_gram(lambda a, f=f, mean_n=mean_n, C_n=C_n: _mm(f(model, a) - mean_n, C_n), acts[i], batch_size,
                              precision)
         with _scope(precision):
             mean, G = _gram(acts[i], wide)
@@ -203,13 +217,13 @@ def interaction_basis(sections: Sections, model, inputs, *, truncation: float = 
             sqrtD = jnp.where(kept_g, jnp.sqrt(jnp.where(kept_g, D, 1.0)), 0.0)
             inv_sqrtD = jnp.where(kept_g, 1.0 / jnp.where(kept_g, sqrtD, 1.0), 0.0)
             Us = U * sqrtD[None, :]  # U D^½: whitened coordinates → activations
-            M = Us.T @ Mp.astype(wide) @ Us
+            M = _mm(_mm(Us.T, Mp.astype(wide)), Us)
             lam, V = _desc_eigh(M)
             kept = _keep(lam, truncation)
             root = jnp.where(kept, jnp.sqrt(jnp.where(kept, lam, 1.0)), 0.0)
             inv_root = jnp.where(kept, 1.0 / jnp.where(kept, root, 1.0), 0.0)
-            C = (U * inv_sqrtD[None, :]) @ V * root[None, :]
-            C_pinv = (inv_root[:, None] * V.T) @ Us.T
+            C = _mm(U * inv_sqrtD[None, :], V) * root[None, :]
+            C_pinv = _mm(inv_root[:, None] * V.T, Us.T)
             # NaN in G's eigenvalues reaches M's through Us, so lam carries both layers' poison.
             C, C_pinv, importance = _poisoned(lam, C, C_pinv, jnp.where(kept, lam, 0.0))
             layers[i] = (mean.astype(dtype), C.astype(dtype), C_pinv.astype(dtype), importance.astype(dtype), kept)
@@ -224,7 +238,8 @@ def pca_basis(sections: Sections, model, inputs, *, truncation: float = 1e-6, pr
     truncation = _check_truncation(truncation)
     precision = _check_precision(precision)
     _check_batch(batch_size)
-    acts = sections.activations(model, inputs, batch_size)
+    with precision_scope("float32"):
+        acts = sections.activations(model, inputs, batch_size)
     dtype = acts[-1].dtype
     layers = [_pca_layer(a, truncation, precision, dtype) for a in acts]
     return Basis(*[list(x) for x in zip(*layers)], names=sections.names, kind="pca")
