@@ -32,7 +32,7 @@ from .optim import make_optimizer
 from .progress import Progress
 from .results import Results, RunResult, load_results, results_from_store, summary_rows
 from .store import FORMAT, MemoryStore, Store
-from .train import CPU_BLOCK_SIZE, Trainer, make_key, segment_length, stack_hparams
+from .train import CPU_COMPUTE_INTENSITY, Trainer, block_size_rule, make_key, segment_length, stack_hparams
 
 __all__ = ["run_sweep", "load_results", "Results", "RunResult", "expand_grid", "check_fits", "MAX_RUNS"]
 
@@ -215,9 +215,11 @@ def check_fits(family: Family, chunks: list[Chunk], configs, n_devices: int, blo
                                            f"data and activations), more than the {_human(limit)} of {where}; "
                                            "choose smaller sizes")
         rows = math.ceil(len(chunk.members) / n_devices)
-        if block_size == "auto":  # as default_block_size picks it, at most
-            block_size = None if jax.default_backend() != "cpu" else CPU_BLOCK_SIZE
-        block = rows if block_size is None else min(block_size, rows)
+        if block_size == "auto":  # the widest block default_block_size may pick for this working set
+            block = rows if jax.default_backend() != "cpu" else min(
+                rows, block_size_rule(CPU_COMPUTE_INTENSITY, 1.0, working, shared=1.0))
+        else:
+            block = rows if block_size is None else min(block_size, rows)
         need = rows * state + block * working
         if need > limit:
             fit = max(1, int(limit // per_run) * n_devices)
@@ -385,8 +387,12 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
             update and a checkpoint after each; it never changes the numbers, so a sweep
             may be resumed with other segments.
         block_size: instances trained at once inside a chunk's program on each device
-            (``"auto"``: on CPU, as many as keep the working set near 40 MB, measured from
-            one instance's compiled segment, at most 64; all of them on an accelerator).
+            (``"auto"``: all of them on an accelerator; on CPU, read from XLA's cost and
+            memory analyses of one instance's compiled segment by
+            :func:`~toylab.core.train.block_size_rule`: a power of two up to 64, as many as
+            keep a block's working set near 40 MB (in cache), or, for a compute-bound
+            program whose block shares much of its work (a batch made once per block with
+            a ``data_seed``), as many as fit 4 GB).
             It changes results only in the last bits (~1e-7, XLA fuses a wider vmap
             differently); a checkpoint continues with the block size it was trained with.
         quiet: no progress bar.

@@ -22,18 +22,31 @@ import optax
 from ..models import merge_state, split_state
 from .family import Family, get_family
 from .optim import make_optimizer
-from .precision import cast_compute, precision_scope, to_float32
 
 __all__ = ["TrainState", "TrainResult", "Trainer", "make_train", "make_key", "ensemble_map", "default_block_size",
            "segment_length", "stack_hparams", "split_shared"]
 
-# On CPU one vmap over thousands of instances falls out of cache; training them in blocks (a
-# scan over vmapped blocks) keeps each block's working set near this many bytes. Measured:
-# superposition instances (0.6 MB each) ran about 6x faster at 4096 in blocks of 64; one
-# p=113 grokking transformer (92 MB) runs faster alone than 16 vmapped
-# (experiments/bench_*.py). Accelerators want the whole vmap.
-CPU_BLOCK_BYTES = 40e6
+# The CPU block size (instances per vmapped block of ensemble_map) comes from XLA's analyses of
+# one instance's compiled segment (default_block_size, block_size_rule). Two effects decide it:
+# - cache: a vmapped block's working set (temp + arguments + outputs) that stays near
+#   CPU_BLOCK_BYTES stays in cache; superposition instances (0.6 MB each) ran about 6x faster at
+#   4096 in blocks of 64 than in one vmap. Memory-bound programs get blocks that fit.
+# - work done once per block: with a data_seed (and hparams equal across a block) a block makes
+#   each batch once, so each further instance costs only its own share. A program whose work is
+#   largely shared (measured: bytes accessed by a vmapped pair against twice one instance) and
+#   compute-bound (flops per byte accessed at least CPU_COMPUTE_INTENSITY, so leaving the cache
+#   costs little) gets blocks as wide as CPU_VMAP_BYTES of working set allow: 64 ReLU SAEs
+#   (64 -> 256, batch 4096, 39 MB each, 4 flops/byte, 64% shared) ran at 60 SAE-steps/s in
+#   blocks of 1 and 108 in one vmap. Sharing little, a big instance gains nothing from company:
+#   64 S5 MLPs (52 MB, 24% shared: the table) ran 17.3 seeds-steps/s one at a time, 12.5 in one
+#   vmap; one p=113 grokking transformer (97 MB, 4% shared) runs faster alone than 16 vmapped
+#   (toylab bench layout measures every family). Accelerators want the whole vmap.
+# Blocks are powers of two (they divide the usual ensemble sizes evenly).
+CPU_BLOCK_BYTES = 40e6  # a block's working set that stays in cache
 CPU_BLOCK_SIZE = 64  # the largest block, and the block when the working set is unknown
+CPU_VMAP_BYTES = 4e9  # the largest working set of a block that shares work and is compute-bound
+CPU_COMPUTE_INTENSITY = 2.0  # flops per byte accessed from which a program is compute-bound here
+CPU_SHARED_MIN = 0.4  # share of one instance's bytes accessed done once per block from which widening pays
 
 
 def make_key(seed, impl: str = "threefry2x32"):
@@ -80,8 +93,12 @@ class Trainer:
         family: a family name or record.
         config: the static config (its sweepable fields are only defaults; each instance
             brings its own ``hparams``).
-        block_size: instances trained at once on each device by :meth:`run` (``"auto"``: on
-            CPU, measured from one instance's compiled segment; None: all at once).
+        block_size: instances trained at once on each device by :meth:`run` (``"auto"``: all
+            at once on an accelerator; on CPU, :func:`block_size_rule` applied to XLA's cost
+            and memory analyses of one instance's compiled segment: cache-sized blocks for
+            small memory-bound instances, wide ones for a compute-bound program whose blocks
+            share much of their work, one at a time for big instances that share little;
+            None: all at once).
         n_devices: devices the ensemble axis is laid over (blocks never cross them).
     """
 
@@ -136,8 +153,7 @@ class Trainer:
 
     def init(self, hparams, key) -> TrainState:
         k_init, _ = jax.random.split(key)
-        with precision_scope(self.config.matmul_precision, "matmul_precision"):
-            model = self.family.init(self.config, hparams, k_init)
+        model = self.family.init(self.config, hparams, k_init)
         without_state, model_state = split_state(model)
         params, _ = eqx.partition(without_state, eqx.is_inexact_array)
         opt_state = self.optimizer(hparams).init(params)  # the state is no optimizer's business
@@ -162,15 +178,8 @@ class Trainer:
         snap_steps = jnp.asarray(self.snapshot_steps, jnp.int32)
         n_snap = len(self.snapshot_steps)
 
-        policy = cfg.matmul_precision
-
         def loss_fn(params, model_state, batch):
-            # Under "bfloat16" the loss sees bfloat16 parameters, inputs and hparams (a float32
-            # hparam would promote what it touches; float32 master parameters: the gradient
-            # comes back through the cast as float32).
-            model = self.model(*cast_compute((params, model_state), policy))
-            batch_c, hparams_c = cast_compute((batch, hparams), policy)
-            loss, aux = to_float32(family.loss(model, batch_c, cfg, hparams_c))
+            loss, aux = family.loss(self.model(params, model_state), batch, cfg, hparams)
             if not self.has_state:
                 return loss, (aux, model_state)
             return loss, _checked_state_aux(aux, model_state, family.name)
@@ -203,8 +212,7 @@ class Trainer:
                 metrics.update(family.evaluate(self.model(params, model_state), cfg, hparams))
             return (TrainState(params, opt_state, step, snaps, model_state), data_step), metrics
 
-        with precision_scope(policy, "matmul_precision"):  # every product traced below
-            (state, _), metrics = jax.lax.scan(one_interval, (state, data_step), length=n_intervals)
+        (state, _), metrics = jax.lax.scan(one_interval, (state, data_step), length=n_intervals)
         return state, metrics
 
     def finish(self, state: TrainState, metrics: dict) -> TrainResult:
@@ -233,9 +241,11 @@ class Trainer:
         if self._block_size == "auto":
             hp = self.config.hparams()
             state = jax.eval_shape(lambda s: self.init(hp, self._key(s)), np.uint32(0))
+            # hparams and the first step passed unbatched, as run() passes them when a block's
+            # hparams are equal (a sweep over seeds): the data a block makes once is measured.
             self._block_size = default_block_size(
-                fn=lambda st, h, s: self.segment(st, h, self._key(s), segment_length(self.n_logs, 10)),
-                args=(state, hp, np.uint32(0)))
+                fn=lambda st, s, h, first: self.segment(st, h, self._key(s), segment_length(self.n_logs, 10), first),
+                args=(state, np.uint32(0), hp, np.int32(0)), n_shared=2)
         return self._block_size
 
     def use_block_size(self, block_size: int | None):
@@ -264,9 +274,7 @@ class Trainer:
                 def train_final(st, hp):
                     snaps = st.snapshots if self.snapshot_steps else None
                     model = self.model(st.params, st.model_state)
-                    with precision_scope(self.config.matmul_precision, "matmul_precision"):
-                        summary = self.summary(model, hp)
-                    return eqx.filter(model, eqx.is_inexact_array), snaps, summary
+                    return eqx.filter(model, eqx.is_inexact_array), snaps, self.summary(model, hp)
                 fn = jax.jit(jax.vmap(train_final))
             self._compiled[key] = fn
         return self._compiled[key]
@@ -383,20 +391,70 @@ def make_train(family: Family | str, config):
     return Trainer(family, config).train
 
 
-def default_block_size(backend: str | None = None, *, fn=None, args: tuple = ()) -> int | None:
+def default_block_size(backend: str | None = None, *, fn=None, args: tuple = (), n_shared: int = 0) -> int | None:
     """The ensemble block size for :func:`ensemble_map` on a backend: None (one vmap) on an
-    accelerator; on CPU, as many instances as fit in ``CPU_BLOCK_BYTES`` of working memory,
-    measured by compiling ``fn(*args)`` for one instance (args may be ShapeDtypeStructs), between
-    1 and ``CPU_BLOCK_SIZE`` (that when no ``fn`` is given)."""
+    accelerator; on CPU, :func:`block_size_rule` applied to XLA's analyses of ``fn(*args)``
+    compiled for one instance (args may be ShapeDtypeStructs; the last ``n_shared`` are the
+    ones a block passes unbatched, as :func:`ensemble_map`'s). When the rule could widen the
+    block, a vmapped pair is compiled too, to measure the work a block does once.
+    ``CPU_BLOCK_SIZE`` when no ``fn`` is given or XLA reports no sizes."""
     if (backend or jax.default_backend()) != "cpu":
         return None
     if fn is None:
         return CPU_BLOCK_SIZE
-    memory = jax.jit(fn).lower(*args).compile().memory_analysis()
-    temp = getattr(memory, "temp_size_in_bytes", 0) if memory is not None else 0
-    if not temp:
+    one = _analyses(jax.jit(fn).lower(*args).compile())
+    if not one["working"]:
         return CPU_BLOCK_SIZE
-    return int(min(CPU_BLOCK_SIZE, max(1, CPU_BLOCK_BYTES // temp)))
+    shared = 0.0
+    if block_size_rule(one["flops"], one["bytes"], one["working"], shared=1.0) > \
+            block_size_rule(one["flops"], one["bytes"], one["working"]):
+        cut = len(args) - n_shared
+        pair = jax.tree.map(lambda x: jax.ShapeDtypeStruct((2,) + np.shape(x), x.dtype if hasattr(x, "dtype")
+                                                    else jnp.result_type(x)), args[:cut])
+        two = _analyses(jax.jit(ensemble_map(fn, None, n_shared=n_shared)).lower(*pair, *args[cut:]).compile())
+        if one["bytes"] and two["bytes"]:
+            # a pair accesses 2(1 - s) + s of one instance's bytes, s the share done once per block
+            shared = min(1.0, max(0.0, 2.0 - two["bytes"] / one["bytes"]))
+    return block_size_rule(one["flops"], one["bytes"], one["working"], shared=shared)
+
+
+def block_size_rule(flops: float, bytes_accessed: float, working_bytes: float, shared: float = 0.0) -> int:
+    """Instances per vmapped block on CPU, from XLA's analyses of one instance's program: its
+    ``flops`` and ``bytes_accessed`` (cost analysis), its working set ``working_bytes`` (temp,
+    argument and output sizes of the memory analysis) and ``shared``, the share of its bytes
+    accessed that a block does once for all its instances (a batch every instance reads).
+
+    A block whose working set stays near ``CPU_BLOCK_BYTES`` stays in cache: so many
+    instances, the largest power of two in [1, ``CPU_BLOCK_SIZE``]. A program with at least
+    ``CPU_SHARED_MIN`` shared that is compute-bound (at least ``CPU_COMPUTE_INTENSITY`` flops
+    per byte) gains from wider blocks (the shared work spread over more instances) and loses
+    little by leaving the cache: as many as fit ``CPU_VMAP_BYTES``, at most ``CPU_BLOCK_SIZE``.
+    """
+    def pow2(n):
+        n = int(min(CPU_BLOCK_SIZE, max(1, n)))
+        return 1 << (n.bit_length() - 1)
+
+    if not working_bytes or working_bytes <= 0:
+        return CPU_BLOCK_SIZE
+    block = pow2(CPU_BLOCK_BYTES // working_bytes)
+    intensity = flops / bytes_accessed if bytes_accessed and bytes_accessed > 0 else 0.0
+    if shared >= CPU_SHARED_MIN and intensity >= CPU_COMPUTE_INTENSITY:
+        block = max(block, pow2(CPU_VMAP_BYTES // working_bytes))
+    return block
+
+
+def _analyses(compiled) -> dict:
+    """flops, bytes accessed and working set (temp + arguments + outputs) of a compiled program,
+    0 where XLA reports none (cost_analysis is a dict, or a list of one in some jax versions)."""
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else {}
+    cost = cost or {}
+    memory = compiled.memory_analysis()
+    working = sum(max(0, int(getattr(memory, name, 0) or 0)) for name in
+                  ("temp_size_in_bytes", "argument_size_in_bytes", "output_size_in_bytes")) if memory is not None else 0
+    return {"flops": max(0.0, float(cost.get("flops", 0.0) or 0.0)),
+            "bytes": max(0.0, float(cost.get("bytes accessed", 0.0) or 0.0)), "working": working}
 
 
 def ensemble_map(fn, block_size: int | None = None, groups: int = 1, n_shared: int = 0):

@@ -1,0 +1,105 @@
+"""The CPU block size rule (toylab.core.train.block_size_rule, default_block_size): read from
+XLA's analyses of one instance's program, it keeps small memory-bound instances in
+cache-sized blocks, widens compute-bound programs whose blocks share work (a batch made once per
+block) and trains big instances without shared work one at a time."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from toylab.core import train
+from toylab.core.train import (CPU_BLOCK_BYTES, CPU_BLOCK_SIZE, CPU_COMPUTE_INTENSITY, CPU_SHARED_MIN,
+                               CPU_VMAP_BYTES, Trainer, block_size_rule, default_block_size)
+
+
+def _is_pow2(b):
+    return b >= 1 and b & (b - 1) == 0
+
+
+def test_small_memory_bound_instances_get_a_cache_sized_block():
+    working = CPU_BLOCK_BYTES / 10  # ten of them fit the cache budget
+    bytes_accessed = 4 * working
+    block = block_size_rule(0.5 * bytes_accessed, bytes_accessed, working)  # half a flop per byte
+    assert _is_pow2(block) and 1 < block <= 10  # the largest power of two whose block fits
+    assert block * working <= CPU_BLOCK_BYTES < 2 * block * working
+    # shared work does not widen a memory-bound program past the cache
+    assert block_size_rule(0.5 * bytes_accessed, bytes_accessed, working, shared=0.9) == block
+    # tiny instances: as many as the largest block
+    assert block_size_rule(1.0, 1.0, CPU_BLOCK_BYTES / (100 * CPU_BLOCK_SIZE)) == CPU_BLOCK_SIZE
+
+
+def test_compute_bound_program_with_shared_work_gets_a_wide_block():
+    working = 2 * CPU_BLOCK_BYTES  # alone it already overflows the cache budget
+    bytes_accessed = 5 * working
+    flops = 2 * CPU_COMPUTE_INTENSITY * bytes_accessed
+    assert block_size_rule(flops, bytes_accessed, working) == 1  # no shared work: one at a time
+    wide = block_size_rule(flops, bytes_accessed, working, shared=CPU_SHARED_MIN + 0.1)
+    assert _is_pow2(wide) and wide > 1 and wide * working <= CPU_VMAP_BYTES
+    assert wide == min(CPU_BLOCK_SIZE, 1 << int(np.log2(CPU_VMAP_BYTES // working)))
+    # too little shared, or memory-bound: it stays at the cache-sized block
+    assert block_size_rule(flops, bytes_accessed, working, shared=CPU_SHARED_MIN / 2) == 1
+    assert block_size_rule(0.5 * CPU_COMPUTE_INTENSITY * bytes_accessed, bytes_accessed, working, shared=0.9) == 1
+
+
+def test_unknown_working_set_is_the_largest_block():
+    assert block_size_rule(1e6, 1e6, 0) == CPU_BLOCK_SIZE
+    assert default_block_size("cpu") == CPU_BLOCK_SIZE
+    assert default_block_size("gpu", fn=lambda x: x, args=(np.zeros(3),)) is None
+
+
+def _program():
+    """One instance's work: a (256, 128) batch made from a seed (shared by a block's instances
+    when passed unbatched) through its own weights and back."""
+    def fn(w, seed):
+        x = jax.random.normal(jax.random.key(seed), (256, 128))
+        h = jnp.tanh(x @ w)
+        return jnp.mean((h @ w.T - x) ** 2)
+    return fn, (jax.ShapeDtypeStruct((128, 64), jnp.float32), np.uint32(0))
+
+
+def test_default_block_size_reads_the_compiled_programs(monkeypatch):
+    fn, args = _program()
+    one = train._analyses(jax.jit(fn).lower(*args).compile())
+    assert one["flops"] > 0 and one["bytes"] > 0 and one["working"] > 0
+    # the rule applied to one instance's analyses: a tiny program fits many to a block
+    assert default_block_size("cpu", fn=fn, args=args, n_shared=1) == block_size_rule(
+        one["flops"], one["bytes"], one["working"]) == min(CPU_BLOCK_SIZE, 1 << int(np.log2(CPU_BLOCK_BYTES //
+                                                                                              one["working"])))
+    # A cache too small for one instance of a compute-bound program: with the batch shared by
+    # the block (measured from a vmapped pair) the block widens; made per instance, it does not.
+    monkeypatch.setattr(train, "CPU_BLOCK_BYTES", one["working"] / 2)
+    monkeypatch.setattr(train, "CPU_COMPUTE_INTENSITY", 0.5 * one["flops"] / one["bytes"])
+    shared = default_block_size("cpu", fn=fn, args=args, n_shared=1)
+    assert shared > 1 and _is_pow2(shared)
+    assert default_block_size("cpu", fn=fn, args=args, n_shared=0) == 1
+
+
+def test_analyses_take_a_list_or_a_dict():
+    class Compiled:
+        def __init__(self, cost):
+            self.cost = cost
+
+        def cost_analysis(self):
+            return self.cost
+
+        def memory_analysis(self):
+            return type("M", (), {"temp_size_in_bytes": 10, "argument_size_in_bytes": 3, "output_size_in_bytes": 2})()
+
+    want = {"flops": 5.0, "bytes": 7.0, "working": 15}
+    assert train._analyses(Compiled({"flops": 5.0, "bytes accessed": 7.0})) == want
+    assert train._analyses(Compiled([{"flops": 5.0, "bytes accessed": 7.0}])) == want
+    assert train._analyses(Compiled(None)) == {"flops": 0.0, "bytes": 0.0, "working": 15}
+
+
+@pytest.mark.parametrize("data_seed, widened", [(0, True), (None, False)])
+def test_trainer_auto_measures_the_batches_a_block_shares(monkeypatch, data_seed, widened):
+    # A superposition program whose every instance overflows the (shrunk) cache budget: with a
+    # data_seed a block makes each batch once and the auto block widens; without, it is 1.
+    from toylab.families.superposition import SuperpositionConfig
+
+    cfg = SuperpositionConfig(n_features=64, n_hidden=16, batch_size=256, steps=4, log_every=4, data_seed=data_seed)
+    monkeypatch.setattr(train, "CPU_BLOCK_BYTES", 1.0)
+    monkeypatch.setattr(train, "CPU_COMPUTE_INTENSITY", 0.0)
+    block = Trainer("superposition", cfg).block_size
+    assert (block > 1) == widened and _is_pow2(block)
