@@ -22,6 +22,7 @@ import optax
 from ..models import merge_state, split_state
 from .family import Family, get_family
 from .optim import make_optimizer
+from .precision import cast_compute, precision_scope, to_float32
 
 __all__ = ["TrainState", "TrainResult", "Trainer", "make_train", "make_key", "ensemble_map", "default_block_size",
            "segment_length", "stack_hparams", "split_shared"]
@@ -153,7 +154,8 @@ class Trainer:
 
     def init(self, hparams, key) -> TrainState:
         k_init, _ = jax.random.split(key)
-        model = self.family.init(self.config, hparams, k_init)
+        with precision_scope(self.config.matmul_precision, "matmul_precision"):
+            model = self.family.init(self.config, hparams, k_init)
         without_state, model_state = split_state(model)
         params, _ = eqx.partition(without_state, eqx.is_inexact_array)
         opt_state = self.optimizer(hparams).init(params)  # the state is no optimizer's business
@@ -178,8 +180,15 @@ class Trainer:
         snap_steps = jnp.asarray(self.snapshot_steps, jnp.int32)
         n_snap = len(self.snapshot_steps)
 
+        policy = cfg.matmul_precision
+
         def loss_fn(params, model_state, batch):
-            loss, aux = family.loss(self.model(params, model_state), batch, cfg, hparams)
+            # Under "bfloat16" the loss sees bfloat16 parameters, inputs and hparams (a float32
+            # hparam would promote what it touches; float32 master parameters: the gradient
+            # comes back through the cast as float32).
+            model = self.model(*cast_compute((params, model_state), policy))
+            batch_c, hparams_c = cast_compute((batch, hparams), policy)
+            loss, aux = to_float32(family.loss(model, batch_c, cfg, hparams_c))
             if not self.has_state:
                 return loss, (aux, model_state)
             return loss, _checked_state_aux(aux, model_state, family.name)
@@ -212,7 +221,8 @@ class Trainer:
                 metrics.update(family.evaluate(self.model(params, model_state), cfg, hparams))
             return (TrainState(params, opt_state, step, snaps, model_state), data_step), metrics
 
-        (state, _), metrics = jax.lax.scan(one_interval, (state, data_step), length=n_intervals)
+        with precision_scope(policy, "matmul_precision"):  # every product traced below
+            (state, _), metrics = jax.lax.scan(one_interval, (state, data_step), length=n_intervals)
         return state, metrics
 
     def finish(self, state: TrainState, metrics: dict) -> TrainResult:
@@ -274,7 +284,9 @@ class Trainer:
                 def train_final(st, hp):
                     snaps = st.snapshots if self.snapshot_steps else None
                     model = self.model(st.params, st.model_state)
-                    return eqx.filter(model, eqx.is_inexact_array), snaps, self.summary(model, hp)
+                    with precision_scope(self.config.matmul_precision, "matmul_precision"):
+                        summary = self.summary(model, hp)
+                    return eqx.filter(model, eqx.is_inexact_array), snaps, summary
                 fn = jax.jit(jax.vmap(train_final))
             self._compiled[key] = fn
         return self._compiled[key]
