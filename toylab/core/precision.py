@@ -34,7 +34,7 @@ Policies (one name, everywhere):
 Who runs at what:
 
 - Training: ``TrainConfig.matmul_precision`` (a static field, default ``"float32"``; CLI
-  ``--matmul-precision tf32``). It applies to the whole traced program of :class:`Trainer`
+  ``--set matmul_precision=tf32``). It applies to the whole traced program of :class:`Trainer`
   (init, every segment — loss, gradient, optimizer, evaluation — and the final summary) and
   to ``make_train``'s pure ``train``. A family whose loss needs more than float32 keeps its
   own field for it (grokking's ``loss_precision="float64"``: the log-softmax in float64 under
@@ -48,7 +48,9 @@ Who runs at what:
   and excluded losses (``toylab.analysis.fourier``). The interaction basis keeps its own
   ``precision="float64"|"float32"`` (the dtype of its Grams) and its products are always
   HIGHEST; the bilinear eigendecompositions (``toylab.analysis.eigen``) are always HIGHEST
-  (small tensors: nothing to gain from a fast mode). A fast mode is a choice for speed on
+  (small tensors: nothing to gain from a fast mode). Products that a family's own code pins
+  at HIGHEST (superposition's dimensionalities, the synthetic feature generator) stay
+  HIGHEST under every policy. A fast mode is a choice for speed on
   an accelerator, made knowing that the diagnostics below may then be what flags it.
 
 Measured on CPU (tests/test_precision.py, where these are asserted):
