@@ -12,7 +12,7 @@ import time
 
 __all__ = ["timed", "stopwatch", "repeat_steps", "time_ensemble", "devices_line", "positive_int", "positive_float",
            "int_list", "block_size_arg", "OneLineParser", "json_path",
-           "import_torch", "over_torch_threads"]
+           "import_torch", "over_torch_threads", "Budget", "is_out_of_memory"]
 
 
 class stopwatch:
@@ -27,6 +27,35 @@ class stopwatch:
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self._t0
         return False
+
+
+class Budget:
+    """A time budget of ``seconds`` from now: ``left()`` seconds remain, ``spent()`` have gone;
+    ``allows(estimate)``: whether a measurement predicted to take ``estimate`` seconds still
+    fits (a measurement that has started is never interrupted, so a budget can be overrun by
+    the measurement running when it ends)."""
+
+    def __init__(self, seconds: float, clock=time.perf_counter):
+        self.seconds, self._clock = float(seconds), clock
+        self._t0 = clock()
+
+    def spent(self) -> float:
+        return self._clock() - self._t0
+
+    def left(self) -> float:
+        return self.seconds - self.spent()
+
+    def allows(self, estimate: float = 0.0) -> bool:
+        return self.left() > max(0.0, estimate)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation failure (XLA's RESOURCE_EXHAUSTED, an out-of-memory
+    message, MemoryError) rather than a bug."""
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error)
+    return "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower() or "Out of memory" in text
 
 
 def repeat_steps(step, k: int):
