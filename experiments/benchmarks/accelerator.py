@@ -38,8 +38,8 @@ run's record says where the time went (``seconds`` per row, ``plan.seconds``).
 superposition instances; 2 chains; 2 SAEs of 48 latents; ...), judges only the sanity checks
 (losses finite, scipy and JAX match alike, some ensemble fits) and leaves the plan out unless
 ``--plan`` (each prediction compiles the sweep's programs). On this project's 2-core CPU box it
-used 107 s of CPU time, almost all of it compiling; the wall time was 4 minutes while the box
-ran other jobs at a load of 10, and should be under 2 minutes on an idle one.
+took 88 s (91 s with start-up, 88 s of CPU time, almost all of it compiling) while the box ran
+other jobs at a load of 2 to 5, and 4 minutes at a load of 10.
 Nothing needs the internet. Writes a JSON record (device, versions, every row) to ``--json``,
 by default ``accelerator-DEVICE-DATE.json`` in the current folder.
 
