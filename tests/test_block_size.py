@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from toylab.core import train
+from toylab.core.devices import host_memory_bytes
 from toylab.core.train import (CPU_BLOCK_BYTES, CPU_BLOCK_SIZE, CPU_COMPUTE_INTENSITY, CPU_SHARED_MIN,
-                               CPU_VMAP_BYTES, Trainer, block_size_rule, default_block_size)
+                               CPU_VMAP_BYTES, CPU_WIDE_BLOCK_SIZE, Trainer, block_size_rule, default_block_size)
 
 
 def _is_pow2(b):
@@ -36,7 +37,10 @@ def test_compute_bound_program_with_shared_work_gets_a_wide_block():
     assert block_size_rule(flops, bytes_accessed, working) == 1  # no shared work: one at a time
     wide = block_size_rule(flops, bytes_accessed, working, shared=CPU_SHARED_MIN + 0.1)
     assert _is_pow2(wide) and wide > 1 and wide * working <= CPU_VMAP_BYTES
-    assert wide == min(CPU_BLOCK_SIZE, 1 << int(np.log2(CPU_VMAP_BYTES // working)))
+    budget = min(CPU_VMAP_BYTES, (host_memory_bytes() or 4 * CPU_VMAP_BYTES) / 4)
+    assert wide == min(CPU_WIDE_BLOCK_SIZE, 1 << int(np.log2(budget // working)))
+    # a small compute-bound program sharing its work: the widest block
+    assert block_size_rule(flops, bytes_accessed, 1.0, shared=0.9) == CPU_WIDE_BLOCK_SIZE
     # too little shared, or memory-bound: it stays at the cache-sized block
     assert block_size_rule(flops, bytes_accessed, working, shared=CPU_SHARED_MIN / 2) == 1
     assert block_size_rule(0.5 * CPU_COMPUTE_INTENSITY * bytes_accessed, bytes_accessed, working, shared=0.9) == 1
@@ -62,16 +66,19 @@ def test_default_block_size_reads_the_compiled_programs(monkeypatch):
     fn, args = _program()
     one = train._analyses(jax.jit(fn).lower(*args).compile())
     assert one["flops"] > 0 and one["bytes"] > 0 and one["working"] > 0
-    # the rule applied to one instance's analyses: a tiny program fits many to a block
-    assert default_block_size("cpu", fn=fn, args=args, n_shared=1) == block_size_rule(
-        one["flops"], one["bytes"], one["working"]) == min(CPU_BLOCK_SIZE, 1 << int(np.log2(CPU_BLOCK_BYTES //
-                                                                                              one["working"])))
+    # every argument batched: nothing shared, the rule applied to one instance's analyses, a
+    # cache-sized block
+    cache = min(CPU_BLOCK_SIZE, 1 << int(np.log2(CPU_BLOCK_BYTES // one["working"])))
+    assert default_block_size("cpu", fn=fn, args=args, n_shared=0) == block_size_rule(
+        one["flops"], one["bytes"], one["working"]) == cache
     # A cache too small for one instance of a compute-bound program: with the batch shared by
     # the block (measured from a vmapped pair) the block widens; made per instance, it does not.
     monkeypatch.setattr(train, "CPU_BLOCK_BYTES", one["working"] / 2)
     monkeypatch.setattr(train, "CPU_COMPUTE_INTENSITY", 0.5 * one["flops"] / one["bytes"])
     shared = default_block_size("cpu", fn=fn, args=args, n_shared=1)
-    assert shared > 1 and _is_pow2(shared)
+    assert shared > 1 and _is_pow2(shared) and shared * one["working"] <= CPU_VMAP_BYTES
+    monkeypatch.setattr(train, "CPU_VMAP_BYTES", 4 * one["working"])  # memory for four: no wider
+    assert default_block_size("cpu", fn=fn, args=args, n_shared=1) == 4
     assert default_block_size("cpu", fn=fn, args=args, n_shared=0) == 1
 
 

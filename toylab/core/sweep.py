@@ -389,10 +389,10 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
         block_size: instances trained at once inside a chunk's program on each device
             (``"auto"``: all of them on an accelerator; on CPU, read from XLA's cost and
             memory analyses of one instance's compiled segment by
-            :func:`~toylab.core.train.block_size_rule`: a power of two up to 64, as many as
-            keep a block's working set near 40 MB (in cache), or, for a compute-bound
-            program whose block shares much of its work (a batch made once per block with
-            a ``data_seed``), as many as fit 4 GB).
+            :func:`~toylab.core.train.block_size_rule`: a power of two, up to 64 that keep a
+            block's working set near 40 MB (in cache), or, for a compute-bound program whose
+            block shares much of its work (a batch made once per block with a
+            ``data_seed``), up to 1024 that fit 8 GB and a quarter of the host's memory).
             It changes results only in the last bits (~1e-7, XLA fuses a wider vmap
             differently); a checkpoint continues with the block size it was trained with.
         quiet: no progress bar.

@@ -38,14 +38,18 @@ __all__ = ["TrainState", "TrainResult", "Trainer", "make_train", "make_key", "en
 #   compute-bound (flops per byte accessed at least CPU_COMPUTE_INTENSITY, so leaving the cache
 #   costs little) gets blocks as wide as CPU_VMAP_BYTES of working set allow: 64 ReLU SAEs
 #   (64 -> 256, batch 4096, 39 MB each, 4 flops/byte, 64% shared) ran at 60 SAE-steps/s in
-#   blocks of 1 and 108 in one vmap. Sharing little, a big instance gains nothing from company:
-#   64 S5 MLPs (52 MB, 24% shared: the table) ran 17.3 seeds-steps/s one at a time, 12.5 in one
-#   vmap; one p=113 grokking transformer (97 MB, 4% shared) runs faster alone than 16 vmapped
-#   (toylab bench layout measures every family). Accelerators want the whole vmap.
+#   blocks of 1 and 108 in one vmap; but 128 of them in two blocks of 64 (a scan over blocks)
+#   ran 60, slower than both (69 and 109), so such blocks are as wide as memory allows. Sharing
+#   little, a big instance gains little or nothing from company: 64 S5 MLPs (52 MB, 24% shared:
+#   the table) ran 64 and 70 seed-steps/s one at a time and in one vmap (17 and 12 on a loaded
+#   machine); 64 p=59 grokking transformers (4% shared) 32 and 25. Accelerators want the whole
+#   vmap. toylab bench layout measures every family.
 # Blocks are powers of two (they divide the usual ensemble sizes evenly).
 CPU_BLOCK_BYTES = 40e6  # a block's working set that stays in cache
-CPU_BLOCK_SIZE = 64  # the largest block, and the block when the working set is unknown
-CPU_VMAP_BYTES = 4e9  # the largest working set of a block that shares work and is compute-bound
+CPU_BLOCK_SIZE = 64  # the largest cache-sized block, and the block when the working set is unknown
+CPU_VMAP_BYTES = 8e9  # the largest working set of a block that shares work and is compute-bound
+# (and at most a quarter of the host's memory)
+CPU_WIDE_BLOCK_SIZE = 1024  # the largest such block
 CPU_COMPUTE_INTENSITY = 2.0  # flops per byte accessed from which a program is compute-bound here
 CPU_SHARED_MIN = 0.4  # share of one instance's bytes accessed done once per block from which widening pays
 
@@ -439,11 +443,12 @@ def block_size_rule(flops: float, bytes_accessed: float, working_bytes: float, s
     A block whose working set stays near ``CPU_BLOCK_BYTES`` stays in cache: so many
     instances, the largest power of two in [1, ``CPU_BLOCK_SIZE``]. A program with at least
     ``CPU_SHARED_MIN`` shared that is compute-bound (at least ``CPU_COMPUTE_INTENSITY`` flops
-    per byte) gains from wider blocks (the shared work spread over more instances) and loses
-    little by leaving the cache: as many as fit ``CPU_VMAP_BYTES``, at most ``CPU_BLOCK_SIZE``.
+    per byte) gains from wider blocks (the shared work spread over more instances; a scan over
+    blocks repeats it) and loses little by leaving the cache: as many as fit ``CPU_VMAP_BYTES``
+    (and a quarter of the host's memory), at most ``CPU_WIDE_BLOCK_SIZE``.
     """
-    def pow2(n):
-        n = int(min(CPU_BLOCK_SIZE, max(1, n)))
+    def pow2(n, cap=CPU_BLOCK_SIZE):
+        n = int(min(cap, max(1, n)))
         return 1 << (n.bit_length() - 1)
 
     if not working_bytes or working_bytes <= 0:
@@ -451,7 +456,10 @@ def block_size_rule(flops: float, bytes_accessed: float, working_bytes: float, s
     block = pow2(CPU_BLOCK_BYTES // working_bytes)
     intensity = flops / bytes_accessed if bytes_accessed and bytes_accessed > 0 else 0.0
     if shared >= CPU_SHARED_MIN and intensity >= CPU_COMPUTE_INTENSITY:
-        block = max(block, pow2(CPU_VMAP_BYTES // working_bytes))
+        from .devices import host_memory_bytes
+
+        budget = min(CPU_VMAP_BYTES, (host_memory_bytes() or 4 * CPU_VMAP_BYTES) / 4)
+        block = max(block, pow2(budget // working_bytes, CPU_WIDE_BLOCK_SIZE))
     return block
 
 
