@@ -76,6 +76,7 @@ def test_count_kernels_grows_with_unfusable_work():
     assert chain(8) > chain(2) >= 2
 
 
+@pytest.mark.slow  # compiles programs
 def test_one_step_figures_scale_with_the_batch_and_steps_not_with_runs():
     small, double = planned(), planned(batch_size=512)
     many, longer = planned(seeds=8), planned(steps=200)
@@ -92,6 +93,7 @@ def test_one_step_figures_scale_with_the_batch_and_steps_not_with_runs():
     assert g.kernels_per_step > 0 and g.compile_seconds > 0 and g.programs == 3
 
 
+@pytest.mark.slow  # compiles programs
 def test_roofline_arithmetic_on_each_target():
     p = planned(seeds=4, targets=("cpu", "h100"))
     g = p.groups[0]
@@ -108,6 +110,7 @@ def test_roofline_arithmetic_on_each_target():
     assert plan_mod.get_target("cpu").bytes_per_s == FAKE_CPU["bytes_per_s"]
 
 
+@pytest.mark.slow  # compiles programs
 def test_a_target_too_small_for_one_run_is_refused_by_name():
     p = plan_sweep("superposition", SMALL, seeds=2, targets=["h100", "a100"], target_memory="100KB")
     t = p.targets["h100"]
@@ -121,6 +124,7 @@ def test_a_target_too_small_for_one_run_is_refused_by_name():
     check_plan_fits(roomy, ["h100"])
 
 
+@pytest.mark.slow  # compiles programs
 def test_chunk_size_follows_the_target_memory():
     p = planned(seeds=64, targets=("h100",))
     per_run = p.groups[0].run_bytes
@@ -147,6 +151,7 @@ def test_parse_memory_units():
     assert parse_memory(4096) == 4096
 
 
+@pytest.mark.slow  # compiles programs
 def test_run_sweep_plan_trains_and_writes_nothing(tmp_path):
     out = tmp_path / "never"
     p = run_sweep("superposition", SMALL, {"lr": [1e-3, 3e-3]}, seeds=2, out=out, plan=True)
@@ -157,6 +162,7 @@ def test_run_sweep_plan_trains_and_writes_nothing(tmp_path):
     assert e.value.field == "plan"
 
 
+@pytest.mark.slow  # compiles programs
 def test_json_holds_the_figures_per_group_in_total_and_per_target(tmp_path):
     p = plan_sweep("superposition", SMALL, {"model": ["linear", "relu_output"]}, seeds=3)
     d = json.loads(p.write_json(tmp_path / "sub" / "plan.json").read_text())
@@ -171,6 +177,7 @@ def test_json_holds_the_figures_per_group_in_total_and_per_target(tmp_path):
     assert "cpu" in p.format() and "h100" in p.format()
 
 
+@pytest.mark.slow  # compiles programs
 def test_recording_returns_stand_ins_that_refuse_results():
     with recording(targets=["h100"]) as plans:
         planned = run_sweep("superposition", SMALL, seeds=2)
@@ -199,6 +206,7 @@ def test_calibration_is_measured_once_then_read_and_a_damaged_cache_is_measured_
     path.write_text(saved)
 
 
+@pytest.mark.slow  # compiles programs
 def test_real_calibration_measures_positive_rates():
     cal = REAL_CALIBRATE()  # the module's own (the fixture stands a guard in its place)
     assert cal["flops_per_s"] > 1e8 and cal["bytes_per_s"] > 1e8 and 0 < cal["kernel_seconds"] < 1e-3
@@ -209,6 +217,7 @@ def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "toylab", *args], capture_output=True, text=True, cwd=cwd)
 
 
+@pytest.mark.slow  # compiles programs
 def test_cli_plan_prints_and_writes_json(tmp_path):
     r = _cli("plan", "superposition", "--set", "steps=100", "--set", "batch_size=256", "--seeds", "2",
              "--target", "cpu,h100", "--json", "plan.json", cwd=tmp_path)
@@ -218,10 +227,11 @@ def test_cli_plan_prints_and_writes_json(tmp_path):
     assert set(d["targets"]) == {"cpu", "h100"} and d["runs"] == 2
 
 
+@pytest.mark.slow  # compiles programs
 @pytest.mark.parametrize("args, named", [
     (["--target", "h100", "--target-memory", "100KB"], "target='h100'"),
     (["--target", "v100"], "--target='v100'"),
-    (["--target-memory", "lots"], "target_memory='lots'"),
+    (["--target-memory", "lots"], "--target-memory='lots'"),
     (["--set", "n_features=0"], "n_features"),
 ])
 def test_cli_plan_refusals_are_one_line_exit_2_and_write_nothing(tmp_path, args, named):
@@ -265,6 +275,7 @@ def reproduce(out, quick=True, quiet=False, only=None, work=None):
 '''
 
 
+@pytest.mark.slow  # compiles programs
 def test_reproduce_full_plan_plans_every_sweep_once_and_trains_nothing(tmp_path, monkeypatch, capsys):
     from toylab.cli import main
     from toylab.experiments import reproductions

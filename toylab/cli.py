@@ -342,6 +342,7 @@ def _cmd_bench(args, rest) -> int:
 
 
 def _cmd_plan(args) -> int:
+    from toylab.core.config import ConfigError
     from toylab.core.family import get_family
     from toylab.core.plan import TARGET_NAMES, check_plan_fits, parse_memory
     from toylab.core.store import check_writable
@@ -357,7 +358,10 @@ def _cmd_plan(args) -> int:
         if t not in TARGET_NAMES:
             raise _usage("--target", t, f"must be one of {', '.join(TARGET_NAMES)}")
     if args.target_memory is not None:
-        parse_memory(args.target_memory)
+        try:
+            parse_memory(args.target_memory)
+        except ConfigError as e:
+            raise _usage("--target-memory", args.target_memory, e.allowed) from None
     if args.json:
         if Path(args.json).is_dir():
             raise _usage("--json", args.json, "is a folder; give the path of a file")
