@@ -290,7 +290,7 @@ def test_reproduce_full_plan_plans_every_sweep_once_and_trains_nothing(tmp_path,
     out = capsys.readouterr().out
     assert "plan of planned (full): 3 sweeps" in out  # prepare's, (a)'s two; (b)'s first is (a)'s
     assert out.count("on one a100 (") == 3 and "training predicted on one a100" in out
-    assert "set (b): later sweeps need this set's first results" in out
+    assert "set (b): its training reads a sweep's results" in out
     assert "analyses not included" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["more_reproductions_plan"]  # nothing written
     assert main(["reproduce", "planned", "--quick", "--plan"]) == 2

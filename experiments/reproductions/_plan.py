@@ -38,8 +38,9 @@ def plan_reproduction(module, quick: bool = False, **plan_options) -> dict:
             try:
                 figure_set.train(quick, True, None, None)
             except SweepPlanned:
-                notes.append(f"set ({key}): later sweeps need this set's first results; planned "
-                             f"{len(plans) - before} of them")
+                n = len(plans) - before
+                notes.append(f"set ({key}): its training reads a sweep's results (any sweep after that is not "
+                             f"planned); {n} sweep{'s' if n != 1 else ''} planned before")
     seen, sweeps = set(), []
     for p in plans:
         if _identity(p) not in seen:
