@@ -22,6 +22,18 @@ Settings (instance-steps per second are printed; ``--tiny``: small configs for a
 - bilinear: one bilinear layer of 256 (embedding 256) on 8×8 digits, batch 1024
 - dictionaries: ReLU + L1 SAEs 64 → 256 latents, batch 4096, one data stream (data_seed=0)
 
+Measured (``toylab bench layout``, the 2-core CPU box shared with other jobs, jax 0.10.2;
+instance-steps/s, blocks of 1 / one vmap / default (block)):
+
+- superposition  8: 3,994 / 5,141 / 5,141 (64)    64: 3,762 / 4,730 / 4,730 (64)
+- grokking       8: 59.2 / 52.5 / 59.2 (1)        64: 58.6 / 48.5 / 58.6 (1)
+- groups         8: 92.8 / 89.6 / 92.8 (1)        64: 83.3 / 80.4 / 83.3 (1)
+- bilinear       8: 92.9 / 89.0 / 89.0 (2)        64: 45.2 / 38.9 / 44.9 (2)
+- dictionaries   8: 39.4 / 56.6 / 56.6 (128)      64: 40.8 / 58.1 / 58.1 (128)
+
+and ``--families dictionaries --sizes 128``: 76.2 / 114.9 / 114.9 (128); before the rule widened
+blocks that share work past 64, two blocks of 64 ran 60.0 there, slower than both.
+
 Run ``toylab bench layout --help``; ``main(argv)`` returns an exit code.
 """
 
