@@ -10,7 +10,7 @@ import os
 import statistics
 import time
 
-__all__ = ["timed", "stopwatch", "repeat_steps", "time_ensemble", "devices_line", "positive_int", "positive_float",
+__all__ = ["timed", "now", "stopwatch", "repeat_steps", "time_ensemble", "devices_line", "positive_int", "positive_float",
            "int_list", "block_size_arg", "OneLineParser", "json_path",
            "import_torch", "over_torch_threads", "Budget", "is_out_of_memory"]
 
@@ -27,6 +27,11 @@ class stopwatch:
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self._t0
         return False
+
+
+def now() -> float:
+    """The benchmarks' clock (seconds, monotonic): for budgets; timings go through :func:`timed`."""
+    return time.perf_counter()
 
 
 class Budget:

@@ -58,10 +58,9 @@ import os
 import platform
 import re
 import sys
-import time
 
 from toylab.experiments.benchmarks._common import (Budget, OneLineParser, devices_line, is_out_of_memory, json_path,
-                                                   stopwatch, timed)
+                                                   now, stopwatch, timed)
 
 ROWS = ("superposition", "grokking", "llc", "sae", "scoring", "interaction", "memory")
 # Seconds each row may spend (full run, then --tiny).
@@ -115,7 +114,7 @@ class _Report:
 
     def budget(self, seconds: float) -> Budget:
         """A row's budget, on a clock that stops while the plan predicts."""
-        return Budget(seconds, clock=lambda: time.perf_counter() - self.plan_seconds)
+        return Budget(seconds, clock=lambda: now() - self.plan_seconds)
 
     def verdict(self, ok, sanity: bool = False) -> str:
         if ok is None:
@@ -142,11 +141,12 @@ class _Report:
         key = (family, json.dumps(base, sort_keys=True, default=str), seeds)
         try:
             if key not in self._plans:
-                with stopwatch() as planning:
-                    try:
+                planning = stopwatch()
+                try:
+                    with planning:
                         self._plans[key] = self.plan.plan_sweep(family, base, seeds=seeds, targets=(self.target,))
-                    finally:
-                        self.plan_seconds += time.perf_counter() - planning._t0
+                finally:
+                    self.plan_seconds += planning.seconds or 0.0
             return what(self._plans[key].targets[self.target])
         except Exception as e:  # a prediction never stops the measurement
             return f"plan: error ({type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''})", None
