@@ -166,7 +166,7 @@ def main(argv=None, prog=None) -> int:
         f"({N_FEATURES} features, {MEAN_ACTIVE:g} active), Adam lr {LR:g}, {args.steps} steps per measurement")
     jax_pts = []
     # Default: the runner's block choice and one vmap over all (with the data stream shared,
-    # the whole vmap makes each batch once; on CPU the runner blocks by memory alone).
+    # the whole vmap makes each batch once; on CPU the runner's block comes from XLA's analyses).
     for block in ([args.block_size] if args.block_size is not None else [None, 0]):
         pt = time_ensemble("dictionaries", cfg, args.saes, block)
         if jax_pts and pt["block_size"] == jax_pts[0]["block_size"]:
