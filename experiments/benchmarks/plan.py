@@ -22,7 +22,7 @@ CASES = {
     "grokking": ({"p": 31, "steps": 500, "train_fraction": 0.5}, (1, 16)),
     "dictionaries": ({"steps": 1000}, (1, 64)),
     "groups": ({"steps": 500}, (1, 16)),
-    "bilinear": ({"steps": 500}, (1, 16)),
+    "bilinear": ({"steps": 200}, (1, 8)),
 }
 
 
