@@ -51,15 +51,21 @@ def _parse_assignments(items, option: str, family, allow_lists: bool):
     return out
 
 
-def _cmd_run(args) -> int:
-    from toylab.core.family import get_family
-
-    family = get_family(args.family)
+def _base_and_grid(args, family) -> tuple[dict, dict]:
+    """The --set fields and the --grid values of ``family`` (a field in both is refused)."""
     base = _parse_assignments(args.set, "--set", family, allow_lists=False)
     grid = _parse_assignments(args.grid, "--grid", family, allow_lists=True)
     clash = set(base) & set(grid)
     if clash:
         raise _usage("--grid", sorted(clash)[0], "is given both in --set and --grid")
+    return base, grid
+
+
+def _cmd_run(args) -> int:
+    from toylab.core.family import get_family
+
+    family = get_family(args.family)
+    base, grid = _base_and_grid(args, family)
     if args.resume and not args.out:
         raise _usage("--resume", True, "needs --out DIR (the folder of the sweep to finish)")
     distributed = args.distributed or args.coordinator is not None
@@ -348,11 +354,7 @@ def _cmd_plan(args) -> int:
     from toylab.core.store import check_writable
 
     family = get_family(args.family)
-    base = _parse_assignments(args.set, "--set", family, allow_lists=False)
-    grid = _parse_assignments(args.grid, "--grid", family, allow_lists=True)
-    clash = set(base) & set(grid)
-    if clash:
-        raise _usage("--grid", sorted(clash)[0], "is given both in --set and --grid")
+    base, grid = _base_and_grid(args, family)
     chosen = [t.strip() for t in ",".join(args.target or []).split(",") if t.strip()] if args.target else None
     for t in chosen or []:
         if t not in TARGET_NAMES:
