@@ -295,3 +295,12 @@ def test_reproduce_full_plan_plans_every_sweep_once_and_trains_nothing(tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["more_reproductions_plan"]  # nothing written
     assert main(["reproduce", "planned", "--quick", "--plan"]) == 2
     assert main(["reproduce", "planned", "--plan", "--target", "v100"]) == 2
+
+
+@pytest.mark.parametrize("argv", [["--families", "foo"], ["--families", ""], ["--json", "/no/such/folder/x.json"]])
+def test_bench_plan_refuses_bad_options_in_one_line(argv, capsys):
+    from toylab.experiments.benchmarks import plan as bench
+
+    assert bench.main(argv, prog="toylab bench plan") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("toylab bench plan: error:")

@@ -10,7 +10,7 @@ import os
 import statistics
 import time
 
-__all__ = ["timed", "now", "stopwatch", "repeat_steps", "time_ensemble", "devices_line", "positive_int", "positive_float",
+__all__ = ["timed", "now", "choice_list", "stopwatch", "repeat_steps", "time_ensemble", "devices_line", "positive_int", "positive_float",
            "int_list", "block_size_arg", "OneLineParser", "json_path",
            "import_torch", "over_torch_threads", "Budget", "is_out_of_memory"]
 
@@ -27,6 +27,20 @@ class stopwatch:
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self._t0
         return False
+
+
+def choice_list(choices, what: str):
+    """An argparse type: a comma-separated list of some of ``choices`` (in their order)."""
+    choices = tuple(choices)
+
+    def parse(text: str) -> tuple:
+        names = [s.strip() for s in text.split(",") if s.strip()]
+        if not names or any(n not in choices for n in names):
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a comma-separated list of {what} "
+                                             f"({', '.join(choices)})")
+        return tuple(n for n in choices if n in names)
+
+    return parse
 
 
 def now() -> float:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from toylab.experiments.benchmarks._common import (OneLineParser, devices_line, int_list, json_path, positive_int,
+from toylab.experiments.benchmarks._common import (OneLineParser, choice_list, devices_line, int_list, json_path, positive_int,
                                                    stopwatch, timed)
 
 DEFAULT_SIZES = (8, 64)
@@ -100,14 +100,7 @@ CASES = {
 }
 
 
-def family_list(text: str) -> tuple[str, ...]:
-    """A comma-separated list of the families of :data:`CASES`, in its order."""
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [n for n in names if n not in CASES]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a comma-separated list of families "
-                                         f"({', '.join(CASES)})")
-    return tuple(n for n in CASES if n in names)
+family_list = choice_list(CASES, "families")
 
 
 def tolerance_arg(text: str) -> float:

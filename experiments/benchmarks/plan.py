@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import tempfile
 
-from toylab.experiments.benchmarks._common import OneLineParser, devices_line, json_path, timed
+from toylab.experiments.benchmarks._common import OneLineParser, choice_list, devices_line, json_path, timed
 
 # (family, base config, seeds): small and large ensembles of five families.
 CASES = {
@@ -28,7 +28,7 @@ CASES = {
 
 def build_parser(prog=None):
     p = OneLineParser(prog=prog, description=__doc__.splitlines()[0])
-    p.add_argument("--families", default=",".join(CASES), metavar="A,B",
+    p.add_argument("--families", type=choice_list(CASES, "families"), default=tuple(CASES), metavar="A,B",
                    help=f"families to measure (default all: {', '.join(CASES)})")
     p.add_argument("--quick", action="store_true", help="a tenth of the steps (the test's size)")
     p.add_argument("--recalibrate", action="store_true", help="measure this CPU again before planning")
@@ -42,11 +42,7 @@ def main(argv=None, prog=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 2
-    families = [f.strip() for f in args.families.split(",") if f.strip()]
-    for f in families:
-        if f not in CASES:
-            print(f"{parser.prog}: error: --families: {f!r} is not one of {', '.join(CASES)}")
-            return 2
+    families = args.families
     import jax
 
     from toylab.core.plan import cpu_target
