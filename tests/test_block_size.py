@@ -108,5 +108,21 @@ def test_trainer_auto_measures_the_batches_a_block_shares(monkeypatch, data_seed
     cfg = SuperpositionConfig(n_features=64, n_hidden=16, batch_size=256, steps=4, log_every=4, data_seed=data_seed)
     monkeypatch.setattr(train, "CPU_BLOCK_BYTES", 1.0)
     monkeypatch.setattr(train, "CPU_COMPUTE_INTENSITY", 0.0)
+    monkeypatch.setattr(train, "_AUTO_BLOCKS", {})  # decided afresh under these constants
     block = Trainer("superposition", cfg).block_size
     assert (block > 1) == widened and _is_pow2(block)
+
+
+def test_trainer_auto_is_decided_once_per_family_and_config(monkeypatch):
+    from toylab.families.superposition import SuperpositionConfig
+
+    monkeypatch.setattr(train, "_AUTO_BLOCKS", {})
+    calls = []
+    real = train.default_block_size
+    monkeypatch.setattr(train, "default_block_size", lambda *a, **k: calls.append(k) or real(*a, **k))
+    cfg = SuperpositionConfig(steps=4, log_every=4)
+    first = Trainer("superposition", cfg).block_size
+    assert Trainer("superposition", cfg).block_size == first and len(calls) == 1
+    assert calls[0]["n_shared"] == 0  # no data_seed: each instance draws its own batches, nothing to share
+    Trainer("superposition", cfg.replace(data_seed=3)).block_size
+    assert len(calls) == 2 and calls[1]["n_shared"] == 2

@@ -257,9 +257,19 @@ class Trainer:
             state = jax.eval_shape(lambda s: self.init(hp, self._key(s)), np.uint32(0))
             # hparams and the first step passed unbatched, as run() passes them when a block's
             # hparams are equal (a sweep over seeds): the data a block makes once is measured.
-            self._block_size = default_block_size(
-                fn=lambda st, s, h, first: self.segment(st, h, self._key(s), segment_length(self.n_logs, 10), first),
-                args=(state, np.uint32(0), hp, np.int32(0)), n_shared=2)
+            # Only a data_seed makes the batches a block's instances share (else each draws its
+            # own), so only then is the vmapped pair compiled to measure it. One decision per
+            # family and config in a process: the probe is a compile.
+            key = (id(self.family), self.config)
+            found = _AUTO_BLOCKS.get(key)
+            if found is None or found[0] is not self.family:
+                block = default_block_size(
+                    fn=lambda st, s, h, first: self.segment(st, h, self._key(s), segment_length(self.n_logs, 10),
+                                                            first),
+                    args=(state, np.uint32(0), hp, np.int32(0)),
+                    n_shared=2 if self.config.data_seed is not None else 0)
+                found = _AUTO_BLOCKS[key] = (self.family, block)
+            self._block_size = found[1]
         return self._block_size
 
     def use_block_size(self, block_size: int | None):
@@ -407,6 +417,9 @@ def make_train(family: Family | str, config):
     return Trainer(family, config).train
 
 
+_AUTO_BLOCKS: dict = {}  # (id(family), config) -> (family, block): Trainer's "auto", decided once
+
+
 def default_block_size(backend: str | None = None, *, fn=None, args: tuple = (), n_shared: int = 0) -> int | None:
     """The ensemble block size for :func:`ensemble_map` on a backend: None (one vmap) on an
     accelerator; on CPU, :func:`block_size_rule` applied to XLA's analyses of ``fn(*args)``
@@ -422,8 +435,8 @@ def default_block_size(backend: str | None = None, *, fn=None, args: tuple = (),
     if not one["working"]:
         return CPU_BLOCK_SIZE
     shared = 0.0
-    if block_size_rule(one["flops"], one["bytes"], one["working"], shared=1.0) > \
-            block_size_rule(one["flops"], one["bytes"], one["working"]):
+    if n_shared and block_size_rule(one["flops"], one["bytes"], one["working"], shared=1.0) > \
+            block_size_rule(one["flops"], one["bytes"], one["working"]):  # nothing unbatched: nothing shared
         cut = len(args) - n_shared
         pair = jax.tree.map(lambda x: jax.ShapeDtypeStruct((2,) + np.shape(x), x.dtype if hasattr(x, "dtype")
                                                     else jnp.result_type(x)), args[:cut])
