@@ -136,7 +136,7 @@ def test_chunk_size_follows_the_target_memory():
 @pytest.mark.parametrize("kwargs, field", [
     ({"targets": ["h200"]}, "target"), ({"targets": []}, "targets"), ({"target_memory": "12XB"}, "target_memory"),
     ({"target_memory": -5}, "target_memory"), ({"target_memory": True}, "target_memory"),
-    ({"chunk_size": 0}, "chunk_size"), ({"block_size": "wide"}, "block_size"), ({"seeds": 0}, "seeds"),
+    ({"chunk_size": 0}, "chunk_size"), ({"recalibrate": "yes"}, "recalibrate"), ({"block_size": "wide"}, "block_size"), ({"seeds": 0}, "seeds"),
 ])
 def test_bad_input_names_the_field(kwargs, field):
     with pytest.raises(ConfigError) as e:
@@ -304,3 +304,11 @@ def test_bench_plan_refuses_bad_options_in_one_line(argv, capsys):
     assert bench.main(argv, prog="toylab bench plan") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("toylab bench plan: error:")
+
+
+def test_planning_an_unknown_reproduction_names_it():
+    from toylab.experiments.reproductions._plan import plan_reproduction
+
+    with pytest.raises(ConfigError) as e:
+        plan_reproduction("nope")
+    assert e.value.field == "module" and e.value.value == "nope"

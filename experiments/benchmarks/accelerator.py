@@ -59,8 +59,8 @@ import platform
 import re
 import sys
 
-from toylab.experiments.benchmarks._common import (Budget, OneLineParser, devices_line, is_out_of_memory, json_path,
-                                                   now, stopwatch, timed)
+from toylab.experiments.benchmarks._common import (Budget, OneLineParser, choice_list, devices_line, is_out_of_memory,
+                                                   json_path, now, stopwatch, timed)
 
 ROWS = ("superposition", "grokking", "llc", "sae", "scoring", "interaction", "memory")
 # Seconds each row may spend (full run, then --tiny).
@@ -75,12 +75,7 @@ GROKKING_SECONDS = 600.0  # 128 seeds of the full grokking mode
 NOT_TINY = "not judged at --tiny"
 
 
-def _rows_arg(text: str) -> tuple:
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    if not names or any(n not in ROWS for n in names):
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a comma-separated list of "
-                                         f"{', '.join(ROWS)}")
-    return tuple(n for n in ROWS if n in names)
+_rows_arg = choice_list(ROWS, "rows")
 
 
 def build_parser(prog=None) -> argparse.ArgumentParser:

@@ -24,6 +24,10 @@ def plan_reproduction(module, quick: bool = False, **plan_options) -> dict:
     if isinstance(module, str):
         import toylab.experiments as experiments
 
+        if module not in experiments.REPRODUCTIONS:
+            from toylab.core.config import ConfigError
+
+            raise ConfigError("module", module, f"unknown reproduction; choose from {', '.join(experiments.REPRODUCTIONS)}")
         module = importlib.import_module(experiments.REPRODUCTIONS[module])
     notes: list[str] = []
     with recording(**plan_options) as plans:

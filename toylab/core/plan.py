@@ -552,6 +552,8 @@ def plan_sweep(family, base=None, grid=None, *, seeds: int = 1, chunk_size: int 
     for t in targets:
         if t not in TARGET_NAMES:
             raise ConfigError("target", t, f"must be one of {', '.join(TARGET_NAMES)}")
+    if not isinstance(recalibrate, (bool, np.bool_)):
+        raise ConfigError("recalibrate", recalibrate, "must be True or False")
     memory = None if target_memory is None else parse_memory(target_memory)
     base_cfg, grid_vals, points, configs, runs = expand_grid(family, base, grid, seeds)
     chunks = _chunks(family, runs, configs, chunk_size)
