@@ -97,6 +97,19 @@ def test_reproduce_writes_claims_json_and_names_failed_claims(tmp_path, monkeypa
     assert json.loads((tmp_path / "mine" / "claims.json").read_text())["claims"][0]["passed"] is True
 
 
+def test_reproduce_names_a_missing_package_before_running_anything(tmp_path, monkeypatch, capsys):
+    """A reproduction whose REQUIRES is not installed: exit 2, one line naming it, the missing
+    distribution and the extra that installs it; nothing run, nothing written."""
+    _fake_reproduction(tmp_path, monkeypatch, keep=1)
+    (tmp_path / "more_reproductions_1" / "fake.py").write_text(
+        FAKE_REPRODUCTION.format(keep=1) + '\nREQUIRES = {"toylab_no_such_module": "no-such-dist"}\n')
+    out = tmp_path / "out"
+    assert main(["reproduce", "fake", "--quick", "--quiet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "NAME='fake'" in err[0] and "no-such-dist" in err[0] and "toylab[reproduce]" in err[0]
+    assert not out.exists()
+
+
 def test_reproduce_refuses_to_overwrite_the_committed_figures(capsys):
     before = {p.name: p.stat().st_mtime_ns for p in default_figures_dir().glob("*")}
     assert main(["reproduce", "--quick", "--out", str(default_figures_dir())]) == 2

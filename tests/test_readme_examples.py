@@ -68,8 +68,26 @@ def test_the_readme_opens_with_what_the_lab_is_and_its_two_commands():
     head = README.read_text(encoding="utf-8").splitlines()[:15]
     text = "\n".join(head)
     assert "toylab is a JAX laboratory" in text
-    assert 'python3 -m pip install -e ".[images]" && toylab reproduce --quick' in head
+    assert 'python3 -m pip install -e ".[reproduce]" && toylab reproduce --quick' in head
     assert 'python3 -m pip install -e ".[test,flax,images]" && python3 -m pytest' in head
+
+
+
+def test_the_main_commands_extra_installs_what_every_reproduction_requires():
+    """The README's install of the main job names the reproduce extra; that extra lists the
+    distribution of every package a reproduction declares in REQUIRES."""
+    import importlib
+    import tomllib
+
+    import toylab.experiments as experiments
+
+    extras = tomllib.loads((README.parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    listed = {re.split(r"[<>=!~\[ ;]", req, maxsplit=1)[0].lower() for req in extras["reproduce"]}
+    needed = {}
+    for name, module in experiments.REPRODUCTIONS.items():
+        needed.update(getattr(importlib.import_module(module), "REQUIRES", {}))
+    assert {"blackjax", "scikit-learn"} <= set(needed.values())  # degeneracy's NUTS, the digits
+    assert set(needed.values()) <= listed, set(needed.values()) - listed
 
 
 @pytest.mark.parametrize("doc", ["README.md", "experiments/reproductions/README.md", "experiments/benchmarks/README.md"])

@@ -278,6 +278,10 @@ def _cmd_reproduce(args, quick=None, out=None) -> int:
         if n not in experiments.REPRODUCTIONS:
             raise _usage("NAME", n, f"unknown reproduction; choose from {', '.join(experiments.REPRODUCTIONS)}")
     names = list(dict.fromkeys(names))  # each once
+    from toylab.experiments.reproductions._common import missing_requirements
+
+    for n, dists in missing_requirements(_reproduction_modules(names)).items():  # before, not minutes into, a run
+        raise _usage("NAME", n, f"needs {', '.join(dists)}, not installed: pip install 'toylab[reproduce]'")
     check_writable(out)  # before minutes of training, not after
     known = _jobs.read_timings(out, default_figures_dir())  # the last run's timings: order and memory
     why = "--jobs"

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["FigureSet", "save_figure", "run_figures", "check_only", "script_main", "record_timings",
+__all__ = ["missing_requirements", "FigureSet", "save_figure", "run_figures", "check_only", "script_main", "record_timings",
            "compile_seconds", "format_timings", "TIMED_PHASES"]
 
 # The jax.monitoring durations that make up compiling one program: tracing to a jaxpr, lowering
@@ -241,3 +241,23 @@ def script_main(doc: str, reproduce, only_help: str) -> None:
     ap.add_argument("--work", default=None, help="keep the sweeps in this folder and reuse them")
     args = ap.parse_args()
     print(format_claims(reproduce(args.out, args.quick, only=args.only, work=args.work)))
+
+
+def missing_requirements(modules) -> dict:
+    """``{name: [distributions]}``: for each ``(name, module)`` the packages its ``REQUIRES``
+    (import name -> distribution) names that are not installed here."""
+    import importlib.util
+
+    out = {}
+    for name, mod in modules:
+        missing = []
+        for module_name, dist in getattr(mod, "REQUIRES", {}).items():
+            try:
+                found = importlib.util.find_spec(module_name) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                missing.append(dist)
+        if missing:
+            out[name] = missing
+    return out

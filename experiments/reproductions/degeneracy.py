@@ -48,6 +48,9 @@ from toylab.testing import cases
 from toylab.testing.assertions import Truth, compare_estimate
 
 NAME = "degeneracy"
+# import name -> distribution of what this reproduction needs beyond toylab's dependencies
+# (NUTS, the gold standard of (a); the cases' exact values by quadrature); all in the reproduce extra
+REQUIRES = {"blackjax": "blackjax", "scipy": "scipy"}
 
 
 def _sweep_dir(work, name):

@@ -46,6 +46,9 @@ from toylab.core.sweep import run_sweep
 from toylab.plots import interaction as plots
 
 NAME = "interaction"
+# import name -> distribution of what this reproduction needs beyond toylab's dependencies
+# (the digits of (d)'s bilinear classifier); all in the reproduce extra
+REQUIRES = {"sklearn": "scikit-learn"}
 ACCURACY_SHARE = 0.99  # (a): a node layer's features must keep 99% of the full model's accuracy
 EDGE_SLACK = 0.001  # (a): the edges kept must hold accuracy within this of the full model
 MASS = 0.9  # edges carrying this share of a block's mass

@@ -813,9 +813,12 @@ def _choose_draws(prep, burnin, threshold) -> int:
         while draws < MAX_AUTO_DRAWS:
             b = draws // 4 if burnin is None else burnin
             if b <= draws - 2:
-                fills = [float(_quadratic(n_, w_, nbeta, gamma, eps, draws, b)) / stat if stat > 0 else 1.0
+                # draws and burn-in as arrays: a Python int exponent would compile a power
+                # program for every rung of the ladder
+                d_, b_ = jnp.asarray(draws, jnp.float64), jnp.asarray(b, jnp.float64)
+                fills = [float(_quadratic(n_, w_, nbeta, gamma, eps, d_, b_)) / stat if stat > 0 else 1.0
                          for (n_, w_), stat in zip(spectra, stationary)]
-                ess = min(float(_predicted_ess(n_, w_, nbeta, gamma, eps, draws - b)) for n_, w_ in spectra)
+                ess = min(float(_predicted_ess(n_, w_, nbeta, gamma, eps, d_ - b_)) for n_, w_ in spectra)
                 if min(fills) >= 1 - threshold / 2 and ess >= 2 * MIN_ESS:
                     return draws
             draws = int(math.ceil(draws * 1.25))
