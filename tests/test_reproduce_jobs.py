@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 
 import toylab.experiments as experiments
@@ -189,3 +190,88 @@ def test_run_figures_records_each_phase_and_the_shared_preparation(tmp_path):
     assert table.splitlines()[6].split("|")[-1].strip() == "9.0"
     # outside record_timings nothing is recorded and the sets run as before
     assert run_figures({"a": a}, tmp_path, True, True, "a", prepare=lambda q, qu, w: 1.0) == ["a"]
+
+
+SHARING = '''"""A reproduction that asks for the sweep another one asks for, by the same name."""
+from pathlib import Path
+
+from toylab.experiments.reproductions._claims import Claim
+from toylab.experiments.reproductions._common import FigureSet, run_figures, shared_sweep
+
+
+def train(quick, quiet, work, shared):
+    res = shared_sweep("tiny-toy", "superposition", {{"n_features": 5, "n_hidden": 2, "steps": 3000,
+                                                     "log_every": 1000}}, seeds=2, quiet=True, work=work)
+    print("instance-steps trained", res.work["trained"], "finished before", res.work["finished"], flush=True)
+    return [float(res[i].model.W.sum()) for i in range(2)]
+
+
+def analyse(trained, quick):
+    return {{"w": trained}}
+
+
+def draw(measured, out, quick):
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "{name}.txt").write_text(repr(measured["w"]))
+
+
+def claims(measured, quick):
+    return [Claim("{name} (a)", "it read the toy", "yes", "yes", True)]
+
+
+FIGURES = {{"a": FigureSet(train, analyse, draw, claims)}}
+
+
+def reproduce(out, quick=True, quiet=False, only=None, work=None):
+    return run_figures(FIGURES, out, quick, quiet, only, work)
+'''
+
+
+@pytest.mark.slow
+def test_a_sweep_two_children_ask_for_is_trained_once(tmp_path, monkeypatch):
+    """Two reproductions side by side ask for one sweep by name: the first trains it, the other
+    waits on its lock and reads it (no instance-step trained twice); the same numbers reach
+    both; the shared folder is gone at the end."""
+    import os
+
+    from toylab.experiments import reproductions
+    from toylab.experiments.reproductions._common import SHARED_ENV
+
+    folder = tmp_path / "more_reproductions_sharing"
+    folder.mkdir()
+    for name in ("zshare_a", "zshare_b"):
+        (folder / f"{name}.py").write_text(SHARING.format(name=name))
+        sys.modules.pop(f"toylab.experiments.reproductions.{name}", None)
+        monkeypatch.setattr(reproductions, name, None, raising=False)
+    lab = [p for p in reproductions.__path__ if "more_reproductions_" not in p]
+    monkeypatch.setattr(reproductions, "__path__", [*lab, str(folder)])
+    out = tmp_path / "out"
+    assert main(["reproduce", "zshare_a", "zshare_b", "--quick", "--quiet", "--jobs", "2", "--out", str(out)]) == 0
+    trained = []
+    for name in ("zshare_a", "zshare_b"):
+        line = next(x for x in (out / "logs" / f"{name}.log").read_text().splitlines() if x.startswith("instance-steps"))
+        trained.append((int(line.split()[2]), int(line.split()[-1])))
+    assert sorted(trained) == [(0, 6000), (6000, 0)]  # 2 seeds × 3000 steps, trained by one of them
+    assert (out / "zshare_a.txt").read_text() == (out / "zshare_b.txt").read_text()
+    assert SHARED_ENV not in os.environ
+
+
+def test_shared_sweep_in_one_process_and_alone(tmp_path):
+    """Inside shared_sweeps the second ask reads the first's sweep; with ``work`` the sweep is
+    kept there; alone (neither) it is trained each time, in a temporary folder."""
+    import os
+
+    from toylab.experiments.reproductions._common import SHARED_ENV, shared_sweep, shared_sweeps
+
+    cfg = {"n_features": 4, "n_hidden": 2, "steps": 200, "log_every": 100}
+    with shared_sweeps() as folder:
+        assert os.environ[SHARED_ENV] == str(folder)
+        first = shared_sweep("toy", "superposition", cfg, quiet=True)
+        again = shared_sweep("toy", "superposition", cfg, quiet=True)
+        assert first.work["trained"] == 200 and again.work["trained"] == 0 and again.work["finished"] == 200
+        assert np.array_equal(np.asarray(first[0].model.W), np.asarray(again[0].model.W))
+        assert (folder / "toy" / "manifest.json").exists()
+    assert not folder.exists() and SHARED_ENV not in os.environ
+    kept = shared_sweep("toy", "superposition", cfg, quiet=True, work=tmp_path / "work")
+    assert kept.root == tmp_path / "work" / "toy" and kept.work["trained"] == 200
+    assert shared_sweep("toy", "superposition", cfg, quiet=True).work["trained"] == 200

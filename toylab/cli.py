@@ -280,7 +280,8 @@ def _cmd_reproduce(args, quick=None, out=None) -> int:
     names = list(dict.fromkeys(names))  # each once
     from toylab.experiments.reproductions._common import missing_requirements
 
-    for n, dists in missing_requirements(_reproduction_modules(names)).items():  # before, not minutes into, a run
+    mods = _reproduction_modules(names)
+    for n, dists in missing_requirements(mods).items():  # before, not minutes into, a run
         raise _usage("NAME", n, f"needs {', '.join(dists)}, not installed: pip install 'toylab[reproduce]'")
     check_writable(out)  # before minutes of training, not after
     known = _jobs.read_timings(out, default_figures_dir())  # the last run's timings: order and memory
@@ -291,26 +292,10 @@ def _cmd_reproduce(args, quick=None, out=None) -> int:
     started = time.perf_counter()
     timings: dict = {}
     claims = []
-    if jobs > 1:  # child processes, longest first; each one's output in out/logs/NAME.log
-        print(f"== reproducing {', '.join(names)} ({'quick' if quick else 'full'}) -> {out}, "
-              f"{jobs} at once ({why}); logs in {out / 'logs'}", flush=True)
-        for name, (got, timing) in _jobs.run_jobs(names, out, quick, args.quiet, jobs, known).items():
-            claims += got
-            timings[name] = timing
-    else:  # one after another in this process
-        import matplotlib
+    from toylab.experiments.reproductions._common import shared_sweeps
 
-        matplotlib.use("Agg")  # this process only writes files (a library import never switches backends)
-        from toylab.experiments.reproductions._common import record_timings
-
-        for name, mod in _reproduction_modules(names):
-            print(f"== reproducing {name} ({'quick' if quick else 'full'}) -> {out}", flush=True)
-            t0, peak = time.perf_counter(), _jobs.peak_rss_bytes()
-            with record_timings() as rows:
-                claims += mod.reproduce(out, quick=quick, quiet=args.quiet)
-            timings[name] = {"wall_s": round(time.perf_counter() - t0, 3), "sets": rows}
-            if _jobs.peak_rss_bytes() > peak:  # this process's peak was reached in this reproduction
-                timings[name]["peak_rss_bytes"] = _jobs.peak_rss_bytes()
+    with shared_sweeps():  # a sweep two reproductions train alike is trained once, by the first to ask
+        _run_reproductions(names, mods, out, quick, args.quiet, jobs, why, known, claims, timings)
     wall = time.perf_counter() - started
     from toylab.experiments.reproductions._common import format_timings
 
@@ -325,6 +310,35 @@ def _cmd_reproduce(args, quick=None, out=None) -> int:
     for c in failed:
         print(f"FAILED: {c.reproduction}: {c.claim} (paper: {c.paper}; measured: {c.measured})")
     return 1 if failed else 0
+
+
+def _run_reproductions(names, mods, out, quick, quiet, jobs, why, known, claims, timings) -> None:
+    """The reproductions ``names``: side by side in child processes (``jobs`` > 1) or one after
+    another here; their claims appended to ``claims`` and their timings put in ``timings``."""
+    import time
+
+    from toylab.experiments.reproductions import _jobs
+
+    if jobs > 1:  # child processes, longest first; each one's output in out/logs/NAME.log
+        print(f"== reproducing {', '.join(names)} ({'quick' if quick else 'full'}) -> {out}, "
+              f"{jobs} at once ({why}); logs in {out / 'logs'}", flush=True)
+        for name, (got, timing) in _jobs.run_jobs(names, out, quick, quiet, jobs, known).items():
+            claims += got
+            timings[name] = timing
+    else:  # one after another in this process
+        import matplotlib
+
+        matplotlib.use("Agg")  # this process only writes files (a library import never switches backends)
+        from toylab.experiments.reproductions._common import record_timings
+
+        for name, mod in mods:
+            print(f"== reproducing {name} ({'quick' if quick else 'full'}) -> {out}", flush=True)
+            t0, peak = time.perf_counter(), _jobs.peak_rss_bytes()
+            with record_timings() as rows:
+                claims += mod.reproduce(out, quick=quick, quiet=quiet)
+            timings[name] = {"wall_s": round(time.perf_counter() - t0, 3), "sets": rows}
+            if _jobs.peak_rss_bytes() > peak:  # this process's peak was reached in this reproduction
+                timings[name]["peak_rss_bytes"] = _jobs.peak_rss_bytes()
 
 
 _JOBS_HELP = ("reproductions run at once, each as a child process writing its output to OUT/logs/NAME.log, "

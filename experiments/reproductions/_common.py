@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["missing_requirements", "FigureSet", "save_figure", "run_figures", "check_only", "script_main", "record_timings",
+__all__ = ["missing_requirements", "shared_sweeps", "shared_sweep", "SHARED_ENV", "FigureSet", "save_figure", "run_figures", "check_only", "script_main", "record_timings",
            "compile_seconds", "format_timings", "TIMED_PHASES"]
 
 # The jax.monitoring durations that make up compiling one program: tracing to a jaxpr, lowering
@@ -261,3 +261,53 @@ def missing_requirements(modules) -> dict:
         if missing:
             out[name] = missing
     return out
+
+
+SHARED_ENV = "TOYLAB_SHARED_SWEEPS"  # the folder of the sweeps one `toylab reproduce` shares
+
+
+@contextlib.contextmanager
+def shared_sweeps():
+    """For one ``toylab reproduce``: a temporary folder for the sweeps its reproductions share
+    (:func:`shared_sweep`), named in this process's environment so that child processes started
+    inside find it too; removed at the end. Inside an enclosing one, that one is used."""
+    import os
+    import tempfile
+
+    if os.environ.get(SHARED_ENV):
+        yield Path(os.environ[SHARED_ENV])
+        return
+    with tempfile.TemporaryDirectory(prefix="toylab-shared-sweeps-") as folder:
+        os.environ[SHARED_ENV] = folder
+        try:
+            yield Path(folder)
+        finally:
+            os.environ.pop(SHARED_ENV, None)
+
+
+def shared_sweep(name: str, family, base, grid=None, *, seeds: int = 1, quiet: bool = False, work=None):
+    """``run_sweep(family, base, grid, seeds=...)``, trained once however many reproductions
+    ask for it by the same ``name`` (which must say everything that makes the sweep: family,
+    mode, seeds). Under ``work`` when given (kept, resumed); else in the shared folder of the
+    ``toylab reproduce`` running it, under a file lock: the first to ask trains, the others wait
+    for it and read its results (if it died, the next one resumes its checkpoints); else, run
+    alone, in a temporary folder as any sweep."""
+    import os
+
+    from toylab.core.sweep import run_sweep
+
+    shared = os.environ.get(SHARED_ENV)
+    root = Path(work) if work is not None else Path(shared) if shared else None
+    try:
+        import fcntl
+    except ImportError:  # no POSIX file locks: children could not wait for each other
+        fcntl = None
+        root = Path(work) if work is not None else None
+    if root is None:
+        return run_sweep(family, base, grid, seeds=seeds, quiet=quiet)
+    root.mkdir(parents=True, exist_ok=True)
+    folder = root / name
+    with open(root / f"{name}.lock", "a") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when this process ends, however it ends
+        return run_sweep(family, base, grid, seeds=seeds, quiet=quiet, out=folder, resume=folder.exists())

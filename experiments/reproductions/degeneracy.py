@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from toylab.experiments.reproductions._claims import Claim
 from toylab.experiments.reproductions._common import FigureSet, run_figures, save_figure, script_main
-from toylab.experiments.reproductions.grokking import grokking_setup, locate_phases
+from toylab.experiments.reproductions.grokking import grokking_runs, grokking_setup, locate_phases
 from toylab.analysis import degeneracy as dg
 from toylab.analysis import fourier as fa
 from toylab.core.sweep import run_sweep
@@ -213,10 +213,8 @@ def llc_snapshot_stride(quick: bool) -> int:
 
 
 def train_b(quick: bool, quiet: bool, work=None, shared=None):
-    """One grokking run with its snapshots."""
-    base, _ = grokking_setup(quick)
-    folder = _sweep_dir(work, f"degeneracy-grokking-{'quick' if quick else 'full'}")
-    return run_sweep("grokking", base, seeds=1, quiet=quiet, out=folder, resume=_resume(folder))[0]
+    """One grokking run with its snapshots: the transformer of grokking (a)-(c), seed 0."""
+    return grokking_runs(quick, quiet, 1, work)[0]  # grokking (a)-(c)'s seed 0, shared with it
 
 
 def analyse_b(run, quick: bool) -> dict:

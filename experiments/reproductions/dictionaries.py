@@ -42,6 +42,7 @@ Run: ``toylab reproduce dictionaries [--quick]`` or ``python -m toylab.experimen
 from __future__ import annotations
 
 import csv
+import os
 import tempfile
 from pathlib import Path
 
@@ -50,8 +51,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from toylab.experiments.reproductions._claims import Claim
-from toylab.experiments.reproductions._common import FigureSet, run_figures, save_figure, script_main
-from toylab.experiments.reproductions.grokking import grokking_setup
+from toylab.experiments.reproductions._common import SHARED_ENV, FigureSet, run_figures, save_figure, script_main
+from toylab.experiments.reproductions.grokking import grokking_setup, seed_zero_sweep
 from toylab.analysis import dictionaries as dm
 from toylab.analysis import fourier as fa
 from toylab.core.sweep import run_sweep
@@ -360,12 +361,15 @@ def train_c(quick: bool, quiet: bool, work=None, shared=None):
     setup = grokked_setup(quick)
     place = _Work(work)
     try:
-        grok = place.sweep("grokking", setup["grokking"], name="c-grokking", quiet=quiet)
+        # grokking (a)-(c)'s transformer at seed 0: shared with it in one `toylab reproduce`, else
+        # kept with the dictionaries (its folder is the dictionaries' source)
+        alone = work is None and not os.environ.get(SHARED_ENV)
+        grok = seed_zero_sweep(quick, quiet, place.root if alone else work)
         run = grok[0]
         test_acc = float(run.metrics["test_accuracy"][-1])
         sweep = None
         if test_acc >= GROKKED:
-            sweep = place.sweep("dictionaries", {**setup["dictionary"], "source": str(place.root / "c-grokking")},
+            sweep = place.sweep("dictionaries", {**setup["dictionary"], "source": str(grok.root)},
                                 seeds=setup["seeds"], name="c-sae", quiet=quiet)
     except BaseException:
         place.close()

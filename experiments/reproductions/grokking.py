@@ -32,10 +32,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from toylab.experiments.reproductions._common import FigureSet, run_figures, save_figure, script_main
+from toylab.experiments.reproductions._common import FigureSet, run_figures, save_figure, script_main, shared_sweep
 from toylab.analysis import fourier as fa
 from toylab.experiments.reproductions._claims import Claim
-from toylab.core.sweep import run_sweep
+from toylab.core.sweep import family_arg, run_sweep
 from toylab.families.grokking import grid_train_mask, table_of
 from toylab.plots import grokking as plots
 
@@ -82,11 +82,31 @@ def _sweep_dir(work, name):
     return None if work is None else Path(work) / name
 
 
+def seed_zero_sweep(quick: bool, quiet: bool, work=None):
+    """The one-run sweep of the transformer of (a)–(c) at seed 0, trained once per ``toylab
+    reproduce`` for every reproduction that reads it (under ``work``/NAME when given)."""
+    base, _ = grokking_setup(quick)
+    return shared_sweep(f"grokking-{'quick' if quick else 'full'}-seed0", NAME, base, quiet=quiet, work=work)
+
+
+def grokking_runs(quick: bool, quiet: bool, seeds: int, work=None) -> list:
+    """Seeds 0 … seeds−1 of the transformer of (a)–(c), with snapshots. Seed 0 is a one-run
+    sweep of its own, shared (:func:`~toylab.experiments.reproductions._common.shared_sweep`)
+    by every reproduction that reads this transformer (degeneracy (b), dictionaries (c),
+    interaction): one ``toylab reproduce`` trains it once. The other seeds are one sweep."""
+    base, _ = grokking_setup(quick)
+    mode = "quick" if quick else "full"
+    zero, rest = seed_zero_sweep(quick, quiet, work), []
+    if seeds > 1:
+        folder = _sweep_dir(work, f"grokking-{mode}-seeds-1-{seeds - 1}")
+        rest = run_sweep(NAME, {**base, "seed": base.get("seed", 0) + 1}, seeds=seeds - 1, quiet=quiet,
+                         out=folder, resume=folder is not None and folder.exists())
+    return [zero[0], *rest]  # read after both are asked for: a plan (toylab reproduce --plan) records both
+
+
 def train_abc(quick: bool, quiet: bool, work=None, shared=None):
-    """The transformer's sweep: seeds of one (p, train fraction) with snapshots."""
-    base, seeds = grokking_setup(quick)
-    folder = _sweep_dir(work, f"grokking-{'quick' if quick else 'full'}")
-    return run_sweep(NAME, base, seeds=seeds, quiet=quiet, out=folder, resume=folder is not None and folder.exists())
+    """The transformer's seeds of one (p, train fraction) with snapshots."""
+    return grokking_runs(quick, quiet, grokking_setup(quick)[1], work)
 
 
 def analyse_abc(res, quick: bool) -> dict:
@@ -127,7 +147,7 @@ def analyse_abc(res, quick: bool) -> dict:
     snaps = run.snapshots
     measures = jax.jit(jax.vmap(lambda m: fa.progress_measures(m, p, key, train_grid, hp["alpha"])))(snaps)
     measures = {k: np.asarray(v) for k, v in measures.items()}
-    family = res.family
+    family = family_arg(NAME)
     at_snaps = jax.jit(jax.vmap(lambda m: family.evaluate(m, cfg, hp)))(snaps)  # losses at the snapshot steps
     measures["train_loss"] = np.asarray(at_snaps["train_loss"])
     measures["test_loss"] = np.asarray(at_snaps["test_loss"])

@@ -39,7 +39,7 @@ import optax
 
 from toylab.experiments.reproductions._claims import Claim
 from toylab.experiments.reproductions._common import FigureSet, run_figures, save_figure, script_main
-from toylab.experiments.reproductions.grokking import grokking_setup
+from toylab.experiments.reproductions.grokking import grokking_runs, grokking_setup
 from toylab.analysis import fourier as fa
 from toylab.analysis import interaction as ia
 from toylab.core.sweep import run_sweep
@@ -105,8 +105,7 @@ def _curves(sections, model, tokens, labels, basis):
 
 def prepare(quick: bool, quiet: bool, work=None):
     setup = interaction_setup(quick)
-    folder = _sweep_dir(work, f"interaction-grokking-{'quick' if quick else 'full'}")
-    res = run_sweep("grokking", setup["sweep"], seeds=setup["seeds"], quiet=quiet, out=folder, resume=_resume(folder))
+    res = grokking_runs(quick, quiet, setup["seeds"], work)  # grokking (a)-(c)'s transformer, seed 0 shared with it
     p = setup["sweep"]["p"]
     tokens = jnp.asarray(fa.grid_tokens(p))
     labels = jnp.asarray(fa.sum_labels(p).ravel())
