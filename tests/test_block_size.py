@@ -126,3 +126,32 @@ def test_trainer_auto_is_decided_once_per_family_and_config(monkeypatch):
     assert calls[0]["n_shared"] == 0  # no data_seed: each instance draws its own batches, nothing to share
     Trainer("superposition", cfg.replace(data_seed=3)).block_size
     assert len(calls) == 2 and calls[1]["n_shared"] == 2
+
+
+def test_the_probe_compile_analyses_as_the_optimised_one():
+    """The probe compiles without LLVM's optimisations: XLA's cost and buffer analyses, all the
+    rule reads, are those of the fully optimised program (here a real training segment)."""
+    from toylab.families.superposition import SuperpositionConfig
+
+    trainer = Trainer("superposition", SuperpositionConfig(n_features=20, n_hidden=5, steps=4, log_every=2))
+    hp = trainer.config.hparams()
+    state = jax.eval_shape(lambda s: trainer.init(hp, trainer._key(s)), np.uint32(0))
+    lowered = jax.jit(lambda st, s, h: trainer.segment(st, h, trainer._key(s), 2)).lower(state, np.uint32(0), hp)
+    probe = train._analyses(lowered.compile(train._PROBE_OPTIONS))
+    assert probe["flops"] > 0 and probe["working"] > 0
+    assert probe == train._analyses(lowered.compile())
+
+
+def test_a_sweep_of_one_instance_per_device_probes_nothing(monkeypatch):
+    """Every block size trains a single instance alike: "auto" compiles no probe for it."""
+    from toylab.core.sweep import run_sweep
+
+    monkeypatch.setattr(train, "_AUTO_BLOCKS", {})
+    calls = []
+    real = train.default_block_size
+    monkeypatch.setattr(train, "default_block_size", lambda *a, **k: calls.append(k) or real(*a, **k))
+    cfg = {"n_features": 6, "n_hidden": 2, "steps": 20, "log_every": 10}
+    run_sweep("superposition", cfg, seeds=1, quiet=True)
+    assert calls == []
+    run_sweep("superposition", cfg, seeds=2, quiet=True)
+    assert len(calls) == 1

@@ -484,7 +484,11 @@ def run_sweep(family: str | Family, base: dict | Any | None = None, grid: dict |
         trainer = None
         for chunk in todo:
             if trainer is None or trainer.config is not chunk.program:
-                trainer = Trainer(family, chunk.program, block_size=block_size, n_devices=mesh.devices.size)
+                # one instance per device: every block size trains it alike, so "auto" probes nothing
+                # (a resumed checkpoint still continues with the block it was trained with)
+                alone = block_size == "auto" and len(chunk.members) <= mesh.devices.size
+                trainer = Trainer(family, chunk.program, block_size=None if alone else block_size,
+                                  n_devices=mesh.devices.size)
                 if jax.process_count() > 1:  # every process must compile the same program
                     trainer.use_block_size(broadcast_json(trainer.block_size))
             rows[chunk.id] = _train_chunk(trainer, store, chunk, configs, mesh, bar, segments, block_size,
