@@ -275,3 +275,28 @@ def test_shared_sweep_in_one_process_and_alone(tmp_path):
     kept = shared_sweep("toy", "superposition", cfg, quiet=True, work=tmp_path / "work")
     assert kept.root == tmp_path / "work" / "toy" and kept.work["trained"] == 200
     assert shared_sweep("toy", "superposition", cfg, quiet=True).work["trained"] == 200
+
+
+@pytest.mark.slow
+def test_a_child_sizes_its_thread_pool_then_runs_on_every_core():
+    """size_thread_pool(1) in a fresh process: JAX's CPU client starts with a smaller pool
+    (fewer threads than a process left alone), then every thread of the process may run on
+    every core again, and JAX computes."""
+    import os
+    import subprocess
+
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two cores to give a child a share of")
+    code = ("import os, sys\nfrom toylab.experiments.reproductions._jobs import size_thread_pool\n"
+            "before = os.sched_getaffinity(0)\nif sys.argv[1] == 'sized':\n    size_thread_pool(1)\n"
+            "import jax, jax.numpy as jnp\nx = float(jnp.arange(4.0).sum())\n"
+            "tasks = [int(t) for t in os.listdir('/proc/self/task')]\n"
+            "assert all(os.sched_getaffinity(t) == before for t in tasks), 'a thread kept the one-core mask'\n"
+            "print('sum', x, 'threads', len(tasks))\n")
+    threads = {}
+    for mode in ("sized", "alone"):
+        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "sum 6.0" in out.stdout
+        threads[mode] = int(out.stdout.split()[-1])
+    assert threads["sized"] < threads["alone"]
