@@ -256,6 +256,7 @@ def test_a_sweep_two_children_ask_for_is_trained_once(tmp_path, monkeypatch):
     assert SHARED_ENV not in os.environ
 
 
+@pytest.mark.slow
 def test_shared_sweep_in_one_process_and_alone(tmp_path):
     """Inside shared_sweeps the second ask reads the first's sweep; with ``work`` the sweep is
     kept there; alone (neither) it is trained each time, in a temporary folder."""
