@@ -6,7 +6,11 @@ shared sweep prepared once), figures saved by :func:`save_figure`, and the
 Inside :func:`record_timings`, :func:`run_figures` records where each set's time goes: wall
 seconds of train, analyse, draw (``figures``) and claims, and of the shared ``prepare``, with
 the seconds JAX spent compiling inside each (tracing, lowering and XLA compilation or a
-persistent-cache load, summed from :mod:`jax.monitoring` events)."""
+persistent-cache load, summed from :mod:`jax.monitoring` events).
+
+Across reproductions: :func:`shared_sweep` trains a sweep several of them read once per
+``toylab reproduce`` (inside :func:`shared_sweeps`), and :func:`missing_requirements` names the
+packages a reproduction's ``REQUIRES`` lists that are not installed."""
 
 from __future__ import annotations
 
@@ -18,8 +22,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["missing_requirements", "shared_sweeps", "shared_sweep", "SHARED_ENV", "FigureSet", "save_figure", "run_figures", "check_only", "script_main", "record_timings",
-           "compile_seconds", "format_timings", "TIMED_PHASES"]
+__all__ = ["FigureSet", "save_figure", "run_figures", "check_only", "script_main", "record_timings",
+           "compile_seconds", "format_timings", "TIMED_PHASES", "missing_requirements", "shared_sweeps",
+           "shared_sweep", "SHARED_ENV"]
 
 # The jax.monitoring durations that make up compiling one program: tracing to a jaxpr, lowering
 # to MLIR, and the backend's compile (which also covers a persistent-cache load, so the cache's
