@@ -155,3 +155,28 @@ def test_a_sweep_of_one_instance_per_device_probes_nothing(monkeypatch):
     assert calls == []
     run_sweep("superposition", cfg, seeds=2, quiet=True)
     assert len(calls) == 1
+
+
+def test_a_program_that_scatters_trains_one_instance_at_a_time(monkeypatch):
+    """An embedding's gradient is a scatter: XLA:CPU loops over its updates, and vmapped it
+    scatters into every instance's table, so such programs run in blocks of 1 whatever the
+    cache rule says; the same program without the scatter keeps the cache rule's block."""
+    table = jnp.zeros((64, 32))
+    idx = jnp.arange(256) % 64
+
+    def with_scatter(w, x):
+        return w.at[idx].add(x)  # the gradient of w[idx]
+
+    def without(w, x):
+        return w + x[:64]
+
+    x = jnp.ones((256, 32))
+    assert train._scatters(jax.jit(with_scatter).lower(table, x).compile(train._PROBE_OPTIONS))
+    assert not train._scatters(jax.jit(without).lower(table, x).compile(train._PROBE_OPTIONS))
+    assert default_block_size("cpu", fn=with_scatter, args=(table, x)) == 1
+    assert default_block_size("cpu", fn=without, args=(table, x)) == CPU_BLOCK_SIZE  # small: the largest block
+    # a family whose loss reads an embedding: the grokking transformer
+    from toylab.families.grokking import GrokkingConfig
+
+    monkeypatch.setattr(train, "_AUTO_BLOCKS", {})
+    assert Trainer("grokking", GrokkingConfig(p=7, steps=20, log_every=10)).block_size == 1
