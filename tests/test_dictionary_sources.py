@@ -167,3 +167,24 @@ def test_layer_maps_read_named_layers_up_to_the_last_asked_for():
         tr.layer_maps().activations(tr, tokens, ["mlp_post.3"])
     with pytest.raises(ConfigError, match=r"^inputs.*0\.\.5"):
         tr.layer_maps().activations(tr, tokens + 6, ["logits"])
+
+
+@pytest.mark.slow
+def test_a_source_read_again_while_its_dictionaries_train(tmp_path):
+    """Another process reading the finished source sweep (resume into it) leaves its folder as it
+    was; and a source folder rewritten with the same run while dictionaries compile (its
+    summary replaced) is read again eagerly, not as traced arrays, and training goes on."""
+    source = _toy(tmp_path / "toy")
+    summary = source / "summary.json"
+    before = summary.stat()
+    again = toylab.run_sweep("superposition", TOY, seeds=1, out=source, resume=True, quiet=True)
+    assert again.work["trained"] == 0
+    after = summary.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    cfg = DictionaryConfig(source=str(source), **DICT)  # the source read and held
+    eager = np.asarray(source_data(cfg, cfg.hparams(), jax.random.key(0), 8)[0])
+    text = summary.read_text()
+    summary.unlink()
+    summary.write_text(text)  # the same rows in a new file: the folder looks rewritten
+    traced = jax.jit(lambda k: source_data(cfg, cfg.hparams(), k, 8)[0])(jax.random.key(0))
+    np.testing.assert_allclose(np.asarray(traced), eager, rtol=1e-6, atol=1e-7)

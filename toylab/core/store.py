@@ -404,8 +404,20 @@ class Store:
 
     # -- summary
     def write_summary(self, rows: list[dict]):
-        if self.writer:
-            write_json(self.root / "summary.json", rows)
+        """summary.json, unless it already holds exactly these rows: reading a finished sweep
+        again (resume into it) leaves its folder as it was, so a reader elsewhere (a
+        dictionary whose source it is) sees no change."""
+        if not self.writer:
+            return
+        path = self.root / "summary.json"
+        text = json.dumps(rows, indent=1, sort_keys=False, default=_json_default)
+        try:
+            if path.read_text() == text:
+                return
+        except (OSError, UnicodeDecodeError):
+            pass
+        with atomic_write(path, "w") as f:
+            f.write(text)
 
 
 def _canon(v):

@@ -70,8 +70,11 @@ def _load_source(path: str, index: int):
     # a fresh read, after a change or an eviction, forgets it all.
     for cached in (_readers, source_sizes, _source_config):
         cached.cache_clear()
-    value = _read_source(path, index)
-    fingerprint = _fingerprint(*value)
+    # Eagerly, even when the read happens inside a trace (a training step that draws its
+    # batch from the source): the model's arrays are constants of the program, not tracers.
+    with jax.ensure_compile_time_eval():
+        value = _read_source(path, index)
+        fingerprint = _fingerprint(*value)
     _SOURCES.pop((path, index), None)
     _SOURCES[(path, index)] = (stamp, value, fingerprint)
     while len(_SOURCES) > 8:
