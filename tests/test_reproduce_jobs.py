@@ -301,3 +301,12 @@ def test_a_child_sizes_its_thread_pool_then_runs_on_every_core():
         assert "sum 6.0" in out.stdout
         threads[mode] = int(out.stdout.split()[-1])
     assert threads["sized"] < threads["alone"]
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "..", 3])
+def test_shared_sweep_refuses_a_name_that_is_not_a_folder_name(name):
+    from toylab.core.config import ConfigError
+    from toylab.experiments.reproductions._common import shared_sweep
+
+    with pytest.raises(ConfigError, match="name"):
+        shared_sweep(name, "superposition", {"steps": 20, "log_every": 10}, quiet=True)

@@ -299,8 +299,11 @@ def shared_sweep(name: str, family, base, grid=None, *, seeds: int = 1, quiet: b
     alone, in a temporary folder as any sweep."""
     import os
 
+    from toylab.core.config import ConfigError
     from toylab.core.sweep import run_sweep
 
+    if not isinstance(name, str) or not name or name in (".", "..") or any(c in name for c in "/\\"):
+        raise ConfigError("name", name, "must be a folder name (no path separators): the shared sweep's key")
     shared = os.environ.get(SHARED_ENV)
     root = Path(work) if work is not None else Path(shared) if shared else None
     try:

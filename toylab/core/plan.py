@@ -569,7 +569,8 @@ def plan_sweep(family, base=None, grid=None, *, seeds: int = 1, chunk_size: int 
         n_runs = sum(len(c.members) for c in mine)
         sizes = {len(c.members) for c in mine}
         groups.append(GroupPlan(
-            group=gi, static=_static_differences(family, configs[mine[0].members[0]["point"]]), runs=n_runs, chunks=len(mine), chunk_size=largest,
+            group=gi, static=_static_differences(family, configs[mine[0].members[0]["point"]]), runs=n_runs,
+            chunks=len(mine), chunk_size=largest,
             block_size=trainer.block_size, programs=3 * len(sizes), steps=cfg.steps, log_every=cfg.log_every,
             flops_per_step=costs["flops_per_step"], bytes_per_step=costs["bytes_per_step"],
             eval_flops=costs["eval_flops"], eval_bytes=costs["eval_bytes"], kernels_per_step=costs["kernels"],
