@@ -24,6 +24,7 @@ from ..models import merge_state, split_state
 from .family import Family, get_family
 from .optim import make_optimizer
 from .precision import cast_compute, precision_scope, to_float32
+from .tracing import is_traced
 
 __all__ = ["TrainState", "TrainResult", "Trainer", "make_train", "make_key", "ensemble_map", "default_block_size",
            "segment_length", "stack_hparams", "split_shared"]
@@ -295,7 +296,7 @@ class Trainer:
             if name == "init":
                 def train_init(hp, s):
                     return self.init(hp, self._key(s))
-                fn = jax.jit(jax.vmap(train_init))
+                fn = _CalledOnce(jax.jit(jax.vmap(train_init)))
             elif name == "segment":
                 def train_segment(st, hp, s, hp_shared, first_step):
                     return self.segment(st, {**hp, **hp_shared}, self._key(s), n_intervals, first_step)
@@ -309,7 +310,7 @@ class Trainer:
                     with precision_scope(self.config.matmul_precision, "matmul_precision"):
                         summary = self.summary(model, hp)
                     return eqx.filter(model, eqx.is_inexact_array), snaps, summary
-                fn = jax.jit(jax.vmap(train_final))
+                fn = _CalledOnce(jax.jit(jax.vmap(train_final)))
             self._compiled[key] = fn
         return self._compiled[key]
 
@@ -430,6 +431,47 @@ _AUTO_BLOCKS: dict = {}  # (id(family), config) -> (family, block): Trainer's "a
 # change neither XLA's fusion, cost nor buffer analyses, and skipping them halves the compile
 # (the dictionaries' and grokking's segments: 3.0 -> 1.65 s, 2.1 -> 1.2 s on the 2-core box).
 _PROBE_OPTIONS = {"xla_backend_optimization_level": 0}
+# A program called once per chunk (the initial state; the final parameters and summary) does
+# little work, and on a CPU LLVM's optimisation of it costs more than it saves: the
+# dictionaries' init and final compile in 3.9 + 4.6 s at the default level and 1.2 + 2.1 s at
+# level 0, and run in milliseconds either way. Work is XLA's FLOP count before optimisation
+# (a loop's body counted once).
+_ONCE_OPTIONS = {"xla_backend_optimization_level": 0}
+_ONCE_MAX_FLOPS = 1e9
+
+
+class _CalledOnce:
+    """A jitted program that runs once per chunk: compiled at ``_ONCE_OPTIONS`` on a CPU when
+    it does under ``_ONCE_MAX_FLOPS`` of work, else as ``jax.jit`` compiles it. Traced (under
+    ``eval_shape`` or another jit) it is the jitted function itself."""
+
+    def __init__(self, jitted):
+        self.jitted = jitted
+        self._executables = {}
+
+    def __call__(self, *args):
+        leaves, tree = jax.tree.flatten(args)
+        if any(is_traced(x) for x in leaves):
+            return self.jitted(*args)
+        key = (tree, tuple((jax.typeof(x), getattr(x, "sharding", None)) for x in leaves))
+        if key not in self._executables:
+            lowered = self.jitted.lower(*args)
+            self._executables[key] = lowered.compile(_ONCE_OPTIONS if _small_on_cpu(lowered) else None)
+        return self._executables[key](*args)
+
+    def lower(self, *args):
+        return self.jitted.lower(*args)
+
+
+def _small_on_cpu(lowered) -> bool:
+    """True when ``lowered`` is for a CPU and XLA counts under ``_ONCE_MAX_FLOPS`` in it."""
+    if jax.default_backend() != "cpu":
+        return False
+    cost = lowered.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
+    flops = cost.get("flops") if isinstance(cost, dict) else None
+    return flops is not None and 0 <= flops < _ONCE_MAX_FLOPS
+
 
 
 def default_block_size(backend: str | None = None, *, fn=None, args: tuple = (), n_shared: int = 0) -> int | None:
