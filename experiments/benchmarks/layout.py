@@ -21,6 +21,10 @@ Settings (instance-steps per second are printed; ``--tiny``: small configs for a
 - groups: Chughtai et al.'s S5 MLP, full batch (40% of 14 400 pairs)
 - bilinear: one bilinear layer of 256 (embedding 256) on 8×8 digits, batch 1024
 - dictionaries: ReLU + L1 SAEs 64 → 256 latents, batch 4096, one data stream (data_seed=0)
+- induction: a 2-block attention-only transformer (d_model 64, 4 heads), vocabulary 64,
+  context 32, batch 64 (its held-out scores once, at the last step)
+- icl_regression: a 2-block transformer (d_model 64, 4 heads, MLP 128) on 16 (x, y) pairs in
+  4 dimensions, batch 64 (its Bayes predictors once, at the last step)
 
 Measured (``toylab bench layout``, the 2-core CPU box shared with other jobs, jax 0.10.2;
 instance-steps/s, blocks of 1 / one vmap / default (block)):
@@ -90,6 +94,24 @@ def _dictionaries(tiny: bool):
                             eval_size=256, data_seed=0)
 
 
+def _induction(tiny: bool):
+    from toylab.families.induction import InductionConfig
+
+    if tiny:
+        return InductionConfig(d_vocab=16, n_ctx=16, span=4, d_model=16, n_heads=2, batch_size=8, eval_size=8,
+                               steps=3, log_every=3)
+    return InductionConfig(steps=10, log_every=10)
+
+
+def _icl_regression(tiny: bool):
+    from toylab.families.icl_regression import ICLRegressionConfig
+
+    if tiny:
+        return ICLRegressionConfig(dim=2, n_points=4, pool_size=16, d_model=8, n_heads=2, d_mlp=8, batch_size=8,
+                                   eval_size=16, steps=3, log_every=3)
+    return ICLRegressionConfig(steps=10, log_every=10)
+
+
 # family -> (its setting in words, config maker)
 CASES = {
     "superposition": ("n=20, m=5, ReLU output, batch 1024", _superposition),
@@ -97,6 +119,8 @@ CASES = {
     "groups": ("S5 MLP (embeddings 256, 128 neurons), full batch", _groups),
     "bilinear": ("bilinear layer of 256 on 8x8 digits, batch 1024", _bilinear),
     "dictionaries": ("ReLU + L1 SAEs 64 -> 256, batch 4096, data_seed=0", _dictionaries),
+    "induction": ("2-block attention-only transformer, vocabulary 64, context 32, batch 64", _induction),
+    "icl_regression": ("2-block transformer on 16 (x, y) pairs in 4 dimensions, batch 64", _icl_regression),
 }
 
 

@@ -7,6 +7,9 @@ Analyses read a model through what it declares of itself, never by checking its 
   by the interaction basis (:mod:`toylab.analysis.interaction`) and by a dictionary reading
   one of its layers; optionally its dense ReLU layer (:class:`DenseLayer`, for the layer
   degeneracies) and its known features at a layer (``known_features``).
+- :class:`HeadedModel`: its attention heads (patterns, OV and QK circuits, the mask of one
+  head's or one layer's weights), read by :mod:`toylab.analysis.heads` and by the
+  weight-refined LLC.
 - non-trainable state: a model lists the fields it updates without gradients in the class
   attribute ``state_fields``; :func:`split_state` / :func:`merge_state` take them apart, so
   an optimizer, an LLC chain or a Hessian sees the trained arrays alone.
@@ -19,7 +22,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import equinox as eqx
 
-__all__ = ["PairModel", "LayeredModel", "LayerMaps", "DenseLayer", "layer_maps", "state_fields", "split_state",
+__all__ = ["PairModel", "LayeredModel", "HeadedModel", "LayerMaps", "DenseLayer", "layer_maps", "state_fields", "split_state",
            "merge_state"]
 
 
@@ -158,6 +161,36 @@ class LayeredModel(Protocol):
     fields updated without gradients)."""
 
     def layer_maps(self) -> LayerMaps: ...
+
+
+@runtime_checkable
+class HeadedModel(Protocol):
+    """A model whose attention heads the analyses read (:mod:`toylab.analysis.heads`, the
+    weight-refined LLC). The sequence transformers of :mod:`toylab.models.sequence`
+    implement it; a model of your own that does works with those analyses.
+
+    ``attention_patterns(inputs)``: (n_layers, n_heads, n, n) for one sequence, rows the
+    queries. ``head_ov`` / ``head_qk``: (d_model, d_model) circuits of one head.
+    ``token_embedding()``: (d_model, d_in); ``unembedding()``: (d_out, d_model).
+    ``head_mask(layer, head)`` / ``layer_mask(layer)``: pytrees of bools like the model, True
+    on that head's (that block's) weights. A layer or head out of range raises ConfigError."""
+
+    n_layers: int
+    n_heads: int
+
+    def attention_patterns(self, inputs) -> Any: ...
+
+    def head_ov(self, layer: int, head: int) -> Any: ...
+
+    def head_qk(self, layer: int, head: int) -> Any: ...
+
+    def token_embedding(self) -> Any: ...
+
+    def unembedding(self) -> Any: ...
+
+    def head_mask(self, layer: int, head: int) -> Any: ...
+
+    def layer_mask(self, layer: int) -> Any: ...
 
 
 def layer_maps(model) -> LayerMaps:

@@ -246,9 +246,43 @@ def _dictionaries(pick: _Picker, size: int) -> dict:
     )
 
 
+def _induction(pick: _Picker, size: int) -> dict:
+    from ..tasks.sequences import TASKS
+
+    task = pick("task", st.sampled_from(TASKS))
+    d_vocab = pick("d_vocab", st.integers(2, max(2, size)))
+    span = pick("span", st.integers(2, max(2, size)))
+    d_model, n_heads = _heads(pick, size)
+    ngram = pick("ngram", st.integers(2, 3))
+    return dict(
+        task=task, d_vocab=d_vocab, span=span, n_ctx=pick("n_ctx", st.integers(2 * span, 2 * span + size)),
+        ngram=ngram, branching=pick("branching", st.integers(1, d_vocab)),
+        language_seed=pick("language_seed", st.integers(0, 2**31 - 1)),
+        repeat_probability=pick("repeat_probability", _unit()), n_layers=pick("n_layers", st.integers(1, 2)),
+        n_heads=n_heads, d_model=d_model, d_mlp=pick("d_mlp", st.integers(0, size)),
+        batch_size=pick("batch_size", st.integers(1, 8 * size)), eval_size=pick("eval_size", st.integers(1, 8 * size)),
+    )
+
+
+def _icl_regression(pick: _Picker, size: int) -> dict:
+    from ..families.icl_regression import EVAL_CHUNK
+
+    pool = pick("pool_size", st.integers(1, 8 * size))
+    d_model, n_heads = _heads(pick, size)
+    return dict(
+        dim=pick("dim", st.integers(1, size)), n_points=pick("n_points", st.integers(1, size)), pool_size=pool,
+        task_seed=pick("task_seed", st.integers(0, 2**31 - 1)),
+        n_tasks=pick("n_tasks", st.integers(0, pool).map(float)), noise_std=pick("noise_std", _unit(0.05, 2.0)),
+        n_layers=pick("n_layers", st.integers(1, 2)), n_heads=n_heads, d_model=d_model,
+        d_mlp=pick("d_mlp", st.integers(0, size)), batch_size=pick("batch_size", st.integers(1, 8 * size)),
+        eval_size=pick("eval_size", st.integers(1, 2).map(lambda k: k * EVAL_CHUNK)),
+    )
+
+
 # name -> (the smallest max_size it can draw, the drawer of its own fields)
 _FAMILIES = {"superposition": (1, _superposition), "grokking": (2, _grokking), "groups": (1, _groups),
-             "bilinear": (1, _bilinear), "dictionaries": (1, _dictionaries)}
+             "bilinear": (1, _bilinear), "dictionaries": (1, _dictionaries), "induction": (2, _induction),
+             "icl_regression": (1, _icl_regression)}
 CONFIG_FAMILIES = tuple(_FAMILIES)
 
 
