@@ -106,14 +106,16 @@ def test_copy_span_moves_one_span_to_a_later_place():
     base = jnp.broadcast_to(jnp.arange(n_ctx), (batch, n_ctx))  # a token names its position
     tokens, copied = copy_span(jax.random.key(0), base, span, 1.0)
     tokens, copied = np.asarray(tokens), np.asarray(copied)
+    sources = set()
     for row, mark in zip(tokens, copied):
         moved = np.flatnonzero(row != np.arange(n_ctx))
-        t = moved[0] if moved.size else None
-        assert moved.size == span or (moved.size < span and t is None)  # a copy onto itself is impossible
-        s = row[t]
-        assert t >= s + span and t + span <= n_ctx and s >= 0
+        assert moved.size == span  # the source lies before the copy: every copied token moved
+        t, s = moved[0], row[moved[0]]
+        sources.add(int(s))
+        assert t == n_ctx - span and 0 <= s <= n_ctx - 2 * span
         np.testing.assert_array_equal(row[t:t + span], np.arange(s, s + span))
         np.testing.assert_array_equal(np.flatnonzero(mark), np.arange(t + 1, t + span))
+    assert len(sources) > 5  # the offset varies: position alone cannot find the source
     none, marks = copy_span(jax.random.key(0), base, span, 0.0)
     np.testing.assert_array_equal(none, base)
     assert not np.any(marks)

@@ -21,7 +21,7 @@ Settings (instance-steps per second are printed; ``--tiny``: small configs for a
 - groups: Chughtai et al.'s S5 MLP, full batch (40% of 14 400 pairs)
 - bilinear: one bilinear layer of 256 (embedding 256) on 8×8 digits, batch 1024
 - dictionaries: ReLU + L1 SAEs 64 → 256 latents, batch 4096, one data stream (data_seed=0)
-- induction: a 2-block attention-only transformer (d_model 64, 4 heads), vocabulary 64,
+- induction: a 2-block attention-only transformer (d_model 64, 4 heads), vocabulary 32,
   context 32, batch 64 (its held-out scores once, at the last step)
 - icl_regression: a 2-block transformer (d_model 64, 4 heads, MLP 128) on 16 (x, y) pairs in
   4 dimensions, batch 64 (its Bayes predictors once, at the last step)
@@ -119,7 +119,7 @@ CASES = {
     "groups": ("S5 MLP (embeddings 256, 128 neurons), full batch", _groups),
     "bilinear": ("bilinear layer of 256 on 8x8 digits, batch 1024", _bilinear),
     "dictionaries": ("ReLU + L1 SAEs 64 -> 256, batch 4096, data_seed=0", _dictionaries),
-    "induction": ("2-block attention-only transformer, vocabulary 64, context 32, batch 64", _induction),
+    "induction": ("2-block attention-only transformer, vocabulary 32, context 32, batch 64", _induction),
     "icl_regression": ("2-block transformer on 16 (x, y) pairs in 4 dimensions, batch 64", _icl_regression),
 }
 

@@ -1,8 +1,9 @@
 """Token sequences for the in-context learning toys, generated here (nothing is downloaded).
 
-Two tasks, each a base sequence in which, with probability ``repeat_probability``, one span of
-``span`` tokens is copied from a random place to a random later place (the offset varies, so
-only matching content, not position, finds the earlier copy):
+Two tasks, each a base sequence whose last ``span`` tokens are, with probability
+``repeat_probability``, a copy of an earlier span at a random place (the offset varies, so only
+matching content, not position, finds the earlier copy; the copy ends the context, so late
+tokens are the predictable ones, as in text):
 
 - ``"repeats"``: the base is uniform random tokens: nothing predicts a token but an earlier
   copy of its predecessor, exactly what an induction head reads.
@@ -102,20 +103,20 @@ def _markov_chain(key, batch_size: int, n_ctx: int, d_vocab: int, ngram: int, br
 
 
 def copy_span(key, base, span: int, repeat_probability):
-    """(tokens, copied): ``base`` (batch, n_ctx) with, in each sequence with probability
-    ``repeat_probability`` (traceable), the span of ``span`` tokens at a uniform start s in
-    [0, n_ctx − 2·span] copied to a uniform start t in [s + span, n_ctx − span]."""
+    """(tokens, copied): ``base`` (batch, n_ctx) whose last ``span`` tokens are, in each
+    sequence with probability ``repeat_probability`` (traceable), a copy of the span at a
+    uniform start s in [0, n_ctx − 2·span]. The copy ends the context, so the late positions
+    are the predictable ones (an in-context learning score reads them); its offset varies,
+    so only matching content finds its source."""
     batch_size, n_ctx = base.shape
-    k_copy, k_src, k_dst = jax.random.split(key, 3)
+    k_copy, k_src = jax.random.split(key)
     s = jax.random.randint(k_src, (batch_size,), 0, n_ctx - 2 * span + 1)
-    u = jax.random.uniform(k_dst, (batch_size,))
-    room = n_ctx - span - (s + span) + 1
-    t = s + span + jnp.floor(u * room).astype(jnp.int32).clip(0, room - 1)
+    t = n_ctx - span
     repeat = jax.random.uniform(k_copy, (batch_size,)) < jnp.asarray(repeat_probability, jnp.float32)
     idx = jnp.arange(n_ctx)[None, :]
-    inside = repeat[:, None] & (idx >= t[:, None]) & (idx < (t + span)[:, None])
-    tokens = jnp.take_along_axis(base, jnp.where(inside, idx - t[:, None] + s[:, None], idx), axis=1)
-    return tokens, inside & (idx > t[:, None])
+    inside = repeat[:, None] & (idx >= t)
+    tokens = jnp.take_along_axis(base, jnp.where(inside, idx - t + s[:, None], idx), axis=1)
+    return tokens, inside & (idx > t)
 
 
 def multigram_tokens(key, batch_size: int, d_vocab: int, n_ctx: int, ngram: int, branching: int,
