@@ -433,7 +433,7 @@ _AUTO_BLOCKS: dict = {}  # (id(family), config) -> (family, block): Trainer's "a
 _PROBE_OPTIONS = {"xla_backend_optimization_level": 0}
 # A program called once per chunk (the initial state; the final parameters and summary) does
 # little work, and on a CPU LLVM's optimisation of it costs more than it saves: the
-# dictionaries' init and final compile in 3.9 + 4.6 s at the default level and 1.2 + 2.1 s at
+# dictionaries' init and final compile in 3.9 + 4.6 s at the default level and 1.0 + 2.0 s at
 # level 0, and run in milliseconds either way. Work is XLA's FLOP count before optimisation
 # (a loop's body counted once).
 _ONCE_OPTIONS = {"xla_backend_optimization_level": 0}
