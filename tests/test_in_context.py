@@ -140,7 +140,8 @@ def test_repeated_tokens_are_periodic():
 
 
 @pytest.mark.parametrize("kwargs,field", [({"n_ctx": 7, "span": 4}, "n_ctx"), ({"branching": 9}, "branching"),
-                                          ({"task": "text"}, "task"), ({"span": 1}, "span")])
+                                          ({"task": "text"}, "task"), ({"span": 1}, "span"),
+                                          ({"d_vocab": 1024, "ngram": 3}, "ngram")])
 def test_sequence_task_refusals(kwargs, field):
     args = dict(task="multigram", d_vocab=8, n_ctx=16, span=4, branching=2) | kwargs
     with pytest.raises(ConfigError, match=field):

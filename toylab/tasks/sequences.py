@@ -27,10 +27,11 @@ import numpy as np
 from ..core.config import ConfigError
 
 __all__ = ["TASKS", "check_sequence_task", "markov_table", "token_sequences", "repeated_tokens",
-           "multigram_tokens", "copy_span", "MAX_CONTEXTS"]
+           "multigram_tokens", "copy_span", "MAX_CONTEXTS", "MAX_TABLE"]
 
 TASKS = ("repeats", "multigram")
 MAX_CONTEXTS = 2 ** 20  # rows of a Markov table: d_vocab ** (ngram − 1)
+MAX_TABLE = 2 ** 24  # rows × d_vocab: the host draws a permutation of the vocabulary per row
 
 
 def _positive_int(name, v, lo=1):
@@ -52,9 +53,10 @@ def check_sequence_task(task: str, d_vocab: int, n_ctx: int, span: int, ngram: i
         _positive_int("branching", branching, 1)
         if branching > d_vocab:
             raise ConfigError("branching", branching, f"must be at most d_vocab={d_vocab}")
-        if d_vocab ** (ngram - 1) > MAX_CONTEXTS:
-            raise ConfigError("ngram", ngram, f"d_vocab ** (ngram − 1) contexts must be at most {MAX_CONTEXTS} "
-                                              f"(d_vocab={d_vocab})")
+        contexts = d_vocab ** (ngram - 1)
+        if contexts > MAX_CONTEXTS or contexts * d_vocab > MAX_TABLE:
+            raise ConfigError("ngram", ngram, f"d_vocab ** (ngram − 1) contexts must be at most {MAX_CONTEXTS} and "
+                                              f"d_vocab ** ngram at most {MAX_TABLE} (d_vocab={d_vocab})")
 
 
 @functools.lru_cache(maxsize=16)
