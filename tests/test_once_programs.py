@@ -66,3 +66,13 @@ def test_traced_once_program_is_the_jitted_function(compile_options):
     shapes = jax.eval_shape(trainer.init_ensemble, hp, seeds)
     assert jax.tree.leaves(shapes)[0].shape[0] == 3
     assert compile_options == []  # nothing compiled for a trace
+
+
+def test_a_program_without_a_cost_analysis_keeps_the_default(compile_options, monkeypatch):
+    def no_analysis(self):
+        raise NotImplementedError("no cost analysis here")
+
+    monkeypatch.setattr(jax.stages.Lowered, "cost_analysis", no_analysis)
+    trainer, hp, seeds = _trainer_and_inputs()
+    trainer.init_ensemble(hp, seeds)
+    assert compile_options == [None]
