@@ -341,3 +341,22 @@ def test_drawn_configs_train(data):
         result = make_train(family, cfg)(cfg.hparams(), jax.random.key(0))
         assert np.all(np.isfinite(np.asarray(result.metrics["loss"]))), family
         assert np.all(np.isfinite(np.asarray(result.metrics["eval_loss"]))), family
+
+
+@pytest.mark.parametrize("call,field", [
+    (lambda: repeated_tokens(jax.random.key(0), 0, 8, 8, 2), "batch_size"),
+    (lambda: copy_span(jax.random.key(0), jnp.zeros((2, 6), jnp.int32), 4, 1.0), "span"),
+    (lambda: copy_span(jax.random.key(0), jnp.zeros(6, jnp.int32), 2, 1.0), "base"),
+    (lambda: multigram_tokens(jax.random.key(0), 2, 4, 8, 2, 5, 0), "branching"),
+    (lambda: markov_table(4, 2, 2, -1), "language_seed"),
+    (lambda: regression_batch(jax.random.key(0), 4, 3, np.zeros(3), 1.0, 0.1), "pool"),
+    (lambda: regression_batch(jax.random.key(0), 4, 3, np.zeros((4, 2)), 5.0, 0.1), "n_tasks"),
+    (lambda: regression_batch(jax.random.key(0), 4, 0, np.zeros((4, 2)), 1.0, 0.1), "n_points"),
+    (lambda: regression_batch(jax.random.key(0), 4, 3, np.zeros((4, 2)), 1.0, -0.1), "noise_std"),
+    (lambda: interleave(jnp.zeros((2, 3, 2)), jnp.zeros((2, 4))), "y"),
+    (lambda: ridge_predictions(np.zeros((3, 2)), np.zeros(3), "wide"), "noise_std"),
+    (lambda: task_posterior_predictions(np.zeros((3, 2)), np.zeros(3), np.zeros((4, 2)), 0.0), "noise_std"),
+])
+def test_task_and_predictor_refusals_name_the_argument(call, field):
+    with pytest.raises(ConfigError, match=field):
+        call()

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..core.config import ConfigError, described
+from ..core.tracing import concrete
 
 __all__ = ["ridge_predictions", "task_posterior_predictions"]
 
@@ -33,8 +35,13 @@ def _check(x, y):
 
 
 def _check_noise(noise_std):
-    if not isinstance(noise_std, jax.Array) and not float(noise_std) > 0:
-        raise ConfigError("noise_std", noise_std, "must be > 0 (the likelihood's σ)")
+    try:
+        value = concrete(noise_std)  # None when traced
+    except (TypeError, ValueError):
+        value = np.asarray(np.nan)
+    if value is not None and not (np.ndim(value) == 0 and np.issubdtype(np.asarray(value).dtype, np.number)
+                                  and float(value) > 0):
+        raise ConfigError("noise_std", noise_std, "must be a number > 0 (the likelihood's σ)")
     return jnp.asarray(noise_std, jnp.float32)
 
 

@@ -430,13 +430,14 @@ _AUTO_BLOCKS: dict = {}  # (id(family), config) -> (family, block): Trainer's "a
 # The probes' programs are only analysed, never run: LLVM's optimisations (the backend's level)
 # change neither XLA's fusion, cost nor buffer analyses, and skipping them halves the compile
 # (the dictionaries' and grokking's segments: 3.0 -> 1.65 s, 2.1 -> 1.2 s on the 2-core box).
-_PROBE_OPTIONS = {"xla_backend_optimization_level": 0}
+_UNOPTIMISED = {"xla_backend_optimization_level": 0}  # XLA's passes as usual, LLVM's skipped
+_PROBE_OPTIONS = _UNOPTIMISED
 # A program called once per chunk (the initial state; the final parameters and summary) does
 # little work, and on a CPU LLVM's optimisation of it costs more than it saves: the
 # dictionaries' init and final compile in 3.9 + 4.6 s at the default level and 1.0 + 2.0 s at
 # level 0, and run in milliseconds either way. Work is XLA's FLOP count before optimisation
 # (a loop's body counted once).
-_ONCE_OPTIONS = {"xla_backend_optimization_level": 0}
+_ONCE_OPTIONS = _UNOPTIMISED
 _ONCE_MAX_FLOPS = 1e9
 
 

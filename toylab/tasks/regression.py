@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.config import ConfigError
-from ..core.tracing import is_traced
+from ..core.config import ConfigError, described
+from ..core.tracing import concrete, is_traced
 
 __all__ = ["task_pool", "regression_batch", "interleave", "check_regression_task"]
 
@@ -29,8 +29,11 @@ def check_regression_task(dim: int, n_points: int, pool_size: int, n_tasks=None)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ConfigError(name, v, "must be a positive integer")
     if n_tasks is not None and not is_traced(n_tasks):
-        m = float(np.asarray(n_tasks))
-        if not (m == int(m) and 0 <= m <= pool_size):
+        try:
+            m = float(np.asarray(n_tasks))
+        except (TypeError, ValueError):
+            m = float("nan")
+        if not (np.isfinite(m) and m == int(m) and 0 <= m <= pool_size):
             raise ConfigError("n_tasks", n_tasks, f"must be a whole number of tasks in 0..pool_size={pool_size} "
                                                   "(0: a fresh task every sequence)")
 
@@ -46,6 +49,14 @@ def regression_batch(key, batch_size: int, n_points: int, pool, n_tasks, noise_s
     """(x (batch, n_points, dim), y (batch, n_points), w (batch, dim)): sequences of one task
     each, from the first ``n_tasks`` of ``pool`` (0: fresh Gaussian tasks)."""
     pool = jnp.asarray(pool, jnp.float32)
+    if pool.ndim != 2 or pool.shape[0] < 1:
+        raise ConfigError("pool", described(f"shape {pool.shape}"), "must be tasks (pool_size >= 1, dim)")
+    check_regression_task(pool.shape[1], n_points, pool.shape[0], n_tasks)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ConfigError("batch_size", batch_size, "must be a positive integer")
+    noise = concrete(noise_std)
+    if noise is not None and not (noise.ndim == 0 and noise >= 0):
+        raise ConfigError("noise_std", noise_std, "must be a number >= 0")
     dim = pool.shape[1]
     k_pick, k_fresh, k_x, k_noise = jax.random.split(key, 4)
     m = jnp.asarray(n_tasks, jnp.float32)
@@ -62,6 +73,9 @@ def regression_batch(key, batch_size: int, n_points: int, pool, n_tasks, noise_s
 def interleave(x, y):
     """(…, 2·n_points, dim + 1) tokens: x_k as (0, x_k) at even positions, y_k as (y_k, 0…)
     at odd ones."""
+    if jnp.ndim(x) < 2 or jnp.shape(y) != jnp.shape(x)[:-1]:
+        raise ConfigError("y", described(f"shape {jnp.shape(y)} beside x {jnp.shape(x)}"),
+                          "must be (…, n_points) beside x (…, n_points, dim)")
     dim = x.shape[-1]
     xs = jnp.concatenate([jnp.zeros(x.shape[:-1] + (1,), x.dtype), x], axis=-1)
     ys = jnp.concatenate([y[..., None], jnp.zeros(y.shape + (dim,), y.dtype)], axis=-1)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.config import ConfigError
+from ..core.config import ConfigError, described
 
 __all__ = ["TASKS", "check_sequence_task", "markov_table", "token_sequences", "repeated_tokens",
            "multigram_tokens", "copy_span", "MAX_CONTEXTS", "MAX_TABLE"]
@@ -49,21 +49,32 @@ def check_sequence_task(task: str, d_vocab: int, n_ctx: int, span: int, ngram: i
     if n_ctx < 2 * span:
         raise ConfigError("n_ctx", n_ctx, f"must hold the repeated span twice: at least 2·span = {2 * span}")
     if task == "multigram":
-        _positive_int("ngram", ngram, 2)
-        _positive_int("branching", branching, 1)
-        if branching > d_vocab:
-            raise ConfigError("branching", branching, f"must be at most d_vocab={d_vocab}")
-        contexts = d_vocab ** (ngram - 1)
-        if contexts > MAX_CONTEXTS or contexts * d_vocab > MAX_TABLE:
-            raise ConfigError("ngram", ngram, f"d_vocab ** (ngram − 1) contexts must be at most {MAX_CONTEXTS} and "
-                                              f"d_vocab ** ngram at most {MAX_TABLE} (d_vocab={d_vocab})")
+        _check_language(d_vocab, ngram, branching)
 
 
-@functools.lru_cache(maxsize=16)
+def _check_language(d_vocab, ngram, branching, language_seed=0):
+    _positive_int("d_vocab", d_vocab, 2)
+    _positive_int("ngram", ngram, 2)
+    _positive_int("branching", branching, 1)
+    _positive_int("language_seed", language_seed, 0)
+    if branching > d_vocab:
+        raise ConfigError("branching", branching, f"must be at most d_vocab={d_vocab}")
+    contexts = d_vocab ** (ngram - 1)
+    if contexts > MAX_CONTEXTS or contexts * d_vocab > MAX_TABLE:
+        raise ConfigError("ngram", ngram, f"d_vocab ** (ngram − 1) contexts must be at most {MAX_CONTEXTS} and "
+                                          f"d_vocab ** ngram at most {MAX_TABLE} (d_vocab={d_vocab})")
+
+
 def markov_table(d_vocab: int, ngram: int, branching: int, language_seed: int):
     """(next tokens (d_vocab**(ngram−1), branching) int32, cumulative weights (same shape)
     float32): every context's allowed next tokens (distinct) and the running sums of their
     probabilities, ∝ 1/rank with the ranks shuffled per context. Host numpy, cached."""
+    _check_language(d_vocab, ngram, branching, language_seed)
+    return _markov_table(int(d_vocab), int(ngram), int(branching), int(language_seed))
+
+
+@functools.lru_cache(maxsize=16)
+def _markov_table(d_vocab: int, ngram: int, branching: int, language_seed: int):
     rng = np.random.default_rng(language_seed)
     n_contexts = d_vocab ** (ngram - 1)
     # the first `branching` of a random permutation per context: distinct next tokens
@@ -79,6 +90,10 @@ def markov_table(d_vocab: int, ngram: int, branching: int, language_seed: int):
 def repeated_tokens(key, batch_size: int, d_vocab: int, n_ctx: int, span: int):
     """(batch, n_ctx) int32: a random span of ``span`` tokens, repeated to fill the context
     (Olsson et al.'s repeated random tokens, where head scores are read)."""
+    _positive_int("batch_size", batch_size)
+    _positive_int("d_vocab", d_vocab)
+    _positive_int("n_ctx", n_ctx)
+    _positive_int("span", span)
     first = jax.random.randint(key, (batch_size, span), 0, d_vocab, jnp.int32)
     return jnp.tile(first, (1, -(-n_ctx // span)))[:, :n_ctx]
 
@@ -110,7 +125,13 @@ def copy_span(key, base, span: int, repeat_probability):
     uniform start s in [0, n_ctx − 2·span]. The copy ends the context, so the late positions
     are the predictable ones (an in-context learning score reads them); its offset varies,
     so only matching content finds its source."""
+    if jnp.ndim(base) != 2 or not jnp.issubdtype(jnp.result_type(base), jnp.integer):
+        raise ConfigError("base", described(f"shape {jnp.shape(base)}, {jnp.result_type(base)}"),
+                          "must be integer token sequences (batch, n_ctx)")
     batch_size, n_ctx = base.shape
+    _positive_int("span", span, 2)
+    if n_ctx < 2 * span:
+        raise ConfigError("span", span, f"must fit twice in the context of {n_ctx} tokens")
     k_copy, k_src = jax.random.split(key)
     s = jax.random.randint(k_src, (batch_size,), 0, n_ctx - 2 * span + 1)
     t = n_ctx - span
@@ -124,6 +145,9 @@ def copy_span(key, base, span: int, repeat_probability):
 def multigram_tokens(key, batch_size: int, d_vocab: int, n_ctx: int, ngram: int, branching: int,
                      language_seed: int):
     """(batch, n_ctx) int32 sequences of the Markov-chain language (no copies)."""
+    _check_language(d_vocab, ngram, branching, language_seed)
+    _positive_int("batch_size", batch_size)
+    _positive_int("n_ctx", n_ctx, ngram - 1)
     return _markov_chain(key, batch_size, n_ctx, d_vocab, ngram, branching, language_seed)
 
 
