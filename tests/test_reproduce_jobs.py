@@ -157,6 +157,29 @@ def test_default_jobs_fit_cores_and_memory(monkeypatch):
     assert sorted(costs, key=lambda n: -costs[n]) == ["bilinear", "grokking", "new"]
 
 
+def test_start_order_plans_the_schedule_that_ends_first():
+    from toylab.experiments.reproductions import _jobs
+
+    costs = {"a": 3.0, "b": 3.0, "c": 2.0, "d": 2.0, "e": 2.0}
+    longest = ["a", "b", "c", "d", "e"]
+    assert _jobs.makespan(longest, costs, 2) == 7.0  # a|b, then c, d on one slot and e waits
+    order = _jobs.start_order(list(costs), costs, 2, first=())
+    assert _jobs.makespan(order, costs, 2) == 6.0  # {a, b} on one slot, {c, d, e} on the other
+    assert sorted(order) == longest
+    # the names that must start at once do, and the plan is no worse than longest first when it can be
+    order = _jobs.start_order(list(costs), costs, 2, first=("e",))
+    assert "e" in order[:2] and _jobs.makespan(order, costs, 2) == 6.0
+    # one slot, or no more names than slots: longest first (those in `first` ahead)
+    assert _jobs.start_order(list(costs), costs, 1, first=("e",)) == ["e", "a", "b", "c", "d"]
+    assert _jobs.start_order(["c", "a"], costs, 2, first=()) == ["a", "c"]
+    # the built-in quick costs: grokking (which trains the shared seed-0 transformer) starts at once,
+    # and the plan ends no later than longest first
+    built = dict(_jobs.BUILTIN_SECONDS)
+    order = _jobs.start_order(list(built), built, 2)
+    assert "grokking" in order[:2]
+    assert _jobs.makespan(order, built, 2) < _jobs.makespan(sorted(built, key=lambda n: -built[n]), built, 2)
+
+
 def test_run_figures_records_each_phase_and_the_shared_preparation(tmp_path):
     import time
 

@@ -319,7 +319,7 @@ def _run_reproductions(names, mods, out, quick, quiet, jobs, why, known, claims,
 
     from toylab.experiments.reproductions import _jobs
 
-    if jobs > 1:  # child processes, longest first; each one's output in out/logs/NAME.log
+    if jobs > 1:  # child processes, in the order planned to end first; each one's output in out/logs/NAME.log
         print(f"== reproducing {', '.join(names)} ({'quick' if quick else 'full'}) -> {out}, "
               f"{jobs} at once ({why}); logs in {out / 'logs'}", flush=True)
         for name, (got, timing) in _jobs.run_jobs(names, out, quick, quiet, jobs, known).items():
@@ -342,8 +342,8 @@ def _run_reproductions(names, mods, out, quick, quiet, jobs, why, known, claims,
 
 
 _JOBS_HELP = ("reproductions run at once, each as a child process writing its output to OUT/logs/NAME.log, "
-              "longest first (default: the cores available, fewer if their memory would not fit; "
-              "1 runs them one after another in this process)")
+              "in the order planned to end first from the last run's times (default: the cores available, fewer "
+              "if their memory would not fit; 1 runs them one after another in this process)")
 
 
 def _cmd_figures(args) -> int:
