@@ -553,7 +553,10 @@ def learning_coefficients(loss: Callable, params, data, key, **settings) -> LLCR
     """The LLC at each point of a stack (``params`` with a leading axis: a run's snapshots,
     a sweep's runs), as one vmapped program, with the step size and localization chosen per
     point when "auto" and, when ``draws`` is None, draws enough for the slowest point.
-    Keywords as :func:`learning_coefficient`; the result's arrays lead with the stack."""
+    Keywords as :func:`learning_coefficient`; the result's arrays lead with the stack.
+    ``mask`` is one mask for every point, or one per point (the stacked params' shapes): the
+    weight-refined LLC of several parameter groups at several points in one program (repeat
+    the points along the stack, one copy per group)."""
     leaves = jax.tree.leaves(params)
     if not leaves or any(jnp.ndim(x) < 1 for x in leaves) or len({jnp.shape(x)[0] for x in leaves}) != 1:
         raise ConfigError("params", described(f"leading axes {[jnp.shape(x)[:1] for x in leaves]}"),
@@ -577,11 +580,16 @@ def _estimate_at(loss, params, data, key, *, stacked, sampler=None, step_size="a
                  chains=4, draws=None, burnin=None, batch_size=None, mask=None, n_examples=None,
                  bias_threshold=BIAS_THRESHOLD):
     one = jax.tree.map(lambda x: x[0], params) if stacked else params
-    v = _validate(loss, one, data, chains=chains, draws=draws, burnin=burnin, batch_size=batch_size, mask=mask,
-                  sampler=sampler, step_size=step_size, localization=localization, nbeta=nbeta,
-                  n_examples=n_examples, bias_threshold=bias_threshold)
+    per_point = stacked and _stacked_mask(mask, params)
+    v = _validate(loss, one, data, chains=chains, draws=draws, burnin=burnin, batch_size=batch_size,
+                  mask=jax.tree.map(lambda m: m[0], mask) if per_point else mask, sampler=sampler,
+                  step_size=step_size, localization=localization, nbeta=nbeta, n_examples=n_examples,
+                  bias_threshold=bias_threshold)
     if stacked:
         finite_tree("params", params)
+    if per_point:
+        v["move"] = _stacked_moves(mask, v["sampler"], v["flat"].dtype)
+    move_axis = 0 if per_point else None
     sampler = v["sampler"]
     n_ex = v["n_examples"]
     nbeta = default_nbeta(n_ex) if v["nbeta"] is None else v["nbeta"]
@@ -605,7 +613,7 @@ def _estimate_at(loss, params, data, key, *, stacked, sampler=None, step_size="a
     if stacked:
         size = flat.shape[0]
         k_prep, k_run = jax.random.split(k_prep, size), jax.random.split(k_run, size)
-        prepare = jax.vmap(prepare, in_axes=(0, None, None, 0, None))
+        prepare = jax.vmap(prepare, in_axes=(0, move_axis, None, 0, None))
     prep = prepare(flat, v["move"], data, k_prep, scalars) if traced else jax.jit(prepare)(
         flat, v["move"], data, k_prep, scalars)
     if v["auto_step"] and not traced:
@@ -632,7 +640,7 @@ def _estimate_at(loss, params, data, key, *, stacked, sampler=None, step_size="a
             raise ConfigError("burnin", burnin, f"must leave at least 2 kept draws (draws={draws})")
         run = functools.partial(_run, problem, draws, burnin)
         if stacked:
-            run = jax.vmap(run, in_axes=(0, None, None, 0, 0))
+            run = jax.vmap(run, in_axes=(0, move_axis, None, 0, 0))
         out = run(flat, v["move"], data, k_run, prep) if traced else jax.jit(run)(flat, v["move"], data, k_run, prep)
         return out, draws, burnin
 
@@ -662,6 +670,36 @@ def _estimate_at(loss, params, data, key, *, stacked, sampler=None, step_size="a
     unravel = jax.vmap(jax.vmap(v["unravel"])) if stacked else jax.vmap(v["unravel"])
     return LLCResult(n=n_ex, burnin=burnin, sampler=sampler.name, threshold=float(bias_threshold),
                      notes=tuple(notes), final=unravel(out.pop("final")), point=params, **out)
+
+
+def _stacked_mask(mask, params) -> bool:
+    """Whether ``mask`` holds one mask per point of the stack ``params`` (the shapes of the
+    stacked params) rather than one mask for all of them."""
+    if mask is None:
+        return False
+    try:
+        return (jax.tree.structure(mask) == jax.tree.structure(params)
+                and all(jnp.shape(m) == jnp.shape(p) for m, p in zip(jax.tree.leaves(mask), jax.tree.leaves(params))))
+    except (TypeError, ValueError):
+        return False
+
+
+def _stacked_moves(mask, sampler, dtype):
+    """(points, d) 0/1 rows from a per-point mask, each checked as one mask is."""
+    moves = jax.vmap(lambda m: ravel_pytree(jax.tree.map(lambda x: jnp.asarray(x, dtype), m))[0])(mask)
+    rows = concrete(moves)
+    if rows is None:
+        raise ConfigError("mask", described("a traced per-point mask"), "must be concrete (one mask per point)")
+    if sampler.exact:
+        raise ConfigError("mask", described("one mask per point"), "must be one mask for all points with sampler hmc")
+    if not np.all((rows == 0) | (rows == 1)):
+        raise ConfigError("mask", described("values other than True/False (0/1)"),
+                          "must be a pytree of bools: a coordinate moves or it does not")
+    empty = np.flatnonzero(~rows.any(axis=1))
+    if empty.size:
+        raise ConfigError("mask", described(f"no True entry at point {int(empty[0])}"),
+                          "must let at least one coordinate move at every point")
+    return moves
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,20 +13,25 @@ and on repeated random tokens each head's previous-token and induction scores (`
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
 from ..analysis.heads import head_labels, head_scores, icl_score, position_losses
-from ..core.config import (ConfigError, TrainConfig, in_interval, nonnegative_int, one_of, positive_int, static,
+from ..core.config import (ConfigError, TrainConfig, described, in_interval, nonnegative_int, one_of, positive_int, static,
                            sweepable)
 from ..core.family import Family, register_family
 from ..models.sequence import init_sequence_transformer
 from ..tasks.sequences import TASKS, check_sequence_task, repeated_tokens, token_sequences
 
-__all__ = ["InductionConfig", "INDUCTION", "sequence_batch", "eval_sequences", "score_sequences"]
+__all__ = ["InductionConfig", "INDUCTION", "sequence_batch", "eval_sequences", "score_sequences", "SUBSETS",
+           "llc_data", "llc_loss", "head_groups"]
 
 MAX_LAYERS = 3
+# The sub-distributions a data-refined LLC reads: every predicted token, the tokens an
+# induction head can predict (copies whose predecessor is a copy), and the rest.
+SUBSETS = ("all", "copied", "other")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +87,62 @@ def eval_sequences(cfg: InductionConfig, hparams):
 def score_sequences(cfg: InductionConfig):
     """(eval_size, n_ctx) repeated random tokens (spans of ``span``): where head scores are read."""
     return repeated_tokens(jax.random.fold_in(_eval_key(cfg), 1), cfg.eval_size, cfg.d_vocab, cfg.n_ctx, cfg.span)
+
+
+def llc_data(cfg: InductionConfig, hparams, n: int, subset: str = "all", *, seed: int = 1):
+    """``{"tokens": (n, n_ctx), "weights": (n, n_ctx − 1)}``: ``n`` fresh sequences of the task
+    (from ``seed``, apart from training's and the held-out ones) and 0/1 weights on the
+    predicted tokens of ``subset`` (one of SUBSETS), the data of :func:`llc_loss`. Refused when
+    the subset holds no token of these sequences (e.g. "copied" with repeat_probability 0)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError("n", n, "must be an integer >= 1 (sequences)")
+    if subset not in SUBSETS:
+        raise ConfigError("subset", subset, f"must be one of {', '.join(SUBSETS)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError("seed", seed, "must be an integer >= 0")
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.language_seed), 2 ** 31 - 2), seed)
+    tokens, copied = sequence_batch(cfg, hparams, key, int(n))
+    predicted = copied[:, 1:]
+    weights = {"all": jnp.ones_like(predicted), "copied": predicted, "other": ~predicted}[subset]
+    if not bool(jnp.any(weights)):
+        raise ConfigError("subset", subset, f"selects no token of {n} sequences of this task (repeat_probability "
+                                            f"{float(hparams['repeat_probability']):g}): choose another subset")
+    return {"tokens": tokens, "weights": weights.astype(jnp.float32)}
+
+
+def llc_loss(static) -> Callable:
+    """``loss(params, batch)``: the mean next-token loss over the tokens ``batch["weights"]``
+    selects, of the model ``eqx.combine(params, static)`` (``static``: the model's
+    non-array part, from ``eqx.partition(model, eqx.is_inexact_array)``)."""
+    import equinox as eqx
+
+    from ..analysis.development import weighted_mean
+
+    def loss(params, batch):
+        model = eqx.combine(params, static)
+        logits = jax.vmap(model)(batch["tokens"])
+        logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
+        nll = -jnp.take_along_axis(logp, batch["tokens"][:, 1:, None], axis=-1)[..., 0]
+        return weighted_mean(nll, batch["weights"])
+    return loss
+
+
+def head_groups(model, params) -> dict:
+    """``{"LiHj": mask}`` for every head, each mask a pytree of bools like ``params`` (the
+    model's arrays): the weights of one head, for the weight-refined LLC."""
+    import equinox as eqx
+
+    n_layers, n_heads = len(model.blocks), model.blocks[0].n_heads
+    labels = head_labels(n_layers, n_heads)
+    keep = jax.tree.map(eqx.is_inexact_array, model)
+    out = {}
+    for i, label in enumerate(labels):
+        mask = model.head_mask(i // n_heads, i % n_heads)
+        out[label] = eqx.filter(mask, keep)
+    if jax.tree.structure(next(iter(out.values()))) != jax.tree.structure(params):
+        raise ConfigError("params", described("a tree unlike the model's arrays"),
+                          "must be eqx.filter(model, eqx.is_inexact_array) of this model")
+    return out
 
 
 def _init(cfg: InductionConfig, hparams, key):
