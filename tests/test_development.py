@@ -44,6 +44,20 @@ def test_per_point_masks_match_one_mask_at_a_time():
     assert not np.all(final[0, :, 0] == 0)
 
 
+@pytest.mark.slow
+def test_chunks_of_points_give_what_one_vmap_gives():
+    loss, _, data = _quadratic_stack()
+    params = {"w": jnp.zeros((5, 3))}
+    key = jax.random.key(4)
+    whole = learning_coefficients(loss, params, data, key, **FIXED)
+    chunked = learning_coefficients(loss, params, data, key, chunk_size=2, **FIXED)
+    np.testing.assert_allclose(np.asarray(chunked.mean), np.asarray(whole.mean), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(chunked.traces), np.asarray(whole.traces), rtol=1e-5, atol=1e-7)
+    with pytest.raises(ConfigError) as err:
+        learning_coefficients(loss, params, data, key, chunk_size=0, **FIXED)
+    assert err.value.field == "chunk_size"
+
+
 def test_per_point_masks_are_checked_point_by_point():
     loss, params, data = _quadratic_stack()
     empty = {"w": jnp.asarray([[True, False, False], [False, False, False]])}

@@ -276,15 +276,29 @@ def test_stage_boundaries_find_turns_and_plateaus():
     # noise of a tenth of the swing moves nothing by more than the smoothing
     noisy = curve + 0.1 * np.random.default_rng(0).standard_normal(curve.size)
     np.testing.assert_allclose(np.log10(stage_boundaries(steps, noisy).boundaries), [2.5, 3.5], atol=0.15)
-    # two rises with a rest between them: one plateau, near 10^3
+    # two rises with a rest between them, starting and ending at rest: the first rise's onset,
+    # one plateau near 10^3, and the rest after the second rise (symmetric about the plateau)
     steps = np.logspace(1, 5, 160)
     t = np.log10(steps)
     rises = np.tanh(4 * (t - 2.0)) + np.tanh(4 * (t - 4.0))
     plateau = stage_boundaries(steps, rises)
-    assert plateau.kinds == ("plateau",)
-    assert abs(np.log10(plateau.boundaries[0]) - 3.0) < 0.1
+    assert plateau.kinds == ("onset", "plateau", "rest")
+    onset, middle, rest = np.log10(plateau.boundaries)
+    assert abs(middle - 3.0) < 0.1 and abs((onset + rest) / 2 - 3.0) < 0.05 and onset < 2.0 < 4.0 < rest
+    # one sigmoid rise between two rests: where it leaves the first and enters the second,
+    # symmetric about its midpoint
+    one = stage_boundaries(steps, 1 / (1 + np.exp(-5 * (t - 3.0))))
+    assert one.kinds == ("onset", "rest")
+    lo, hi = np.log10(one.boundaries)
+    assert lo < 3.0 < hi and abs((lo + hi) / 2 - 3.0) < 0.05
     # a steady rise has one stage
     assert stage_boundaries(steps, t).boundaries == ()
+    # a turn the noise puts among the last points (the edge, dropped) does not displace the
+    # rest found inside: an LLC curve that rises and levels off at 1 800 steps
+    llc_steps = np.arange(200, 2401, 200)
+    llc = np.array([7, 8.5, 20, 45, 61, 107, 159, 184, 183, 189, 185, 184.0])
+    leveled = stage_boundaries(llc_steps, llc)
+    assert leveled.kinds == ("rest",) and leveled.boundaries == (2000.0,)
 
 
 def test_stage_rule_refusals():

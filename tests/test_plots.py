@@ -540,6 +540,48 @@ def test_training_curves():
     _bad("values", lambda: plots.training_curves(steps, [[[1, 2, 3]]]))
 
 
+# ----------------------------------------------------------------------------- development
+
+
+def test_phase_change_plot():
+    steps = np.arange(0, 1000, 100)
+    icl = {"seed 0": np.linspace(0, -2, 10), "seed 1": np.linspace(0, -1.5, 10)}
+    prev = {"seed 0": np.linspace(0.1, 0.3, 10), "seed 1": np.linspace(0.1, 0.25, 10)}
+    ind = {"seed 0": np.linspace(0.1, 0.4, 10), "seed 1": np.linspace(0.1, 0.45, 10)}
+    fig = _figure(plots.phase_change_plot(steps, icl, prev, ind, [(200.0, 700.0), (float("nan"), float("nan"))]), 2)
+    assert len(fig.axes[0].lines) == 2 and len(fig.axes[1].lines) == 4 + 2  # the seeds' scores, two thresholds
+    _bad("windows", lambda: plots.phase_change_plot(steps, icl, prev, ind, [(200.0, 700.0)]))
+    _bad("icl", lambda: plots.phase_change_plot(steps, {"seed 0": [1.0]}, prev, ind, [(1.0, 2.0)] * 2))
+    _bad("windows", lambda: plots.phase_change_plot(steps, icl, prev, ind, [(1.0, 2.0), "x"]))
+
+
+def test_llc_stages_plot():
+    snaps, steps = [100, 200, 400, 800], np.arange(0, 900, 100)
+    fig = _figure(plots.llc_stages_plot(snaps, [1.0, 2.0, 5.0, 6.0], None, [400.0], steps, np.linspace(3, 1, 9),
+                                        [], (200.0, 600.0), title="t"), 2)
+    assert len(fig.axes[0].containers) == 1
+    _bad("llc", lambda: plots.llc_stages_plot(snaps, [1.0], None, [], steps, np.ones(9), [], (1.0, 2.0)))
+    _bad("snapshot_steps", lambda: plots.llc_stages_plot([0, 1, 2, 3], [1.0] * 4, None, [], steps, np.ones(9), [],
+                                                         (1.0, 2.0)))
+    _bad("window", lambda: plots.llc_stages_plot(snaps, [1.0] * 4, None, [], steps, np.ones(9), [], 3.0))
+
+
+def test_head_llc_plot():
+    fig = _figure(plots.head_llc_plot([400, 1000], np.ones((3, 2)), ["L0H0", "L1H0", "L1H1"],
+                                      ["previous-token", "induction", "induction"]), 1)
+    assert len(fig.axes[0].lines) == 3
+    _bad("types", lambda: plots.head_llc_plot([400, 1000], np.ones((2, 2)), ["a", "b"], ["induction", "copying"]))
+    _bad("llc", lambda: plots.head_llc_plot([400, 1000], np.ones((2, 3)), ["a", "b"], ["other", "other"]))
+    _bad("labels", lambda: plots.head_llc_plot([400, 1000], np.ones((2, 2)), ["a"], ["other", "other"]))
+
+
+def test_task_diversity_plot():
+    fig = _figure(plots.task_diversity_plot([1, 4, 16], [0.01, 0.9, 1.1], [3.4, 3.5, 0.8]), 1)
+    assert len(fig.axes[0].lines) == 2
+    _bad("n_tasks", lambda: plots.task_diversity_plot([0, 4, 16], [1, 1, 1], [1, 1, 1]))
+    _bad("ridge", lambda: plots.task_diversity_plot([1, 4, 16], [1, 1, 1], [1, 1]))
+
+
 # ----------------------------------------------------------------------------- the whole set
 
 

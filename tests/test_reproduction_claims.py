@@ -280,3 +280,49 @@ def test_degeneracy_claims_follow_the_numbers():
     assert _verdicts(rep.claims_d(d, True)) == [True, True, True]
     # fewer flat directions than freed; 2·λ̂ above d − freed and below the quadratic part
     assert _verdicts(rep.claims_d(d | {"zero": 50, "n_eff": 260.0, "quadratic": 300.0}, True)) == [False, False, False]
+
+
+# ----------------------------------------------------------------------------- development
+
+
+def test_development_claims_follow_the_numbers():
+    from toylab.analysis.stages import Stages
+    from toylab.experiments.reproductions import development as rep
+
+    steps = np.arange(0, 2500, 100)
+    rise = 1 / (1 + np.exp(-(steps - 1100) / 150))
+
+    def row(prev_end=0.3, induction_mid=1100):
+        induction = 0.1 + 0.35 / (1 + np.exp(-(steps - induction_mid) / 150))
+        return {"seed": 0, "steps": steps, "icl": -2.5 * rise, "prev": 0.1 + (prev_end - 0.1) * rise,
+                "induction": induction, "window": (800.0, 1500.0), "prev_cross": 1100.0,
+                "induction_cross": float(steps[np.argmax((induction - induction[0]) / (induction[-1] - induction[0])
+                                                         >= 0.5)])}
+    assert _verdicts(rep.claims_a({"rows": [row(), row()]}, True)) == [True]
+    assert _verdicts(rep.claims_a({"rows": [row(), row(prev_end=0.15)]}, True)) == [False]  # no previous-token head
+    assert _verdicts(rep.claims_a({"rows": [row(induction_mid=2300)]}, True)) == [False]  # induction head too late
+
+    def stages(bounds):
+        edges = (100.0,) + tuple(bounds) + (2400.0,)
+        return Stages(boundaries=tuple(bounds), kinds=("plateau",) * len(bounds),
+                      stages=tuple(zip(edges[:-1], edges[1:])), smoothed=np.zeros(3), slope=np.zeros(3))
+    b = {"window": (800.0, 1500.0), "stages": stages([1600.0]), "loss_stages": stages([]), "mean": np.array([5.0, 50.0]),
+         "warnings": []}
+    assert _verdicts(rep.claims_b(b, True)) == [True]
+    assert _verdicts(rep.claims_b(dict(b, stages=stages([1100.0, 1600.0])), True)) == [False]  # a boundary mid-window
+    assert _verdicts(rep.claims_b(dict(b, stages=stages([])), True)) == [False]  # no boundary at its end
+
+    labels = ["L0H0", "L0H1", "L1H0", "L1H1"]
+    types = {"L0H0": "other", "L0H1": "previous-token", "L1H0": "induction", "L1H1": "induction"}
+    apart = np.array([[0.1, 5, 20, 22], [0.2, 6, 22, 24], [0.1, 2, 7, 6], [0.2, 2, 8, 6.5]])
+    mixed = np.array([[0.1, 5, 20, 22], [0.2, 2, 7, 6], [0.1, 2, 7, 6], [0.2, 6, 22, 24]])
+    c = {"labels": labels, "types": types, "mean": apart, "warnings": ["w"]}
+    assert _verdicts(rep.claims_c(c, True)) == [True]
+    assert _verdicts(rep.claims_c(dict(c, mean=mixed), True)) == [False]
+
+    d = {"n_tasks": np.array([1.0, 4, 16, 64, 256]), "dmmse": np.array([0.0, 0.9, 1.1, 0.8, 0.6]),
+         "ridge": np.array([3.5, 3.5, 0.8, 0.4, 0.4]), "small": 4, "large": 64}
+    assert _verdicts(rep.claims_d(d, True)) == [True]
+    assert "4–16" in rep.claims_d(d, True)[0].measured
+    assert _verdicts(rep.claims_d(dict(d, ridge=np.array([3.5, 0.5, 0.8, 0.4, 0.4])), True)) == [False]
+    assert _verdicts(rep.claims_d(dict(d, dmmse=np.array([0.0, 0.9, 1.1, 0.3, 0.6])), True)) == [False]

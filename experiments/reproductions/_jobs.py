@@ -24,10 +24,10 @@ __all__ = ["default_jobs", "expected_costs", "start_order", "makespan", "read_ti
            "cores_available", "peak_rss_bytes", "child_main"]
 
 # Seconds of each quick reproduction on the 2-core box, two side by side (a fresh clone's
-# `toylab reproduce --quick`); what the start order is planned from when no timings.json says
-# better.
+# `toylab reproduce --quick`; development's from 900 s of CPU measured alone); what the start
+# order is planned from when no timings.json says better.
 BUILTIN_SECONDS = {"degeneracy": 413, "grokking": 373, "dictionaries": 278, "groups": 210, "interaction": 125,
-                   "bilinear": 94, "superposition": 89}
+                   "bilinear": 94, "superposition": 89, "development": 800}
 # Reproductions that start at once whatever the plan: grokking trains first the seed-0
 # transformer that degeneracy (b), dictionaries (c) and interaction read (a reader that asks
 # first trains it itself while the others wait, which the plan's costs do not foresee).

@@ -34,7 +34,7 @@ def _number(name, value, *, zero_ok=False):
 
 
 def llc_over_training(loss: Callable, snapshots, data, key, *, step_size, localization, lead: int = 1,
-                      groups: dict | None = None, **settings) -> LLCResult:
+                      groups: dict | None = None, chunk_size: int | None = 8, **settings) -> LLCResult:
     """The LLC at every point of ``snapshots`` (params with ``lead`` leading axes: snapshots,
     or seeds × snapshots), for every group of weights in ``groups``, as one vmapped program.
 
@@ -48,6 +48,9 @@ def llc_over_training(loss: Callable, snapshots, data, key, *, step_size, locali
         groups: None (every weight moves), or ``{name: mask}`` with each mask a pytree of bools
             like one point's params (a head's weights, a layer's): the weight-refined LLC of
             each group, the others held where they are.
+        chunk_size: points (snapshots × groups) estimated at once, the chunks in sequence
+            inside the one program: each point's full-data loss, gradient and Hessian
+            diagnostics are held for a chunk at a time (None: all points at once).
         settings: the other keywords of :func:`~toylab.analysis.llc.learning_coefficient`
             (chains, draws, burnin, batch_size, nbeta, n_examples, precision, …).
 
@@ -68,7 +71,8 @@ def llc_over_training(loss: Callable, snapshots, data, key, *, step_size, locali
     points = int(np.prod(shape))
     flat = jax.tree.map(lambda x: jnp.reshape(x, (points,) + jnp.shape(x)[lead:]), snapshots)
     if groups is None:
-        res = learning_coefficients(loss, flat, data, key, step_size=step_size, localization=localization, **settings)
+        res = learning_coefficients(loss, flat, data, key, step_size=step_size, localization=localization,
+                                    chunk_size=chunk_size, **settings)
         return _unflatten(res, shape)
     if not isinstance(groups, dict) or not groups:
         raise ConfigError("groups", described(f"a {type(groups).__name__}"),
@@ -87,7 +91,7 @@ def llc_over_training(loss: Callable, snapshots, data, key, *, step_size, locali
     stacked_masks = jax.tree.map(lambda *ms: jnp.repeat(jnp.stack([jnp.asarray(m, bool) for m in ms]), points, axis=0),
                                  *masks)
     res = learning_coefficients(loss, tiled, data, key, step_size=step_size, localization=localization,
-                                mask=stacked_masks, **settings)
+                                mask=stacked_masks, chunk_size=chunk_size, **settings)
     return _unflatten(res, (n_groups,) + shape)
 
 

@@ -556,7 +556,9 @@ def learning_coefficients(loss: Callable, params, data, key, **settings) -> LLCR
     Keywords as :func:`learning_coefficient`; the result's arrays lead with the stack.
     ``mask`` is one mask for every point, or one per point (the stacked params' shapes): the
     weight-refined LLC of several parameter groups at several points in one program (repeat
-    the points along the stack, one copy per group)."""
+    the points along the stack, one copy per group). ``chunk_size``: points estimated at once
+    (vmapped), the chunks one after another in the same program (None: all at once; a chunk
+    holds every point's full-data loss and gradient and its Hessian diagnostics in memory)."""
     leaves = jax.tree.leaves(params)
     if not leaves or any(jnp.ndim(x) < 1 for x in leaves) or len({jnp.shape(x)[0] for x in leaves}) != 1:
         raise ConfigError("params", described(f"leading axes {[jnp.shape(x)[:1] for x in leaves]}"),
@@ -578,7 +580,9 @@ def _estimate(loss, params, data, key, *, stacked, precision="float32", **settin
 
 def _estimate_at(loss, params, data, key, *, stacked, sampler=None, step_size="auto", localization=1.0, nbeta=None,
                  chains=4, draws=None, burnin=None, batch_size=None, mask=None, n_examples=None,
-                 bias_threshold=BIAS_THRESHOLD):
+                 bias_threshold=BIAS_THRESHOLD, chunk_size=None):
+    if chunk_size is not None:
+        chunk_size = positive("chunk_size", chunk_size, integer=True)
     one = jax.tree.map(lambda x: x[0], params) if stacked else params
     per_point = stacked and _stacked_mask(mask, params)
     v = _validate(loss, one, data, chains=chains, draws=draws, burnin=burnin, batch_size=batch_size,
@@ -613,7 +617,7 @@ def _estimate_at(loss, params, data, key, *, stacked, sampler=None, step_size="a
     if stacked:
         size = flat.shape[0]
         k_prep, k_run = jax.random.split(k_prep, size), jax.random.split(k_run, size)
-        prepare = jax.vmap(prepare, in_axes=(0, move_axis, None, 0, None))
+        prepare = _over_points(prepare, (0, move_axis, None, 0, None), chunk_size)
     prep = prepare(flat, v["move"], data, k_prep, scalars) if traced else jax.jit(prepare)(
         flat, v["move"], data, k_prep, scalars)
     if v["auto_step"] and not traced:
@@ -640,7 +644,7 @@ def _estimate_at(loss, params, data, key, *, stacked, sampler=None, step_size="a
             raise ConfigError("burnin", burnin, f"must leave at least 2 kept draws (draws={draws})")
         run = functools.partial(_run, problem, draws, burnin)
         if stacked:
-            run = jax.vmap(run, in_axes=(0, move_axis, None, 0, 0))
+            run = _over_points(run, (0, move_axis, None, 0, 0), chunk_size)
         out = run(flat, v["move"], data, k_run, prep) if traced else jax.jit(run)(flat, v["move"], data, k_run, prep)
         return out, draws, burnin
 
@@ -670,6 +674,29 @@ def _estimate_at(loss, params, data, key, *, stacked, sampler=None, step_size="a
     unravel = jax.vmap(jax.vmap(v["unravel"])) if stacked else jax.vmap(v["unravel"])
     return LLCResult(n=n_ex, burnin=burnin, sampler=sampler.name, threshold=float(bias_threshold),
                      notes=tuple(notes), final=unravel(out.pop("final")), point=params, **out)
+
+
+def _over_points(fn, in_axes, chunk_size):
+    """``fn`` vmapped over the stack's points (the arguments whose axis is 0), or, with a
+    ``chunk_size`` below the number of points, over chunks of that many at a time in sequence
+    (``lax.map``): the memory of a chunk, not of the whole stack."""
+    vmapped = jax.vmap(fn, in_axes=in_axes)
+    if chunk_size is None:
+        return vmapped
+    mapped = [i for i, axis in enumerate(in_axes) if axis == 0]
+
+    def chunked(*args):
+        size = jax.tree.leaves(args[mapped[0]])[0].shape[0]
+        if chunk_size >= size:
+            return vmapped(*args)
+
+        def one(point):
+            full = list(args)
+            for i, x in zip(mapped, point):
+                full[i] = x
+            return fn(*full)
+        return jax.lax.map(one, tuple(args[i] for i in mapped), batch_size=chunk_size)
+    return chunked
 
 
 def _stacked_mask(mask, params) -> bool:

@@ -9,10 +9,13 @@ The rule, stated once:
 2. Its slope d value / d log(step) is taken by central differences of the smoothed curve.
 3. A boundary is where that slope crosses zero (the curve turns: a peak or a trough), or
    where it comes to rest without crossing: a local minimum of |slope| below ``flat`` times
-   the largest |slope| (a plateau between two rises).
-4. Boundaries closer than ``min_gap`` (log units) are merged into the one with the smaller
-   |slope|; boundaries in the first and last ``edge`` points are dropped (the kernel is
-   one-sided there).
+   the largest |slope| (a plateau between two rises). A curve that starts at rest has a
+   boundary where it leaves it (an onset: |slope| first rises through ``flat`` times its
+   largest value), and one that ends at rest where it enters that rest (|slope| falls through
+   it for the last time); of the two points around such a crossing, the one nearer the level.
+4. Boundaries in the first and last ``edge`` points are dropped (the kernel is one-sided
+   there); then boundaries closer than ``min_gap`` (log units) are merged into the one with
+   the smaller |slope|.
 
 Host-side numpy: a curve is a few hundred numbers, read once after training.
 """
@@ -25,13 +28,14 @@ import numpy as np
 
 from ..core.config import ConfigError, described
 
-__all__ = ["Stages", "stage_boundaries", "smoothed_slope"]
+__all__ = ["Stages", "stage_boundaries", "smoothed_slope", "transition_window"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Stages:
     """``boundaries``: the steps where stages end (increasing); ``kinds``: "turn" (the slope
-    crosses zero) or "plateau" (it rests near zero) for each; ``stages``: (start, end) step
+    crosses zero), "plateau" (it rests near zero between two rises), "onset" (the curve leaves
+    the rest it starts in) or "rest" (it enters the rest it ends in) for each; ``stages``: (start, end) step
     pairs covering the curve; ``smoothed`` and ``slope``: the curve as the rule read it."""
 
     boundaries: tuple
@@ -101,12 +105,21 @@ def stage_boundaries(steps, values, *, smoothing: float = 0.15, flat: float = 0.
         if slope[i] == 0.0 or (slope[i - 1] != 0 and np.sign(slope[i]) != np.sign(slope[i - 1])):
             # the crossing lies between i − 1 and i: the point with the smaller |slope|
             found.append((i if abs(slope[i]) <= abs(slope[i - 1]) else i - 1, "turn"))
-    turns = [t[i] for i, _ in found]
+    level = flat * top
+    calm = np.abs(slope) < level
+    if top > 0 and calm[0] and not calm.all():
+        i = int(np.argmin(calm))  # the first point above the level
+        found.append((i if abs(abs(slope[i]) - level) <= abs(abs(slope[i - 1]) - level) else i - 1, "onset"))
+    if top > 0 and calm[-1] and not calm.all():
+        i = n - int(np.argmin(calm[::-1]))  # the first point of the final rest
+        found.append((i if abs(abs(slope[i]) - level) <= abs(abs(slope[i - 1]) - level) else i - 1, "rest"))
+    turns = [t[i] for i, k in found if k == "turn"]
     for i in range(1, n - 1):
         if (top > 0 and abs(slope[i]) < flat * top and abs(slope[i]) <= abs(slope[i - 1])
                 and abs(slope[i]) <= abs(slope[i + 1]) and all(abs(t[i] - u) >= min_gap for u in turns)):
             found.append((i, "plateau"))
-    found.sort()
+    # the edges first: a boundary the one-sided kernel places there must not displace one inside
+    found = sorted((i, k) for i, k in found if edge <= i < n - edge)
     merged = []
     for idx, kind in found:
         if merged and t[idx] - t[merged[-1][0]] < min_gap:
@@ -114,8 +127,29 @@ def stage_boundaries(steps, values, *, smoothing: float = 0.15, flat: float = 0.
                 merged[-1] = (idx, kind)
             continue
         merged.append((idx, kind))
-    merged = [(i, k) for i, k in merged if edge <= i < n - edge]
     bounds = tuple(float(steps[i]) for i, _ in merged)
     edges = (float(steps[0]),) + bounds + (float(steps[-1]),)
     return Stages(boundaries=bounds, kinds=tuple(k for _, k in merged),
                   stages=tuple(zip(edges[:-1], edges[1:])), smoothed=smooth, slope=slope)
+
+
+def transition_window(steps, values, *, lo: float = 0.1, hi: float = 0.9) -> tuple[float, float]:
+    """(start, end): the first logged steps by which a curve has made ``lo`` and ``hi`` of its
+    change from its first value to its last (a phase change's window: Olsson et al.'s
+    in-context learning score falls within it). Raw values, no smoothing; a curve that does
+    not change gives (nan, nan)."""
+    steps, values = _check_curve(np.maximum(np.asarray(steps, np.float64), 1e-12) if np.size(steps) else steps,
+                                 values)
+    for name, v in (("lo", lo), ("hi", hi)):
+        if not (isinstance(v, (int, float, np.floating)) and 0 < v < 1):
+            raise ConfigError(name, v, "must be a share in (0, 1)")
+    if lo >= hi:
+        raise ConfigError("hi", hi, f"must be above lo={lo}")
+    change = values[-1] - values[0]
+    if change == 0:
+        return float("nan"), float("nan")
+    progress = (values - values[0]) / change
+
+    def first(share):
+        return float(steps[int(np.argmax(progress >= share))])
+    return first(lo), first(hi)
