@@ -148,8 +148,8 @@ def test_default_jobs_fit_cores_and_memory(monkeypatch):
     from toylab.experiments.reproductions import _jobs
 
     monkeypatch.setattr(_jobs, "cores_available", lambda: 8)
-    monkeypatch.setattr(_jobs, "available_memory_bytes", lambda: 10e9)
-    assert _jobs.default_jobs(7, {})[0] == 2  # 10 GB / 4.3 GB each
+    monkeypatch.setattr(_jobs, "available_memory_bytes", lambda: 14e9)
+    assert _jobs.default_jobs(7, {})[0] == 2  # 14 GB / 6.5 GB each
     assert _jobs.default_jobs(9, {"x": {"peak_rss_bytes": 1e9}})[0] == 8
     assert _jobs.default_jobs(3, {"x": {"peak_rss_bytes": 1e9}})[0] == 3
     assert _jobs.default_jobs(7, {"x": {"peak_rss_bytes": 20e9}})[0] == 1

@@ -35,9 +35,9 @@ STARTS_FIRST = ("grokking",)
 # Start orders tried exhaustively up to this many reproductions (8! = 40 320 simulated
 # schedules take about a second); beyond it, longest first.
 EXHAUSTIVE_ORDERS = 8
-# The peak resident memory of one reproduction when no timings.json has measured it: the whole
-# sequential quick run peaked at 4.3 GB, which bounds every one of them.
-DEFAULT_PEAK_BYTES = int(4.3e9)
+# The peak resident memory of one reproduction when no timings.json has measured it: the
+# largest measured alone, development's quick mode (6.4 GB).
+DEFAULT_PEAK_BYTES = int(6.5e9)
 PATH_ENV = "TOYLAB_REPRODUCTIONS_PATH"  # the parent's package path of reproductions, for its children
 PARENT_ENV = "TOYLAB_REPRODUCE_PARENT"  # the parent's pid: a child ends with it
 THREADS_ENV = "TOYLAB_JOB_THREADS"  # the cores each child's XLA thread pool is sized for
@@ -161,7 +161,7 @@ def start_order(names, costs: dict, jobs: int, first=STARTS_FIRST) -> list:
 
 def default_jobs(n_names: int, known: dict) -> tuple[int, str]:
     """(jobs, why): the cores available, lowered so that jobs × the peak memory of one
-    reproduction (the largest measured, else 4.3 GB) fits the memory available now."""
+    reproduction (the largest measured, else 6.5 GB) fits the memory available now."""
     cores = cores_available()
     peaks = [e.get("peak_rss_bytes") for e in known.values() if isinstance(e.get("peak_rss_bytes"), (int, float))]
     peak = max(peaks) if peaks else DEFAULT_PEAK_BYTES

@@ -678,8 +678,8 @@ def _estimate_at(loss, params, data, key, *, stacked, sampler=None, step_size="a
 
 def _over_points(fn, in_axes, chunk_size):
     """``fn`` vmapped over the stack's points (the arguments whose axis is 0), or, with a
-    ``chunk_size`` below the number of points, over chunks of that many at a time in sequence
-    (``lax.map``): the memory of a chunk, not of the whole stack."""
+    ``chunk_size`` below the number of points, over equal chunks of at most that many at a time
+    in sequence (``lax.map``): the memory of a chunk, not of the whole stack."""
     vmapped = jax.vmap(fn, in_axes=in_axes)
     if chunk_size is None:
         return vmapped
@@ -689,13 +689,19 @@ def _over_points(fn, in_axes, chunk_size):
         size = jax.tree.leaves(args[mapped[0]])[0].shape[0]
         if chunk_size >= size:
             return vmapped(*args)
+        # equal chunks of at most chunk_size, the last point repeated to fill the last one: a
+        # remainder would be a second vmapped body for XLA to compile
+        n_chunks = -(-size // chunk_size)
+        per = -(-size // n_chunks)
+        rows = jnp.minimum(jnp.arange(n_chunks * per), size - 1)
 
         def one(point):
             full = list(args)
             for i, x in zip(mapped, point):
                 full[i] = x
             return fn(*full)
-        return jax.lax.map(one, tuple(args[i] for i in mapped), batch_size=chunk_size)
+        out = jax.lax.map(one, tuple(jax.tree.map(lambda a: a[rows], args[i]) for i in mapped), batch_size=per)
+        return jax.tree.map(lambda a: a[:size], out)
     return chunked
 
 
