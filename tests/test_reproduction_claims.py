@@ -285,6 +285,20 @@ def test_degeneracy_claims_follow_the_numbers():
 # ----------------------------------------------------------------------------- development
 
 
+def test_development_settings_hold_together():
+    from toylab.core.family import get_family
+    from toylab.experiments.reproductions import development as rep
+
+    for quick in (True, False):
+        setup = rep.induction_setup(quick)
+        cfg = get_family("induction").config(**setup["base"])  # valid: a field out of range raises
+        assert set(setup["head_snapshots"]) <= set(cfg.snapshot_steps), quick
+        assert len([s for s in cfg.snapshot_steps if s > 0]) >= 5  # enough for the stage rule
+        reg = rep.regression_setup(quick)
+        get_family("icl_regression").config(**reg["base"])
+        assert any(m <= reg["small"] for m in reg["n_tasks"]) and any(m >= reg["large"] for m in reg["n_tasks"])
+
+
 def test_development_claims_follow_the_numbers():
     from toylab.analysis.stages import Stages
     from toylab.experiments.reproductions import development as rep

@@ -31,7 +31,7 @@ from toylab.analysis.development import llc_over_training
 from toylab.analysis.stages import stage_boundaries, transition_window
 from toylab.core.sweep import run_sweep
 from toylab.experiments.reproductions._claims import Claim
-from toylab.experiments.reproductions._common import FigureSet, run_figures, save_figure, script_main
+from toylab.experiments.reproductions._common import FigureSet, check_only, run_figures, save_figure, script_main
 from toylab.families import induction as ind
 from toylab.plots import development as plots
 
@@ -51,12 +51,14 @@ def induction_setup(quick: bool) -> dict:
                 "seeds": 3,
                 "llc": dict(step_size=1e-4, localization=100.0, chains=2, draws=200, batch_size=16),
                 "llc_sequences": 1024, "head_snapshots": (800, 1600, 2400)}
+    heads = (2000, 5000, 10_000, 20_000, 50_000)
+    log_spaced = {int(round(x / 500)) * 500 for x in np.geomspace(500, 50_000, 40)}
     return {"base": {"task": "multigram", "d_vocab": 256, "n_ctx": 128, "span": 32, "d_model": 256, "n_heads": 8,
                      "steps": 50_000, "log_every": 500, "batch_size": 64,
-                     "snapshot_steps": tuple(sorted({int(round(x / 500)) * 500 for x in np.geomspace(500, 50_000, 40)}))},
+                     "snapshot_steps": tuple(sorted(log_spaced | set(heads)))},
             "seeds": 5,
             "llc": dict(step_size=1e-4, localization=100.0, chains=8, draws=1000, batch_size=64),
-            "llc_sequences": 8192, "head_snapshots": (2000, 5000, 10_000, 20_000, 50_000)}
+            "llc_sequences": 8192, "head_snapshots": heads}
 
 
 def _sweep_dir(work, name):
@@ -342,6 +344,7 @@ FIGURES = {"a": FigureSet(train_a, analyse_a, draw_a, claims_a),
 
 def reproduce(out, quick: bool = True, quiet: bool = False, only: str | None = None, work=None) -> list[Claim]:
     """Run the figure sets (``only``: letters, e.g. "ab"); returns their claims."""
+    only = None if only is None else check_only(only, "".join(FIGURES))
     prepare_needed = only is None or bool(set(only) & set("abc"))
     return run_figures(FIGURES, out, quick, quiet, only, work, prepare=prepare if prepare_needed else None)
 
