@@ -301,6 +301,21 @@ def test_stage_boundaries_find_turns_and_plateaus():
     assert leveled.kinds == ("rest",) and leveled.boundaries == (2000.0,)
 
 
+def test_transition_window_brackets_a_phase_change():
+    from toylab.analysis.stages import transition_window
+
+    steps = np.arange(0, 2500, 100)  # a step 0 is allowed: no logarithm here
+    fall = -2.5 / (1 + np.exp(-(steps - 1100) / 150))
+    start, end = transition_window(steps, fall)
+    # a logistic reaches 10% and 90% of its change at its midpoint ∓ 150·ln 9 ≈ ∓ 330 steps
+    assert start == 800.0 and end == 1500.0
+    assert np.isnan(transition_window(steps, np.ones(steps.size))).all()
+    with pytest.raises(ConfigError, match="hi"):
+        transition_window(steps, fall, lo=0.5, hi=0.4)
+    with pytest.raises(ConfigError, match="steps"):
+        transition_window(steps[::-1], fall)
+
+
 def test_stage_rule_refusals():
     steps = np.arange(1.0, 11.0)
     with pytest.raises(ConfigError, match="steps"):

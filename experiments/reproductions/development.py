@@ -333,7 +333,8 @@ def claims_d(m, quick) -> list[Claim]:
                   "predictor of its M tasks, above it like ridge regression",
                   f"squared distance from the Bayes predictor vs from ridge: {table}; crossover at "
                   f"{', '.join(cross) or 'none'}",
-                  bool(small.any() and large.any() and np.all(closer_bayes[small]) and not np.any(closer_bayes[large])))]
+                  bool(small.any() and large.any() and np.all(closer_bayes[small])
+                       and not np.any(closer_bayes[large])))]
 
 
 FIGURES = {"a": FigureSet(train_a, analyse_a, draw_a, claims_a),

@@ -35,8 +35,9 @@ __all__ = ["Stages", "stage_boundaries", "smoothed_slope", "transition_window"]
 class Stages:
     """``boundaries``: the steps where stages end (increasing); ``kinds``: "turn" (the slope
     crosses zero), "plateau" (it rests near zero between two rises), "onset" (the curve leaves
-    the rest it starts in) or "rest" (it enters the rest it ends in) for each; ``stages``: (start, end) step
-    pairs covering the curve; ``smoothed`` and ``slope``: the curve as the rule read it."""
+    the rest it starts in) or "rest" (it enters the rest it ends in) for each; ``stages``:
+    (start, end) step pairs covering the curve; ``smoothed`` and ``slope``: the curve as the
+    rule read it."""
 
     boundaries: tuple
     kinds: tuple
@@ -138,8 +139,9 @@ def transition_window(steps, values, *, lo: float = 0.1, hi: float = 0.9) -> tup
     change from its first value to its last (a phase change's window: Olsson et al.'s
     in-context learning score falls within it). Raw values, no smoothing; a curve that does
     not change gives (nan, nan)."""
-    steps, values = _check_curve(np.maximum(np.asarray(steps, np.float64), 1e-12) if np.size(steps) else steps,
-                                 values)
+    steps = np.asarray(steps, np.float64)
+    _check_curve(steps + 1.0 if steps.size and steps[0] == 0 else steps, values)  # a step 0 is allowed here
+    values = np.asarray(values, np.float64)
     for name, v in (("lo", lo), ("hi", hi)):
         if not (isinstance(v, (int, float, np.floating)) and 0 < v < 1):
             raise ConfigError(name, v, "must be a share in (0, 1)")

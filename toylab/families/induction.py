@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from ..analysis.heads import head_labels, head_scores, icl_score, position_losses
-from ..core.config import (ConfigError, TrainConfig, described, in_interval, nonnegative_int, one_of, positive_int, static,
-                           sweepable)
+from ..core.config import (ConfigError, TrainConfig, described, in_interval, nonnegative_int, one_of, positive_int,
+                           static, sweepable)
 from ..core.family import Family, register_family
 from ..models.sequence import init_sequence_transformer
 from ..tasks.sequences import TASKS, check_sequence_task, repeated_tokens, token_sequences
