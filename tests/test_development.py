@@ -94,6 +94,7 @@ def test_llc_over_training_leads_with_groups_then_the_stack():
     ("snapshots", dict(step_size=1e-3, localization=1.0, lead=4)),
     ("groups", dict(step_size=1e-3, localization=1.0, groups={"bad": {"v": jnp.ones(3, bool)}})),
     ("groups", dict(step_size=1e-3, localization=1.0, groups={})),
+    ("mask", dict(step_size=1e-3, localization=1.0, groups={"two": {"w": jnp.asarray([2.0, 0.0, 0.0])}})),
 ])
 def test_llc_over_training_refuses_bad_settings(field, kwargs):
     loss, _, data = _quadratic_stack()
@@ -107,6 +108,23 @@ def test_weighted_mean_reads_only_the_weighted_values():
     assert float(weighted_mean(v, jnp.asarray([[1, 0], [1, 0]]))) == 2.0
     assert float(weighted_mean(v, jnp.ones((2, 2)))) == 4.0
     assert float(weighted_mean(v, jnp.zeros((2, 2)))) == 0.0
+    with pytest.raises(ConfigError) as err:
+        weighted_mean(v, jnp.ones((2,)))
+    assert err.value.field == "weights"
+
+
+@pytest.mark.slow
+def test_point_warnings_take_one_index_per_leading_axis():
+    loss, _, data = _quadratic_stack()
+    res = llc_over_training(loss, {"w": jnp.zeros((2, 3))}, data, jax.random.key(2), **FIXED)
+    assert point_warnings(res, 1) == jax.tree.map(lambda x: x[1], res).warnings
+    for bad in (2, (0, 0), -1, True, "0"):
+        with pytest.raises(ConfigError) as err:
+            point_warnings(res, bad)
+        assert err.value.field == "index"
+    with pytest.raises(ConfigError) as err:
+        point_warnings({"mean": 1.0}, 0)
+    assert err.value.field == "res"
 
 
 def _small_config(**kw):
@@ -158,3 +176,6 @@ def test_induction_llc_loss_and_head_groups():
     assert len(set(counts)) == 1 and counts[0] == 4 * (8 // 2) * 8
     total = jax.tree.map(lambda *ms: sum(np.asarray(m, int) for m in ms), *groups.values())
     assert max(int(np.max(t)) for t in jax.tree.leaves(total)) == 1  # disjoint
+    with pytest.raises(ConfigError) as err:
+        ind.head_groups({"w": jnp.ones(3)}, params)  # not a model with heads
+    assert err.value.field == "model"

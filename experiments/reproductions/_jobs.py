@@ -24,10 +24,10 @@ __all__ = ["default_jobs", "expected_costs", "start_order", "makespan", "read_ti
            "cores_available", "peak_rss_bytes", "child_main"]
 
 # Seconds of each quick reproduction on the 2-core box, two side by side (a fresh clone's
-# `toylab reproduce --quick`; development's from 900 s of CPU measured alone); what the start
-# order is planned from when no timings.json says better.
-BUILTIN_SECONDS = {"degeneracy": 413, "grokking": 373, "dictionaries": 278, "groups": 210, "interaction": 125,
-                   "bilinear": 94, "superposition": 89, "development": 800}
+# `toylab reproduce --quick`); what the start order is planned from when no timings.json says
+# better.
+BUILTIN_SECONDS = {"development": 807, "degeneracy": 489, "grokking": 402, "dictionaries": 307, "groups": 220,
+                   "interaction": 145, "bilinear": 112, "superposition": 101}
 # Reproductions that start at once whatever the plan: grokking trains first the seed-0
 # transformer that degeneracy (b), dictionaries (c) and interaction read (a reader that asks
 # first trains it itself while the others wait, which the plan's costs do not foresee).
@@ -137,7 +137,7 @@ def start_order(names, costs: dict, jobs: int, first=STARTS_FIRST) -> list:
     EXHAUSTIVE_ORDERS names; else only longest first) that starts the names in ``first`` at
     once, the one whose simulated schedule ends first; ties go to the order nearest longest
     first (compared as sequences of costs). Longest first alone can leave one slot idle while
-    the other runs a long tail: on the quick run's costs it ends 38 s after the best order."""
+    the other runs a long tail: on the quick run's costs it ends 31 s after the best order."""
     import itertools
 
     longest = sorted(names, key=lambda n: (n not in first, -costs[n]))  # stable: ties keep the given order

@@ -79,11 +79,7 @@ def prepare(quick: bool, quiet: bool, work=None):
 
 def _crossing(steps, values):
     """The first logged step where a curve has made half of its change from start to end."""
-    values = np.asarray(values, np.float64)
-    change = values[-1] - values[0]
-    if change == 0:
-        return float("nan")
-    return float(np.asarray(steps)[int(np.argmax((values - values[0]) / change >= 0.5))])
+    return transition_window(steps, values, lo=0.5, hi=0.9)[0]
 
 
 def _head_maxima(metrics, kind, layer, n_heads):

@@ -88,7 +88,8 @@ def llc_over_training(loss: Callable, snapshots, data, key, *, step_size, locali
     n_groups = len(masks)
     tiled = jax.tree.map(lambda x: jnp.broadcast_to(x[None], (n_groups,) + x.shape).reshape(
         (n_groups * points,) + x.shape[1:]), flat)
-    stacked_masks = jax.tree.map(lambda *ms: jnp.repeat(jnp.stack([jnp.asarray(m, bool) for m in ms]), points, axis=0),
+    # stacked as given (not cast to bool): learning_coefficients refuses values other than 0/1
+    stacked_masks = jax.tree.map(lambda *ms: jnp.repeat(jnp.stack([jnp.asarray(m) for m in ms]), points, axis=0),
                                  *masks)
     res = learning_coefficients(loss, tiled, data, key, step_size=step_size, localization=localization,
                                 mask=stacked_masks, chunk_size=chunk_size, **settings)
@@ -100,14 +101,25 @@ def _unflatten(res: LLCResult, shape: tuple) -> LLCResult:
 
 
 def point_warnings(res: LLCResult, index) -> list[str]:
-    """The warnings of the estimate at ``index`` (a tuple into the result's leading axes)."""
+    """The warnings of the estimate at ``index`` (an int or a tuple of ints into the result's
+    leading axes: groups, then the snapshots' lead axes)."""
+    if not isinstance(res, LLCResult):
+        raise ConfigError("res", described(f"a {type(res).__name__}"), "must be an LLCResult")
     index = index if isinstance(index, tuple) else (index,)
+    lead = np.shape(res.mean)
+    if len(index) != len(lead) or any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < n
+                                      for i, n in zip(index, lead)):
+        raise ConfigError("index", index, f"must be one integer per leading axis of the result, within {lead}")
     return jax.tree.map(lambda x: x[index], res).warnings
 
 
 def weighted_mean(values, weights):
     """Σ w·v / Σ w over every axis (0 where the weights are all 0): the loss of a
     sub-distribution from per-token losses and its 0/1 (or graded) weights."""
-    values, weights = jnp.asarray(values), jnp.asarray(weights, values.dtype)
+    values = jnp.asarray(values)
+    if jnp.shape(weights) != values.shape:
+        raise ConfigError("weights", described(f"shape {jnp.shape(weights)}"),
+                          f"must have the values' shape {values.shape}")
+    weights = jnp.asarray(weights, values.dtype)
     total = jnp.sum(weights)
     return jnp.where(total > 0, jnp.sum(weights * values) / jnp.where(total > 0, total, 1.0), 0.0)

@@ -16,8 +16,8 @@ import numpy as np
 
 from ..core.config import ConfigError, described
 
-__all__ = ["previous_token_scores", "induction_targets", "induction_scores", "copying_scores", "position_losses",
-           "icl_score", "head_scores", "head_labels"]
+__all__ = ["previous_token_scores", "induction_targets", "induction_scores", "copying_scores", "token_losses",
+           "position_losses", "icl_score", "head_scores", "head_labels"]
 
 
 def _check_patterns(patterns):
@@ -108,16 +108,21 @@ def copying_scores(model) -> np.ndarray:
     return out
 
 
-def position_losses(logits, tokens):
-    """(n − 1,) the next-token cross-entropy at each position, averaged over the batch:
+def token_losses(logits, tokens):
+    """(batch, n − 1) the next-token cross-entropy of every sequence at every position:
     logits (batch, n, vocab) predicting tokens (batch, n) one position ahead."""
     logits, tokens = jnp.asarray(logits), jnp.asarray(tokens)
     if logits.ndim != 3 or tokens.shape != logits.shape[:2]:
         raise ConfigError("logits", described(f"shape {logits.shape} for tokens {tokens.shape}"),
                           "must be (batch, n, vocab) beside tokens (batch, n)")
     logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
-    nll = -jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
-    return nll.mean(0)
+    return -jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
+
+
+def position_losses(logits, tokens):
+    """(n − 1,) the next-token cross-entropy at each position, averaged over the batch:
+    logits (batch, n, vocab) predicting tokens (batch, n) one position ahead."""
+    return token_losses(logits, tokens).mean(0)
 
 
 def icl_score(losses, early: int | None = None, late: int | None = None):

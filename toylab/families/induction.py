@@ -18,7 +18,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from ..analysis.heads import head_labels, head_scores, icl_score, position_losses
+from ..analysis.heads import head_labels, head_scores, icl_score, position_losses, token_losses
 from ..core.config import (ConfigError, TrainConfig, described, in_interval, nonnegative_int, one_of, positive_int,
                            static, sweepable)
 from ..core.family import Family, register_family
@@ -119,11 +119,8 @@ def llc_loss(static) -> Callable:
     from ..analysis.development import weighted_mean
 
     def loss(params, batch):
-        model = eqx.combine(params, static)
-        logits = jax.vmap(model)(batch["tokens"])
-        logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
-        nll = -jnp.take_along_axis(logp, batch["tokens"][:, 1:, None], axis=-1)[..., 0]
-        return weighted_mean(nll, batch["weights"])
+        logits = jax.vmap(eqx.combine(params, static))(batch["tokens"])
+        return weighted_mean(token_losses(logits, batch["tokens"]), batch["weights"])
     return loss
 
 
@@ -132,6 +129,11 @@ def head_groups(model, params) -> dict:
     model's arrays): the weights of one head, for the weight-refined LLC."""
     import equinox as eqx
 
+    from ..models import HeadedModel
+
+    if not isinstance(model, HeadedModel) or not hasattr(model, "blocks"):
+        raise ConfigError("model", described(f"a {type(model).__name__}"),
+                          "must be the induction family's sequence transformer (toylab.models.HeadedModel)")
     n_layers, n_heads = len(model.blocks), model.blocks[0].n_heads
     labels = head_labels(n_layers, n_heads)
     keep = jax.tree.map(eqx.is_inexact_array, model)
